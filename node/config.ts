@@ -1,0 +1,83 @@
+/**
+ * The node's configuration: one zod-validated object, every field with its
+ * default and the trade-off behind it (hashicorp/memberlist's config.go
+ * habit). Presets: `default` (a real machine) and `test` (fast loops, loopback
+ * only). A data dir may hold `config.json` with overrides; CLI flags win.
+ */
+import { z } from 'zod'
+
+export const NodeConfigSchema = z.strictObject({
+  /** Human name shown in `lattice nodes`; defaults to the host name. */
+  name: z.string().min(1).max(63).optional(),
+  /** API bind address. Loopback by default: the API holds the keys to the node. */
+  apiHost: z.string().default('127.0.0.1'),
+  /** API port (0 = any free port, for tests). 7070 is the documented default. */
+  apiPort: z.number().int().min(0).max(65_535).default(7070),
+  /** Largest request body accepted. 1 MiB fits any spec or compose file; larger is abuse. */
+  apiBodyBytesMax: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  /** SSE comment sent when a stream is idle, so proxies and clients keep it open. */
+  sseKeepAliveMs: z.number().int().min(100).default(15_000),
+  /** Reconciler period. Lower notices crashes sooner at the cost of more engine calls. */
+  reconcileIntervalMs: z.number().int().min(10).default(1_000),
+  /** First restart delay after a crash; doubles per consecutive crash. */
+  restartBackoffMinMs: z.number().int().min(0).default(1_000),
+  /** Ceiling of the restart delay, so a crash loop costs at most one start per this period. */
+  restartBackoffMaxMs: z.number().int().min(0).default(60_000),
+  /** A replica running this long without crashing gets its backoff reset. */
+  restartBackoffResetMs: z.number().int().min(0).default(30_000),
+  /** Grace period between SIGTERM and SIGKILL when stopping a container. */
+  containerStopTimeoutMs: z.number().int().min(0).default(10_000),
+  /** Default pids limit per container: stops fork bombs, roomy for real servers. */
+  containerPidsMax: z.number().int().min(16).default(1_024),
+  /** Host address published ports bind to. 0.0.0.0 lets the team's LAN reach services. */
+  publishHostIp: z.string().default('0.0.0.0'),
+  /** Docker socket; empty means DOCKER_HOST or /var/run/docker.sock. */
+  dockerSocketPath: z.string().optional(),
+  /** Incremental document chunks kept before compacting into one snapshot (bounds load time). */
+  docCompactAfterChunks: z.number().int().min(1).default(200),
+  /** Default `tail` for log requests without one: enough context, bounded memory. */
+  logTailDefault: z.number().int().min(0).default(200),
+  /** Largest `tail` a log request may ask for. */
+  logTailMax: z.number().int().min(1).default(10_000),
+  /** Events kept in memory for `GET /v1/events` late joiners. */
+  eventBufferMax: z.number().int().min(1).default(500),
+  /** Log level for the node's structured logs. */
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Capacity this machine contributes; omitted fields are measured. */
+  capacity: z
+    .strictObject({
+      cpu: z.number().positive().optional(),
+      memoryMB: z.number().int().positive().optional(),
+      diskMB: z.number().int().positive().optional(),
+      gpus: z.number().int().min(0).optional(),
+    })
+    .default({}),
+  /** Labels this node offers to placement constraints (e.g. zone=home). */
+  labels: z.record(z.string(), z.string()).default({}),
+})
+
+export type NodeConfig = z.output<typeof NodeConfigSchema>
+export type NodeConfigInput = z.input<typeof NodeConfigSchema>
+
+export const CONFIG_PRESETS = {
+  default: {} satisfies NodeConfigInput,
+  /** Fast loops and loopback-only ports so tests finish quickly and expose nothing. */
+  test: {
+    apiPort: 0,
+    reconcileIntervalMs: 100,
+    restartBackoffMinMs: 100,
+    restartBackoffMaxMs: 1_000,
+    restartBackoffResetMs: 2_000,
+    containerStopTimeoutMs: 1_000,
+    publishHostIp: '127.0.0.1',
+    sseKeepAliveMs: 1_000,
+    logLevel: 'silent',
+  } satisfies NodeConfigInput,
+} as const
+
+export type ConfigPreset = keyof typeof CONFIG_PRESETS
+
+export function resolveConfig(preset: ConfigPreset, ...overrides: NodeConfigInput[]): NodeConfig {
+  const merged: NodeConfigInput = Object.assign({}, CONFIG_PRESETS[preset], ...overrides)
+  return NodeConfigSchema.parse(merged)
+}

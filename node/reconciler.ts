@@ -1,0 +1,339 @@
+/**
+ * The reconciler: desired (replicas this node won, and what their deployment
+ * wants) versus actual (this node's labelled containers). Each pass starts
+ * what is missing, removes what is extra or stale (older generation or
+ * epoch), restarts crashed replicas per restart policy with exponential
+ * backoff, and reports each replica's state into the document.
+ *
+ * Passes never overlap: a trigger during a pass schedules one more pass.
+ */
+import type { Clock, ContainerInfo, Logger, ReplicaState, Runtime, RuntimeHealth, Startable, TimerHandle } from '../core/index.ts'
+import { RuntimeError } from '../core/index.ts'
+import type { ClusterState, DeploymentEntry, StatusEntry } from '../crdt/index.ts'
+import type { EventBus } from './events.ts'
+import type { NodeMetrics } from './metrics.ts'
+
+export interface ReconcilerInit {
+  intervalMs: number
+  restartBackoffMinMs: number
+  restartBackoffMaxMs: number
+  restartBackoffResetMs: number
+  containerStopTimeoutMs: number
+  containerPidsMax: number
+}
+
+export interface ReconcilerComponents {
+  state: ClusterState
+  runtime: Runtime
+  clock: Clock
+  logger: Logger
+  events: EventBus
+  metrics: NodeMetrics
+  /** Runs before each pass (placement for a mesh of one; bidding later). */
+  beforePass?: () => Promise<void>
+}
+
+export interface Reconciler extends Startable {
+  /** Asks for a pass as soon as the current one (if any) ends. */
+  trigger(): void
+  /** Runs one pass now (waits for a running pass first). */
+  reconcileNow(): Promise<void>
+  /** The engine's health as of the last pass. */
+  runtimeHealth(): RuntimeHealth | undefined
+}
+
+interface Backoff {
+  failures: number
+  nextAttemptAtMs: number
+  runningSinceMs?: number
+}
+
+interface DesiredReplica {
+  deployment: DeploymentEntry
+  replica: number
+  generation: number
+  mode: 'run' | 'stop'
+}
+
+const keyOf = (deploymentId: string, replica: number): string => `${deploymentId}/${replica}`
+
+export function createReconciler(init: ReconcilerInit): (components: ReconcilerComponents) => Reconciler {
+  return (components) => {
+    const { state, runtime, clock, logger, events, metrics } = components
+    const backoffs = new Map<string, Backoff>()
+    let health: RuntimeHealth | undefined
+    let timer: TimerHandle | undefined
+    let running: Promise<void> | undefined
+    let again = false
+    let stopped = true
+
+    const desiredReplicas = (): Map<string, DesiredReplica> => {
+      const desired = new Map<string, DesiredReplica>()
+      for (const deployment of state.deployments()) {
+        if (deployment.desired === 'deleted') continue
+        const placements = state.placements(deployment.id)
+        for (let replica = 0; replica < deployment.replicas; replica++) {
+          const placement = placements.get(replica)
+          if (placement === undefined || !placement.winners.includes(state.selfId)) continue
+          desired.set(keyOf(deployment.id, replica), {
+            deployment,
+            replica,
+            generation: placement.generation,
+            mode: deployment.desired === 'running' ? 'run' : 'stop',
+          })
+        }
+      }
+      return desired
+    }
+
+    const report = async (want: DesiredReplica, update: Omit<StatusEntry, 'peerId' | 'replica' | 'generation' | 'epoch' | 'updatedAtMs' | 'restarts'> & { restarts?: number }): Promise<void> => {
+      const previous = state.statuses(want.deployment.id).find((s) => s.replica === want.replica && s.peerId === state.selfId)
+      const entry: StatusEntry = {
+        peerId: state.selfId,
+        replica: want.replica,
+        generation: want.generation,
+        epoch: want.deployment.epoch,
+        state: update.state,
+        hostPorts: update.hostPorts,
+        restarts: update.restarts ?? previous?.restarts ?? 0,
+        updatedAtMs: clock.nowMs(),
+        ...(update.containerId !== undefined ? { containerId: update.containerId } : {}),
+        ...(update.startedAtMs !== undefined ? { startedAtMs: update.startedAtMs } : {}),
+        ...(update.error !== undefined ? { error: update.error } : {}),
+      }
+      const changed = previous === undefined || previous.state !== entry.state || previous.error !== entry.error
+      await state.reportStatus(want.deployment.id, want.replica, entry)
+      if (changed) {
+        events.emit({ type: 'replica.state', deploymentId: want.deployment.id, replica: want.replica, nodeId: state.selfId, state: entry.state, ...(entry.error !== undefined ? { error: entry.error } : {}) })
+        if (entry.state === 'running' && previous?.state !== 'running' && want.deployment.createdAtMs > 0) {
+          metrics.acceptToRunningSeconds.observe(Math.max(0, clock.nowMs() - want.deployment.updatedAtMs) / 1000)
+        }
+      }
+    }
+
+    const restartsOf = (want: DesiredReplica): number =>
+      state.statuses(want.deployment.id).find((s) => s.replica === want.replica && s.peerId === state.selfId)?.restarts ?? 0
+
+    const removeContainer = async (container: ContainerInfo, why: string): Promise<void> => {
+      logger.info({ containerId: container.id, deploymentId: container.deploymentId, replica: container.replica, why }, 'removing container')
+      await runtime.remove(container.id)
+      metrics.reconcileActions.inc({ action: 'remove' })
+    }
+
+    const scheduleRetry = (key: string): number => {
+      const backoff = backoffs.get(key) ?? { failures: 0, nextAttemptAtMs: 0 }
+      backoff.failures++
+      const delayMs = Math.min(init.restartBackoffMaxMs, init.restartBackoffMinMs * 2 ** (backoff.failures - 1))
+      backoff.nextAttemptAtMs = clock.nowMs() + delayMs
+      delete backoff.runningSinceMs
+      backoffs.set(key, backoff)
+      return delayMs
+    }
+
+    const startReplica = async (want: DesiredReplica, key: string, restarts: number): Promise<void> => {
+      const { deployment } = want
+      await report(want, { state: 'starting', hostPorts: {}, restarts })
+      try {
+        const info = await runtime.run({
+          deploymentId: deployment.id,
+          replica: want.replica,
+          generation: want.generation,
+          epoch: deployment.epoch,
+          name: deployment.name,
+          image: deployment.spec.image,
+          ...(deployment.spec.command !== undefined ? { command: deployment.spec.command } : {}),
+          env: deployment.spec.env,
+          ports: deployment.spec.ports,
+          resources: { cpu: deployment.spec.resources.cpu, memoryMB: deployment.spec.resources.memoryMB, pidsMax: init.containerPidsMax },
+          capAdd: deployment.spec.capAdd,
+        })
+        metrics.reconcileActions.inc({ action: 'start' })
+        const backoff = backoffs.get(key)
+        if (backoff !== undefined) backoff.runningSinceMs = clock.nowMs()
+        await report(want, { state: info.state === 'running' ? 'running' : 'starting', containerId: info.id, hostPorts: info.hostPorts, ...(info.startedAtMs !== undefined ? { startedAtMs: info.startedAtMs } : {}), restarts })
+      } catch (error) {
+        const code = error instanceof RuntimeError ? error.code : 'RUNTIME_ERROR'
+        metrics.runtimeErrors.inc({ code })
+        const delayMs = scheduleRetry(key)
+        const message = error instanceof Error ? error.message : String(error)
+        logger.warn({ deploymentId: deployment.id, replica: want.replica, code, err: message, retryInMs: delayMs }, 'replica failed to start')
+        await report(want, { state: 'failed', hostPorts: {}, error: `${message} (retrying in ${Math.round(delayMs / 1000)} s)`, restarts })
+      }
+    }
+
+    const reconcileRun = async (want: DesiredReplica, key: string, containers: ContainerInfo[]): Promise<void> => {
+      const { deployment } = want
+      const current = containers.filter((c) => c.generation === want.generation && c.epoch === deployment.epoch)
+      for (const stale of containers.filter((c) => !current.includes(c))) await removeContainer(stale, 'older generation or epoch')
+      // Keep the newest current container if several exist (e.g. after a crash between run and report).
+      current.sort((a, b) => (b.startedAtMs ?? 0) - (a.startedAtMs ?? 0))
+      for (const duplicate of current.slice(1)) await removeContainer(duplicate, 'duplicate')
+      const container = current[0]
+      const nowMs = clock.nowMs()
+      const backoff = backoffs.get(key)
+
+      if (container === undefined) {
+        if (backoff !== undefined && nowMs < backoff.nextAttemptAtMs) return
+        await startReplica(want, key, restartsOf(want))
+        return
+      }
+      if (container.state === 'running' || container.state === 'restarting') {
+        if (backoff !== undefined) {
+          backoff.runningSinceMs ??= nowMs
+          if (nowMs - backoff.runningSinceMs >= init.restartBackoffResetMs) backoffs.delete(key)
+        }
+        await report(want, { state: 'running', containerId: container.id, hostPorts: container.hostPorts, ...(container.startedAtMs !== undefined ? { startedAtMs: container.startedAtMs } : {}) })
+        return
+      }
+      if (container.state === 'created') {
+        await report(want, { state: 'starting', containerId: container.id, hostPorts: {} })
+        return
+      }
+      // Exited or dead: the restart policy decides.
+      const exitCode = container.exitCode ?? -1
+      const policy = deployment.spec.restart
+      const restart = policy === 'always' || (policy === 'on-failure' && exitCode !== 0)
+      if (!restart) {
+        const finalState: ReplicaState = exitCode === 0 ? 'stopped' : 'failed'
+        await report(want, { state: finalState, containerId: container.id, hostPorts: {}, ...(exitCode !== 0 ? { error: `exited with code ${exitCode}${container.error !== undefined ? `: ${container.error}` : ''}` } : {}) })
+        return
+      }
+      if (backoff === undefined || backoff.runningSinceMs !== undefined) {
+        // First time this exit is seen: count it and wait out the backoff.
+        const delayMs = scheduleRetry(key)
+        metrics.replicaRestarts.inc()
+        const restarts = restartsOf(want) + 1
+        logger.warn({ deploymentId: deployment.id, replica: want.replica, exitCode, restartInMs: delayMs }, 'replica exited; restarting per policy')
+        await report(want, { state: 'failed', containerId: container.id, hostPorts: {}, error: `exited with code ${exitCode}${container.error !== undefined ? ` (${container.error})` : ''}; restarting in ${Math.round(delayMs / 1000)} s`, restarts })
+        return
+      }
+      if (nowMs < backoff.nextAttemptAtMs) return
+      await removeContainer(container, 'restart after exit')
+      await startReplica(want, key, restartsOf(want))
+    }
+
+    const reconcileStop = async (want: DesiredReplica, containers: ContainerInfo[]): Promise<void> => {
+      for (const container of containers) {
+        if (container.state === 'running' || container.state === 'restarting' || container.state === 'paused') {
+          await runtime.stop(container.id, init.containerStopTimeoutMs)
+          metrics.reconcileActions.inc({ action: 'stop' })
+        }
+      }
+      const latest = containers.find((c) => c.epoch === want.deployment.epoch) ?? containers[0]
+      await report(want, { state: 'stopped', hostPorts: {}, ...(latest !== undefined ? { containerId: latest.id } : {}) })
+    }
+
+    const pass = async (): Promise<void> => {
+      const startedAt = clock.nowMs()
+      const previousAvailable = health?.available
+      health = await runtime.health()
+      metrics.runtimeAvailable.set(health.available ? 1 : 0)
+      if (previousAvailable !== health.available) {
+        events.emit({ type: 'runtime.availability', available: health.available, ...(health.available ? {} : { reason: health.reason }) })
+      }
+      if (components.beforePass !== undefined) await components.beforePass()
+      const desired = desiredReplicas()
+
+      if (!health.available) {
+        for (const want of desired.values()) {
+          if (want.mode === 'run') await report(want, { state: 'pending', hostPorts: {}, error: `container runtime unavailable: ${health.reason}. ${health.hint}` })
+        }
+        metrics.reconcileRuns.inc({ outcome: 'runtime_unavailable' })
+        return
+      }
+
+      const containers = await runtime.list()
+      const byKey = new Map<string, ContainerInfo[]>()
+      for (const container of containers) {
+        const key = keyOf(container.deploymentId, container.replica)
+        byKey.set(key, [...(byKey.get(key) ?? []), container])
+      }
+      const counts: Record<string, number> = {}
+      for (const container of containers) counts[container.state] = (counts[container.state] ?? 0) + 1
+      metrics.containers.reset()
+      for (const [containerState, count] of Object.entries(counts)) metrics.containers.set({ state: containerState }, count)
+
+      // Extra: containers nobody here should run (deleted, scaled down, lost the placement).
+      for (const [key, list] of byKey) {
+        if (desired.has(key)) continue
+        for (const container of list) await removeContainer(container, 'not desired on this node')
+        backoffs.delete(key)
+        const [deploymentId, replicaText] = key.split('/')
+        const replica = Number(replicaText)
+        if (deploymentId !== undefined && state.deployment(deploymentId) !== undefined) await state.clearStatus(deploymentId, replica)
+      }
+      // Status entries of replicas that are no longer ours and have no container.
+      for (const deployment of state.deployments()) {
+        for (const status of state.statuses(deployment.id)) {
+          if (status.peerId !== state.selfId) continue
+          const key = keyOf(deployment.id, status.replica)
+          if (!desired.has(key) && !byKey.has(key)) await state.clearStatus(deployment.id, status.replica)
+        }
+      }
+
+      for (const [key, want] of desired) {
+        const list = byKey.get(key) ?? []
+        try {
+          if (want.mode === 'run') await reconcileRun(want, key, list)
+          else await reconcileStop(want, list)
+        } catch (error) {
+          const code = error instanceof RuntimeError ? error.code : 'RUNTIME_ERROR'
+          metrics.runtimeErrors.inc({ code })
+          logger.error({ key, err: error instanceof Error ? error.message : String(error) }, 'reconcile step failed')
+        }
+      }
+      metrics.reconcileRuns.inc({ outcome: 'ok' })
+      metrics.reconcileDurationSeconds.observe((clock.nowMs() - startedAt) / 1000)
+    }
+
+    const runPass = async (): Promise<void> => {
+      do {
+        again = false
+        try {
+          await pass()
+        } catch (error) {
+          metrics.reconcileRuns.inc({ outcome: 'error' })
+          logger.error({ err: error instanceof Error ? error.message : String(error) }, 'reconcile pass failed')
+        }
+      } while (again && !stopped)
+    }
+
+    const reconcileNow = async (): Promise<void> => {
+      if (running !== undefined) {
+        again = true
+        await running
+        return
+      }
+      running = runPass().finally(() => {
+        running = undefined
+      })
+      await running
+    }
+
+    const schedule = (): void => {
+      if (stopped) return
+      timer = clock.setTimer(init.intervalMs, () => {
+        void reconcileNow().finally(schedule)
+      })
+    }
+
+    return {
+      async start() {
+        stopped = false
+        await reconcileNow()
+        schedule()
+      },
+      async stop() {
+        stopped = true
+        timer?.cancel()
+        if (running !== undefined) await running
+      },
+      trigger() {
+        if (stopped) return
+        void reconcileNow()
+      },
+      reconcileNow,
+      runtimeHealth: () => health,
+    }
+  }
+}
