@@ -1,0 +1,27 @@
+/**
+ * `npm run bench -- NAME…`: benchmarks that print their figures as JSON.
+ * They measure; tests check behaviour. With no name, lists the benchmarks.
+ */
+import '../../core/polyfills.ts'
+import { runtimeBench } from './runtime-bench.ts'
+
+const BENCHMARKS: Record<string, { what: string; run: () => Promise<Record<string, unknown>> }> = {
+  runtime: { what: '20 deploys of the busybox httpd through the API on Docker: accept→running p50/p99, node RSS', run: runtimeBench },
+}
+
+const names = process.argv.slice(2)
+if (names.length === 0) {
+  console.log('usage: npm run bench -- <name>…\n')
+  for (const [name, { what }] of Object.entries(BENCHMARKS)) console.log(`  ${name.padEnd(10)} ${what}`)
+  process.exit(0)
+}
+for (const name of names) {
+  const bench = BENCHMARKS[name]
+  if (bench === undefined) {
+    console.error(`unknown benchmark "${name}"; known: ${Object.keys(BENCHMARKS).join(', ')}`)
+    process.exit(2)
+  }
+  const figures = await bench.run()
+  console.log(JSON.stringify({ benchmark: name, ...figures }, null, 2))
+}
+process.exit(0)

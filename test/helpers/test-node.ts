@@ -1,0 +1,80 @@
+/**
+ * A Lattice node for tests: the real composition root on a temp data dir,
+ * with the fake runtime (its engine survives restarts) and LevelDB there.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createRng, silentLogger, type Store } from '../../core/index.ts'
+import { createLevelStore } from '../../crdt/index.ts'
+import { createLatticeNode, createSystemClock, resolveConfig, type LatticeNode, type NodeConfigInput } from '../../node/index.ts'
+import { createFakeEngine, createFakeRuntime, type FakeEngine, type FakeRuntime } from '../../runtime/index.ts'
+
+export interface TestNode {
+  node: LatticeNode
+  runtime: FakeRuntime
+  engine: FakeEngine
+  store: Store
+  dataDir: string
+  auth: { authorization: string }
+  /** Stops the node, keeping data dir, store and engine for a restart. */
+  stop(): Promise<void>
+  /** A new node over the same data dir, store and engine (a process restart). */
+  restart(): Promise<TestNode>
+  cleanup(): Promise<void>
+}
+
+export async function startTestNode(options: { config?: NodeConfigInput; engine?: FakeEngine; store?: Store; dataDir?: string; images?: string[] } = {}): Promise<TestNode> {
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'lattice-test-')))
+  const engine = options.engine ?? createFakeEngine()
+  // LevelDB in the temp data dir: the real store, and it survives a restart.
+  const store = options.store ?? createLevelStore({ path: join(dataDir, 'state') })
+  const clock = createSystemClock()
+  let runtime: FakeRuntime | undefined
+  const node = await createLatticeNode({
+    dataDir,
+    config: resolveConfig('test', options.config ?? {}),
+    store,
+    clock,
+    rng: createRng(42),
+    logger: silentLogger,
+    runtime: (nodeId) => {
+      runtime = createFakeRuntime({ nodeId, engine, ...(options.images !== undefined ? { images: options.images } : {}) })({ clock, rng: createRng(7) })
+      return runtime
+    },
+  })
+  await node.start()
+  if (runtime === undefined) throw new Error('runtime factory was not called')
+  const fake = runtime
+  const handle: TestNode = {
+    node,
+    runtime: fake,
+    engine,
+    store,
+    dataDir,
+    auth: { authorization: `Bearer ${node.token}` },
+    stop: () => node.stop(),
+    restart: async () => startTestNode({ ...options, engine, dataDir }),
+    cleanup: async () => {
+      await node.stop().catch(() => undefined)
+      await rm(dataDir, { recursive: true, force: true })
+    },
+  }
+  return handle
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after timeoutMs. */
+export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (error) {
+      last = error
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
