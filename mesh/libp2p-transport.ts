@@ -1,0 +1,401 @@
+/**
+ * The Transport port on libp2p: gossipsub topics for publish/subscribe,
+ * one-stream-per-request for request/response (mesh/libp2p-rpc.ts), libp2p's
+ * peer:connect / peer:disconnect for peer events, and a bootstrap dialer that
+ * keeps the node attached to the mesh. Each start() builds a fresh libp2p
+ * node from the same private key (same PeerId), so a transport can be
+ * stopped and started again; subscriptions and handlers survive restarts.
+ */
+import type { Message } from '@libp2p/gossipsub'
+import type { Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Clock, HandlerOptions, Logger, PeerEvent, RequestContext, RequestOptions, TopicMessage, Transport } from '../core/index.ts'
+import { TransportError } from '../core/index.ts'
+import { createBootstrapDialer, type BootstrapDialer } from './bootstrap-dialer.ts'
+import { assertMeshKey } from './identity.ts'
+import { createLibp2pHost, type Libp2pHost, type Libp2pHostConfig } from './libp2p-host.ts'
+import { createDeadline, createRpcCounters, sendRequest, serveLocally, serveStream, type HandlerEntry, type RpcCounters } from './libp2p-rpc.ts'
+
+export interface Libp2pTransportInit {
+  /** Multiaddrs to listen on. Default loopback only: joining a LAN is an explicit choice. */
+  listen?: string[]
+  /** The mesh's pnet swarm key; peers without it cannot complete a connection. */
+  meshKey: Uint8Array
+  /** Topics this node uses, so gossipsub's peer scoring applies to them. */
+  topics?: string[]
+  /** Multiaddrs dialled at start and redialled with backoff when lost. */
+  bootstrap?: string[]
+  /** Parallel dials; ~32 fit 2 cores, hundreds at once time out (STACK-NOTES). */
+  dialConcurrencyMax?: number
+  /** One dial: TCP + pnet + noise + yamux; libp2p's default covers a slow LAN. */
+  dialTimeoutMs?: number
+  /** libp2p prunes connections beyond this many (its default). */
+  connectionsMax?: number
+  /** Exempts 127.0.0.1 from the ~5 inbound connections/s/IP limit; for many nodes on one host. */
+  allowLoopback?: boolean
+  /** Gossipsub P6 weight (<= 0): penalises many peers on one IP; 0 when they share one by design. */
+  ipColocationFactorWeight?: number
+  /** Run the Kademlia DHT (peer routing and discovery beyond the bootstrap list). */
+  dht?: boolean
+  /** Private DHT protocol, so Lattice never joins a public DHT. */
+  dhtProtocol?: string
+  /** First bootstrap retry, and the wait before redialling a lost bootstrap peer. */
+  reconnectInitialDelayMs?: number
+  /** Cap of the bootstrap backoff: how stale a returning bootstrap peer may be noticed. */
+  reconnectDelayMaxMs?: number
+  /** Bootstrap backoff multiplier per consecutive failure. */
+  reconnectBackoffFactor?: number
+  /** Per-node jitter (fraction of the delay) so lost peers are not redialled in lockstep. */
+  reconnectJitterRatio?: number
+  /** Bounds one inbound request (read, handler, reply) so a stuck handler frees its stream. */
+  handlerTimeoutMs?: number
+  /** Concurrent inbound requests per protocol per connection (libp2p's default). */
+  inboundStreamsMax?: number
+  /** Largest gossip message published or delivered; larger inbound ones are dropped and counted. */
+  messageBytesMax?: number
+  /** Largest inbound gossipsub RPC; one RPC may batch several messages (IWANT replies). */
+  rpcBytesMax?: number
+}
+
+export type Libp2pTransportConfig = Required<Libp2pTransportInit>
+
+export const LIBP2P_TRANSPORT_DEFAULTS: Omit<Libp2pTransportConfig, 'meshKey'> = {
+  listen: ['/ip4/127.0.0.1/tcp/0'],
+  topics: [],
+  bootstrap: [],
+  dialConcurrencyMax: 32,
+  dialTimeoutMs: 10_000,
+  connectionsMax: 300,
+  allowLoopback: false,
+  ipColocationFactorWeight: -5,
+  dht: true,
+  dhtProtocol: '/lattice/kad/1.0.0',
+  reconnectInitialDelayMs: 1_000,
+  reconnectDelayMaxMs: 30_000,
+  reconnectBackoffFactor: 2,
+  reconnectJitterRatio: 0.2,
+  handlerTimeoutMs: 30_000,
+  inboundStreamsMax: 32,
+  messageBytesMax: 1024 * 1024,
+  rpcBytesMax: 4 * 1024 * 1024,
+}
+
+/** Named presets, merged over the defaults (and under explicit options). */
+export const LIBP2P_TRANSPORT_PRESETS = {
+  /** Machines on a LAN, one node per IP: the defaults. */
+  lan: {},
+  /** Many nodes in one process on loopback: no per-IP limits, quick retries. */
+  test: {
+    allowLoopback: true,
+    ipColocationFactorWeight: 0,
+    dialTimeoutMs: 3_000,
+    reconnectInitialDelayMs: 100,
+    reconnectDelayMaxMs: 1_000,
+    handlerTimeoutMs: 5_000,
+  },
+} satisfies Record<string, Partial<Libp2pTransportInit>>
+
+export interface Libp2pTransportComponents {
+  privateKey: PrivateKey
+  logger: Logger
+  /** Timers for request deadlines and bootstrap backoff (mesh/ never uses setTimeout). */
+  clock: Clock
+}
+
+export interface Libp2pTransportCounters extends RpcCounters {
+  published: number
+  /** Publishes that reached no peer (nobody subscribed yet): swallowed, not thrown. */
+  publishedToNoPeers: number
+  publishFailed: number
+  /** Publishes while stopped: dropped. */
+  publishedWhileStopped: number
+  messagesReceived: number
+  messagesDroppedTooLarge: number
+  subscriberFailures: number
+  dialsFailed: number
+}
+
+export interface Libp2pTransport extends Transport {
+  counters(): Readonly<Libp2pTransportCounters>
+}
+
+export function resolveLibp2pTransportConfig(init: Libp2pTransportInit): Libp2pTransportConfig {
+  const config: Libp2pTransportConfig = { ...LIBP2P_TRANSPORT_DEFAULTS, ...withoutUndefined(init), meshKey: init.meshKey }
+  assertMeshKey(config.meshKey)
+  if (config.listen.length === 0) throw new RangeError('listen: at least one multiaddr is needed')
+  if (config.ipColocationFactorWeight > 0) throw new RangeError('ipColocationFactorWeight must be <= 0')
+  for (const key of ['dialConcurrencyMax', 'dialTimeoutMs', 'connectionsMax', 'reconnectInitialDelayMs', 'reconnectDelayMaxMs', 'handlerTimeoutMs', 'inboundStreamsMax', 'messageBytesMax', 'rpcBytesMax'] as const) {
+    if (!(config[key] > 0)) throw new RangeError(`${key} must be > 0`)
+  }
+  if (config.reconnectBackoffFactor < 1) throw new RangeError('reconnectBackoffFactor must be >= 1')
+  if (config.reconnectJitterRatio < 0 || config.reconnectJitterRatio > 1) throw new RangeError('reconnectJitterRatio must be in [0, 1]')
+  return config
+}
+
+export function createLibp2pTransport(init: Libp2pTransportInit): (components: Libp2pTransportComponents) => Libp2pTransport {
+  const config = resolveLibp2pTransportConfig(init)
+  return (components) => new Libp2pTransportImpl(config, components)
+}
+
+type TopicHandler = (message: TopicMessage) => void
+
+class Libp2pTransportImpl implements Libp2pTransport {
+  readonly selfId: string
+  private node: Libp2pHost | undefined
+  private bootstrap: BootstrapDialer | undefined
+  private readonly topicHandlers = new Map<string, Set<TopicHandler>>()
+  private readonly handlers = new Map<string, HandlerEntry>()
+  private readonly peerListeners = new Set<(event: PeerEvent) => void>()
+  private readonly count: Libp2pTransportCounters = {
+    ...createRpcCounters(),
+    published: 0,
+    publishedToNoPeers: 0,
+    publishFailed: 0,
+    publishedWhileStopped: 0,
+    messagesReceived: 0,
+    messagesDroppedTooLarge: 0,
+    subscriberFailures: 0,
+    dialsFailed: 0,
+  }
+  private readonly log: Logger
+
+  constructor(
+    private readonly config: Libp2pTransportConfig,
+    private readonly components: Libp2pTransportComponents,
+  ) {
+    this.selfId = peerIdFromPrivateKey(components.privateKey).toString()
+    this.log = components.logger.child({ component: 'libp2p-transport', peerId: this.selfId })
+  }
+
+  async start(): Promise<void> {
+    if (this.node !== undefined) return
+    const node = await createLibp2pHost(this.hostConfig(), this.components.privateKey)
+    node.addEventListener('peer:connect', this.onPeerConnect)
+    node.addEventListener('peer:disconnect', this.onPeerDisconnect)
+    node.services.pubsub.addEventListener('message', this.onGossip)
+    await node.start()
+    this.node = node
+    for (const protocol of this.handlers.keys()) this.register(node, protocol)
+    for (const topic of this.topicHandlers.keys()) node.services.pubsub.subscribe(topic)
+    this.bootstrap = createBootstrapDialer(
+      {
+        addresses: this.config.bootstrap,
+        selfId: this.selfId,
+        backoff: {
+          initialDelayMs: this.config.reconnectInitialDelayMs,
+          delayMaxMs: this.config.reconnectDelayMaxMs,
+          factor: this.config.reconnectBackoffFactor,
+          jitterRatio: this.config.reconnectJitterRatio,
+        },
+      },
+      {
+        clock: this.components.clock,
+        logger: this.log,
+        dial: (address) => this.dialAddress(address),
+        isConnected: (peerId) => this.connectedPeers().includes(peerId),
+      },
+    )
+    await this.bootstrap.start()
+    this.log.info({ addresses: this.addresses() }, 'libp2p transport started')
+  }
+
+  async stop(): Promise<void> {
+    const node = this.node
+    if (node === undefined) return
+    this.node = undefined
+    await this.bootstrap?.stop()
+    this.bootstrap = undefined
+    node.removeEventListener('peer:connect', this.onPeerConnect)
+    node.removeEventListener('peer:disconnect', this.onPeerDisconnect)
+    node.services.pubsub.removeEventListener('message', this.onGossip)
+    await node.stop()
+    this.log.info({}, 'libp2p transport stopped')
+  }
+
+  addresses(): string[] {
+    if (this.node === undefined) return []
+    const suffix = `/p2p/${this.selfId}`
+    return this.node.getMultiaddrs().map((address) => {
+      const text = address.toString()
+      return text.endsWith(suffix) ? text : text + suffix
+    })
+  }
+
+  subscribe(topic: string, handler: TopicHandler): () => void {
+    let handlers = this.topicHandlers.get(topic)
+    if (handlers === undefined) {
+      handlers = new Set()
+      this.topicHandlers.set(topic, handlers)
+      this.node?.services.pubsub.subscribe(topic)
+    }
+    // Wrapped so the same function may subscribe twice and unsubscribe each once.
+    const entry: TopicHandler = (message) => handler(message)
+    handlers.add(entry)
+    return () => {
+      const current = this.topicHandlers.get(topic)
+      if (current === undefined || !current.delete(entry) || current.size > 0) return
+      this.topicHandlers.delete(topic)
+      this.node?.services.pubsub.unsubscribe(topic)
+    }
+  }
+
+  async publish(topic: string, data: Uint8Array): Promise<void> {
+    if (data.byteLength > this.config.messageBytesMax) {
+      throw new TransportError('TOO_LARGE', `message of ${data.byteLength} bytes exceeds messageBytesMax ${this.config.messageBytesMax}`)
+    }
+    const node = this.node
+    if (node === undefined) {
+      this.count.publishedWhileStopped++
+      return
+    }
+    try {
+      const result = await node.services.pubsub.publish(topic, data)
+      this.count.published++
+      if (result.recipients.length === 0) this.count.publishedToNoPeers++
+    } catch (err) {
+      // Best effort by contract: NoPeersSubscribedToTopic (should allowPublishToZeroTopicPeers
+      // ever be off) and any other publish error is counted, never thrown.
+      if (String(err).includes('NoPeersSubscribedToTopic')) this.count.publishedToNoPeers++
+      else this.count.publishFailed++
+      this.log.debug({ topic, err: String(err) }, 'publish failed')
+    }
+  }
+
+  handle(protocol: string, handler: (request: RequestContext) => Promise<Uint8Array>, options: HandlerOptions): void {
+    if (!(options.requestBytesMax >= 0)) throw new RangeError('requestBytesMax must be >= 0')
+    const isNew = !this.handlers.has(protocol)
+    this.handlers.set(protocol, { handler, options: { ...options } })
+    if (isNew && this.node !== undefined) this.register(this.node, protocol)
+  }
+
+  async request(peerId: string, protocol: string, data: Uint8Array, options: RequestOptions): Promise<Uint8Array> {
+    const node = this.node
+    if (node === undefined) throw new TransportError('STOPPED', 'transport is stopped')
+    if (peerId === this.selfId) {
+      return serveLocally(this.handlers.get(protocol), { from: this.selfId, protocol, data }, this.components.clock, options)
+    }
+    this.count.requestsSent++
+    try {
+      return await sendRequest(node, this.components.clock, peerId, protocol, data, options)
+    } catch (err) {
+      this.count.requestsFailed++
+      throw err
+    }
+  }
+
+  async dial(address: string): Promise<void> {
+    await this.dialAddress(address)
+  }
+
+  connectedPeers(): string[] {
+    return this.node?.getPeers().map((peer) => peer.toString()) ?? []
+  }
+
+  onPeerEvent(handler: (event: PeerEvent) => void): () => void {
+    const entry = (event: PeerEvent): void => handler(event)
+    this.peerListeners.add(entry)
+    return () => {
+      this.peerListeners.delete(entry)
+    }
+  }
+
+  counters(): Readonly<Libp2pTransportCounters> {
+    return { ...this.count }
+  }
+
+  private hostConfig(): Libp2pHostConfig {
+    const { listen, meshKey, topics, dialConcurrencyMax, dialTimeoutMs, connectionsMax, allowLoopback, ipColocationFactorWeight, dht, dhtProtocol, rpcBytesMax } =
+      this.config
+    return { listen, meshKey, topics, dialConcurrencyMax, dialTimeoutMs, connectionsMax, allowLoopback, ipColocationFactorWeight, dht, dhtProtocol, rpcBytesMax }
+  }
+
+  /** Registers a dispatcher that looks the handler up per stream, so handle() can replace it. */
+  private register(node: Libp2pHost, protocol: string): void {
+    const onStream = (stream: Stream, connection: Connection): void => {
+      const entry = this.handlers.get(protocol)
+      if (entry === undefined) {
+        stream.abort(new Error(`no handler for ${protocol}`))
+        return
+      }
+      void serveStream(stream, connection, entry, {
+        clock: this.components.clock,
+        logger: this.log,
+        counters: this.count,
+        handlerTimeoutMs: this.config.handlerTimeoutMs,
+      })
+    }
+    node
+      .handle(protocol, onStream, { force: true, maxInboundStreams: this.config.inboundStreamsMax })
+      .catch((err: unknown) => this.log.error({ protocol, err: String(err) }, 'registering a protocol handler failed'))
+  }
+
+  private async dialAddress(address: string): Promise<string> {
+    const node = this.node
+    if (node === undefined) throw new TransportError('STOPPED', 'transport is stopped')
+    let target
+    try {
+      target = multiaddr(address)
+    } catch (err) {
+      throw new TransportError('UNREACHABLE', `not a multiaddr: ${address}`, { cause: err })
+    }
+    const deadline = createDeadline(this.components.clock, this.config.dialTimeoutMs, `dial ${address}`)
+    try {
+      const connection = await node.dial(target, { signal: deadline.signal })
+      return connection.remotePeer.toString()
+    } catch (err) {
+      this.count.dialsFailed++
+      if (deadline.signal.aborted) throw new TransportError('UNREACHABLE', `dial ${address} timed out`, { cause: err })
+      throw new TransportError('UNREACHABLE', `cannot dial ${address}: ${String(err)}`, { cause: err })
+    } finally {
+      deadline.dispose()
+    }
+  }
+
+  private readonly onPeerConnect = (event: CustomEvent<PeerId>): void => {
+    this.emitPeerEvent({ type: 'connect', peerId: event.detail.toString() })
+  }
+
+  private readonly onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
+    const peerId = event.detail.toString()
+    this.emitPeerEvent({ type: 'disconnect', peerId })
+    this.bootstrap?.peerDisconnected(peerId)
+  }
+
+  private emitPeerEvent(event: PeerEvent): void {
+    if (this.node === undefined) return
+    for (const listener of [...this.peerListeners]) {
+      try {
+        listener(event)
+      } catch (err) {
+        this.log.warn({ event, err: String(err) }, 'peer event listener threw')
+      }
+    }
+  }
+
+  private readonly onGossip = (event: CustomEvent<Message>): void => {
+    const message = event.detail
+    // StrictSign: gossipsub already rejected unsigned messages; this narrows the type.
+    if (message.type !== 'signed') return
+    if (message.data.byteLength > this.config.messageBytesMax) {
+      this.count.messagesDroppedTooLarge++
+      return
+    }
+    const handlers = this.topicHandlers.get(message.topic)
+    if (handlers === undefined) return
+    this.count.messagesReceived++
+    const delivered: TopicMessage = { topic: message.topic, from: message.from.toString(), data: message.data }
+    for (const handler of [...handlers]) {
+      try {
+        handler(delivered)
+      } catch (err) {
+        this.count.subscriberFailures++
+        this.log.warn({ topic: message.topic, err: String(err) }, 'topic subscriber threw')
+      }
+    }
+  }
+}
+
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}
