@@ -273,7 +273,7 @@ describe('failures the reconciler handles', () => {
       const id = await deploy({ name: 'patient', ...HTTPD, ports: [] })
       const pending = await eventually(async () => {
         const v = await view(id)
-        return v.replicas[0]?.state === 'pending' ? v : undefined
+        return v.replicas[0]?.state === 'pending' && v.replicas[0].error !== null ? v : undefined
       }, 10_000, 'pending')
       expect(pending.replicas[0]?.error).toContain('unavailable')
     } finally {

@@ -42,13 +42,14 @@ if (!reachable && process.env.CI === 'true') {
     let nodeLog = ''
     let peerId = ''
 
-    const cli = async (...args: string[]): Promise<string> => {
+    const cli = async (command: string, ...args: string[]): Promise<string> => {
       try {
-        const { stdout } = await run(process.execPath, [BIN, ...args, '--data-dir', dataDir], { timeout: 60_000 })
+        // --data-dir before the arguments: everything after `--` is the container's command.
+        const { stdout } = await run(process.execPath, [BIN, command, '--data-dir', dataDir, ...args], { timeout: 60_000 })
         return stdout.trim()
       } catch (error) {
         const e = error as Error & { stderr?: string; stdout?: string }
-        throw new Error(`lattice ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}`)
+        throw new Error(`lattice ${command} ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}`)
       }
     }
 

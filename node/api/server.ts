@@ -51,7 +51,8 @@ export async function createApiServer(init: ApiInit, components: ApiComponents):
   const { metrics, logger } = components
 
   // JSON is the default; a strict parser turns malformed JSON into a coded 400.
-  app.removeContentTypeParser(['application/json'])
+  // Only JSON is accepted (compose YAML arrives with the workload catalog); anything else is a 415.
+  app.removeContentTypeParser(['application/json', 'text/plain'])
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: init.bodyBytesMax }, (_request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8')
     if (text.trim() === '') {
