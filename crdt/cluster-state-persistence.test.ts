@@ -1,0 +1,333 @@
+/** Persistence of the cluster state: restart, compaction, damage, failed writes, invalid entries. */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import * as A from '@automerge/automerge'
+import type { Store } from '../core/index.ts'
+import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
+import type { ClusterState } from './cluster-state.ts'
+import { toDocValue, type DocMap } from './doc-codec.ts'
+import { createLevelStore, createMemoryStore } from './level-store.ts'
+import { CHUNK_PREFIX, SNAPSHOT_KEY } from './persistence.ts'
+import { flakyStore, sampleNode, sampleStatus, startState, type Started, type StartOptions } from './test-support.ts'
+
+/** Starts a ClusterState on a memory store and a fresh virtual clock unless given. */
+const start = (options: Partial<StartOptions<VirtualClock>> = {}): Promise<Started<VirtualClock>> =>
+  startState({ clock: createVirtualClock(), ...options })
+
+type AnyDoc = Record<string, unknown>
+
+/** Everything a reader can see, for comparing two replicas or two loads. */
+function view(state: ClusterState): unknown {
+  return {
+    heads: state.heads(),
+    nodes: state.nodes(),
+    deployments: state.deployments(),
+    placements: state.deployments().map((d) => [...state.placements(d.id)]),
+    statuses: state.deployments().map((d) => state.statuses(d.id)),
+  }
+}
+
+const docJs = (state: ClusterState): unknown => A.toJS(A.load<AnyDoc>(state.saveSnapshot()))
+
+async function writeSome(state: ClusterState, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    if (i % 3 === 0) await state.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx' }, owner: state.selfId })
+    else await state.reportStatus(`d${i - (i % 3)}`, 0, { ...sampleStatus, restarts: i })
+  }
+}
+
+/** Opens a store a stopped ClusterState closed, runs `fn` on it, closes it again. */
+async function withOpen<T>(store: Store, fn: () => Promise<T>): Promise<T> {
+  await store.open()
+  try {
+    return await fn()
+  } finally {
+    await store.close()
+  }
+}
+
+/** A change made by another replica that writes whatever `edit` wants, bypassing validation. */
+function foreignChange(state: ClusterState, edit: (doc: DocMap) => void): Uint8Array {
+  const foreign = A.load<DocMap>(state.saveSnapshot(), { actor: 'ff'.repeat(16) })
+  const changed = A.change(foreign, { time: 0 }, edit)
+  return A.getLastLocalChange(changed)!
+}
+
+describe('cluster state persistence', () => {
+  it('a node restarted on the same store has the same heads and the same entries', async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ store })
+    await state.upsertSelfNode(sampleNode)
+    await writeSome(state, 10)
+    await state.writePlacement('d0', 0, {
+      generation: 1, winners: ['node-a'], bids: [], shortlist: ['node-a'], closedBy: 'node-a', openedAtMs: 1, closedAtMs: 2, history: [],
+    })
+    const before = view(state)
+    await state.stop()
+    await clock.advance(10_000)
+    const restarted = await start({ store, clock })
+    expect(view(restarted.state)).toEqual(before)
+    expect(restarted.state.stats().corruptChunks).toBe(0)
+  })
+
+  it('the same holds on LevelDB across a close and a new store on the same directory', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lattice-crdt-'))
+    try {
+      const { state, clock } = await start({ store: createLevelStore({ path: dir }), compactAfterChunks: 4 })
+      await writeSome(state, 9)
+      const before = view(state)
+      await state.stop()
+      const restarted = await start({ store: createLevelStore({ path: dir }), clock })
+      expect(view(restarted.state)).toEqual(before)
+      await restarted.state.stop()
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('with a small compactAfterChunks, many writes leave one snapshot and few chunks, and reload equal', async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ store, compactAfterChunks: 5 })
+    await writeSome(state, 23)
+    await state.stop() // flushes a queued compaction too
+    const { snapshot, chunks } = await withOpen(store, async () => ({ snapshot: await store.get(SNAPSHOT_KEY), chunks: await store.list(CHUNK_PREFIX) }))
+    expect(snapshot).toBeDefined()
+    expect(chunks.length).toBeLessThan(5)
+    const restarted = await start({ store, clock, compactAfterChunks: 5 })
+    expect(restarted.state.stats().chunks).toBe(chunks.length)
+    expect(restarted.state.heads()).toEqual(state.heads())
+    expect(docJs(restarted.state)).toEqual(docJs(state))
+    expect(view(restarted.state)).toEqual(view(state))
+  })
+
+  it('incremental chunks plus compactions load to the same document as one full save', async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ store, compactAfterChunks: 4 })
+    await writeSome(state, 14)
+    const full = A.load<AnyDoc>(state.saveSnapshot())
+    await state.stop()
+    const restarted = await start({ store, clock })
+    expect(restarted.state.heads()).toEqual(A.getHeads(full))
+    expect(docJs(restarted.state)).toEqual(A.toJS(full))
+  })
+
+  it('stats report the bytes in the store, the chunks since the snapshot and the change count', async () => {
+    const store = createMemoryStore()
+    const { state } = await start({ store, compactAfterChunks: 100 })
+    await writeSome(state, 6)
+    const stored = [...(await store.list('doc/chunk/')), ...(await store.list(SNAPSHOT_KEY))]
+    expect(state.stats()).toEqual({
+      sizeBytes: stored.reduce((sum, entry) => sum + entry.value.length, 0),
+      changeCount: 7, // genesis + 6 writes
+      headsCount: 1,
+      chunks: 6,
+      invalidEntries: 0,
+      corruptChunks: 0,
+    })
+  })
+
+  it('a chunk overwritten with garbage: start succeeds, corruptChunks is 1, the error names its key, other chunks still load', async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ store, compactAfterChunks: 1_000 })
+    await state.upsertSelfNode(sampleNode)
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await state.stop()
+    const second = await withOpen(store, async () => {
+      const [, chunk] = await store.list(CHUNK_PREFIX)
+      await store.put(chunk!.key, Uint8Array.from({ length: 64 }, (_, i) => (i * 37) % 256))
+      return chunk
+    })
+
+    const restarted = await start({ store, clock })
+    expect(restarted.state.stats().corruptChunks).toBe(1)
+    const errors = restarted.logger.at('error')
+    expect(errors).toHaveLength(1)
+    expect(errors[0]!.obj).toMatchObject({ key: second!.key })
+    expect(restarted.state.node('node-a')).toBeDefined() // the first chunk
+    expect(restarted.state.deployment('d1')).toBeUndefined() // lost here; sync brings it back
+    await restarted.state.createDeployment({ id: 'd2', spec: { name: 'api', image: 'nginx' }, owner: 'node-a' })
+  })
+
+  it('one flipped bit inside a chunk is caught by the checksum, though Automerge alone would load it silently', async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ store })
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await state.stop()
+    const chunk = await withOpen(store, async () => {
+      const [first] = await store.list(CHUNK_PREFIX)
+      const damaged = first!.value.slice()
+      damaged[damaged.length - 3]! ^= 0x01
+      await store.put(first!.key, damaged)
+      return first
+    })
+    const restarted = await start({ store, clock })
+    expect(restarted.state.stats().corruptChunks).toBe(1)
+    expect(restarted.logger.at('error')[0]!.obj).toMatchObject({ key: chunk!.key, reason: 'checksum mismatch' })
+  })
+
+  it('a damaged snapshot is reported and skipped; the node starts with what the chunks hold', async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ store, compactAfterChunks: 2 })
+    await writeSome(state, 3)
+    await state.stop()
+    await withOpen(store, async () => {
+      expect(await store.get(SNAPSHOT_KEY)).toBeDefined()
+      await store.put(SNAPSHOT_KEY, new Uint8Array(100))
+    })
+    const restarted = await start({ store, clock })
+    expect(restarted.state.stats().corruptChunks).toBe(1)
+    expect(restarted.logger.at('error')[0]!.obj).toMatchObject({ key: SNAPSHOT_KEY })
+    await restarted.state.upsertSelfNode(sampleNode)
+    expect(restarted.state.node('node-a')).toBeDefined()
+  })
+
+  it('the next compaction deletes a damaged chunk, so the damage is reported at one start only', async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ store, compactAfterChunks: 3 })
+    await state.upsertSelfNode(sampleNode)
+    await state.stop()
+    await withOpen(store, async () => {
+      const [chunk] = await store.list(CHUNK_PREFIX)
+      await store.put(chunk!.key, new Uint8Array([1, 2, 3]))
+    })
+    const second = await start({ store, clock, compactAfterChunks: 3 })
+    expect(second.state.stats().corruptChunks).toBe(1)
+    await writeSome(second.state, 3)
+    await second.state.stop()
+    const third = await start({ store, clock, compactAfterChunks: 3 })
+    expect(third.state.stats().corruptChunks).toBe(0)
+    expect(third.state.heads()).toEqual(second.state.heads())
+  })
+
+  it('a failed chunk write rejects that write; the next write carries its change, so nothing is lost', async () => {
+    const store = flakyStore(createMemoryStore())
+    const { state, clock } = await start({ store })
+    store.failNextPut()
+    await expect(state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })).rejects.toThrow('injected')
+    await state.upsertSelfNode(sampleNode)
+    await state.stop()
+    const restarted = await start({ store, clock })
+    expect(restarted.state.deployment('d1')).toBeDefined()
+    expect(restarted.state.node('node-a')).toBeDefined()
+  })
+
+  it('stop flushes a change whose write failed', async () => {
+    const store = flakyStore(createMemoryStore())
+    const { state, clock } = await start({ store })
+    store.failNextPut()
+    await expect(state.upsertSelfNode(sampleNode)).rejects.toThrow('injected')
+    await state.stop()
+    const restarted = await start({ store, clock })
+    expect(restarted.state.node('node-a')).toBeDefined()
+  })
+
+  it('a failed compaction keeps every chunk, is logged, and is retried after the next write', async () => {
+    const store = flakyStore(createMemoryStore())
+    const { state, clock, logger } = await start({ store, compactAfterChunks: 3 })
+    store.failNextBatch()
+    await writeSome(state, 3)
+    await state.reportStatus('d0', 0, { ...sampleStatus, restarts: 99 }) // lets the failed compaction run, then retries
+    await state.stop()
+    expect(logger.at('error').map((record) => record.msg)).toEqual([expect.stringContaining('compaction failed')])
+    expect(await withOpen(store, () => store.get(SNAPSHOT_KEY))).toBeDefined()
+    const restarted = await start({ store, clock })
+    expect(view(restarted.state)).toEqual(view(state))
+  })
+
+  it('each start writes with a new actor id, so a node that lost chunks never reuses a sequence number', async () => {
+    const store = createMemoryStore()
+    const actors: string[] = []
+    const first = await start({ store })
+    first.state.onLocalChange((change) => actors.push(A.decodeChange(change).actor))
+    await first.state.upsertSelfNode(sampleNode)
+    await first.state.stop()
+    const second = await start({ store, clock: first.clock }) // same instant: the boot count differs
+    second.state.onLocalChange((change) => actors.push(A.decodeChange(change).actor))
+    await second.state.upsertSelfNode({ ...sampleNode, name: 'renamed' })
+    expect(actors).toHaveLength(2)
+    expect(actors[0]).not.toBe(actors[1])
+  })
+
+  it('actor ids are derived, not random: the same store history and clock give the same heads', async () => {
+    const run = async (): Promise<string[]> => {
+      const { state } = await start({ store: createMemoryStore(), clock: createVirtualClock(5_000) })
+      await writeSome(state, 4)
+      return state.heads()
+    }
+    expect(await run()).toEqual(await run())
+  })
+})
+
+describe('cluster state validation on read', () => {
+  it('a deployment whose spec JSON is garbage is skipped, counted and warned with its path; others still read', async () => {
+    const { state, logger } = await start()
+    await state.createDeployment({ id: 'good', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    const good = state.deployment('good')!
+    await state.applyChanges([foreignChange(state, (doc) => {
+      ;(doc.deployments as DocMap).bad = toDocValue({ ...good, id: 'bad', spec: '{"name": "web", "image":' })
+    })])
+    expect(state.deployment('bad')).toBeUndefined()
+    expect(state.deployments().map((d) => d.id)).toEqual(['good'])
+    expect(state.stats().invalidEntries).toBe(1)
+    const warnings = logger.at('warn')
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]!.obj).toMatchObject({ path: ['deployments', 'bad'] })
+    expect(String(warnings[0]!.obj.reason)).toContain('spec')
+  })
+
+  it('an invalid entry repaired by a later change is read again and no longer counted', async () => {
+    const { state } = await start()
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await state.applyChanges([foreignChange(state, (doc) => {
+      ;((doc.deployments as DocMap).d1 as DocMap).replicas = -3
+    })])
+    expect(state.deployment('d1')).toBeUndefined()
+    expect(state.stats().invalidEntries).toBe(1)
+    await state.applyChanges([foreignChange(state, (doc) => {
+      ;((doc.deployments as DocMap).d1 as DocMap).replicas = 2
+    })])
+    expect(state.deployment('d1')?.replicas).toBe(2)
+    expect(state.stats().invalidEntries).toBe(0)
+  })
+
+  it('entries that disagree with their path, bad replica keys and non-map subtrees are each skipped and counted', async () => {
+    const { state } = await start({ selfId: 'node-a' })
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx', replicas: 2 }, owner: 'node-a' })
+    await state.createDeployment({ id: 'd2', spec: { name: 'api', image: 'nginx' }, owner: 'node-a' })
+    await state.reportStatus('d1', 0, sampleStatus)
+    const status = state.statuses('d1')[0]!
+    await state.applyChanges([foreignChange(state, (doc) => {
+      const statuses = doc.status as DocMap
+      ;((statuses.d1 as DocMap)['1'] as DocMap)['node-b'] = toDocValue({ ...status, replica: 1, peerId: 'node-c' }) // wrong peer
+      ;(statuses.d1 as DocMap)['07'] = toDocValue({ 'node-b': { ...status, replica: 7, peerId: 'node-b' } }) // non-canonical key
+      statuses.d2 = 'not a map'
+      ;(doc.nodes as DocMap)['node-b'] = toDocValue({ ...sampleNode, peerId: 'node-c', joinedAtMs: 1, updatedAtMs: 1 })
+    })])
+    expect(state.statuses('d1')).toEqual([status])
+    expect(state.statuses('d2')).toEqual([])
+    expect(state.nodes()).toEqual([])
+    expect(state.stats().invalidEntries).toBe(4)
+    // Writes to an entry another peer broke still work: status[d2] is remade as a map.
+    await state.reportStatus('d2', 0, sampleStatus)
+    expect(state.statuses('d2')).toHaveLength(1)
+    expect(state.stats().invalidEntries).toBe(3)
+  })
+
+  it('an invalid entry is counted at load too, and warned once per reason, not once per read', async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ store })
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await state.applyChanges([foreignChange(state, (doc) => {
+      ;((doc.deployments as DocMap).d1 as DocMap).desired = 'paused'
+    })])
+    for (let i = 0; i < 3; i++) state.deployments()
+    expect(state.stats().invalidEntries).toBe(1)
+    await state.stop()
+    const restarted = await start({ store, clock })
+    expect(restarted.state.stats().invalidEntries).toBe(1)
+    expect(restarted.logger.at('warn')).toHaveLength(1)
+    expect(restarted.state.deployments()).toEqual([])
+  })
+})

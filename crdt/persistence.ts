@@ -1,0 +1,203 @@
+/**
+ * Keeps the document in the Store. Layout:
+ *   doc/snapshot                  Automerge.save() of the whole document
+ *   doc/chunk/<12-digit seq>      changes saved since the snapshot, in order
+ *   doc/boots                     how many times this node has started
+ * Snapshot and chunks are wrapped in a checksummed envelope (envelope.ts).
+ *
+ * Writes go through one serial queue, so chunks land in order and a
+ * compaction never interleaves with a chunk write. Each chunk holds the
+ * changes since the last *successful* write (Automerge.saveSince from the
+ * persisted heads, rather than saveIncremental, which forgets changes whose
+ * write failed): a failed put is retried by the next one, never lost.
+ */
+import * as A from '@automerge/automerge'
+import type { Logger, Store, StoreOp } from '../core/index.ts'
+import type { ClusterDoc } from './document.ts'
+import { seal, unseal } from './envelope.ts'
+
+export const SNAPSHOT_KEY = 'doc/snapshot'
+export const CHUNK_PREFIX = 'doc/chunk/'
+export const BOOTS_KEY = 'doc/boots'
+const SEQ_DIGITS = 12
+
+export function chunkKey(seq: number): string {
+  return `${CHUNK_PREFIX}${String(seq).padStart(SEQ_DIGITS, '0')}`
+}
+
+/** Counts this start in the store and returns its number (1 for the first). */
+export async function recordBoot(store: Store): Promise<number> {
+  const raw = await store.get(BOOTS_KEY)
+  const previous = raw === undefined ? 0 : Number(new TextDecoder().decode(raw))
+  const boot = Number.isSafeInteger(previous) && previous >= 0 ? previous + 1 : 1
+  await store.put(BOOTS_KEY, new TextEncoder().encode(String(boot)))
+  return boot
+}
+
+interface PersistedChunk {
+  key: string
+  bytes: number
+}
+
+export interface LoadedDocument {
+  doc: A.Doc<ClusterDoc>
+  /** Blobs (snapshot or chunks) that were damaged or that Automerge refused; each was skipped. */
+  corruptBlobs: number
+  chunks: PersistedChunk[]
+  nextSeq: number
+  sizeBytes: number
+}
+
+/**
+ * Loads the snapshot, then every chunk in order. A damaged blob is logged
+ * with its key and skipped: the node still starts, and what it lost comes
+ * back from its peers by sync.
+ */
+export async function loadDocument(store: Store, actor: string, logger: Logger): Promise<LoadedDocument> {
+  let doc = A.init<ClusterDoc>({ actor })
+  let corruptBlobs = 0
+  let sizeBytes = 0
+  const report = (key: string, reason: string): void => {
+    corruptBlobs++
+    logger.error({ key, reason }, 'cluster-state blob is damaged; skipped, peers will supply what it held')
+  }
+
+  const snapshot = await store.get(SNAPSHOT_KEY)
+  if (snapshot !== undefined) {
+    sizeBytes += snapshot.length
+    const opened = unseal(snapshot)
+    if ('damaged' in opened) {
+      report(SNAPSHOT_KEY, opened.damaged)
+    } else {
+      try {
+        doc = A.load<ClusterDoc>(opened.payload, { actor })
+      } catch (err) {
+        report(SNAPSHOT_KEY, (err as Error).message)
+        doc = A.init<ClusterDoc>({ actor })
+      }
+    }
+  }
+
+  const chunks: PersistedChunk[] = []
+  let lastSeq = 0
+  for (const { key, value } of await store.list(CHUNK_PREFIX)) {
+    sizeBytes += value.length
+    // Damaged chunks stay listed so that the next compaction deletes them.
+    chunks.push({ key, bytes: value.length })
+    const seq = Number(key.slice(CHUNK_PREFIX.length))
+    if (Number.isSafeInteger(seq)) lastSeq = Math.max(lastSeq, seq)
+    const opened = unseal(value)
+    if ('damaged' in opened) {
+      report(key, opened.damaged)
+      continue
+    }
+    try {
+      doc = A.loadIncremental(doc, opened.payload)
+    } catch (err) {
+      // A failed loadIncremental parses before it applies, so `doc` is intact.
+      report(key, (err as Error).message)
+    }
+  }
+  return { doc, corruptBlobs, chunks, nextSeq: lastSeq + 1, sizeBytes }
+}
+
+export interface DocPersistenceOptions {
+  store: Store
+  logger: Logger
+  compactAfterChunks: number
+  /** The newest document value: tasks run later than they are queued, and older values are outdated. */
+  current: () => A.Doc<ClusterDoc>
+  loaded: LoadedDocument
+}
+
+export class DocPersistence {
+  private readonly store: Store
+  private readonly logger: Logger
+  private readonly compactAfterChunks: number
+  private readonly current: () => A.Doc<ClusterDoc>
+  private persistedHeads: A.Heads
+  private chunks: PersistedChunk[]
+  private nextSeq: number
+  private bytes: number
+  private compactionQueued = false
+  private tail: Promise<void> = Promise.resolve()
+
+  constructor(options: DocPersistenceOptions) {
+    this.store = options.store
+    this.logger = options.logger
+    this.compactAfterChunks = options.compactAfterChunks
+    this.current = options.current
+    // Only what was loaded is on disk; anything added since (genesis) goes into the next chunk.
+    this.persistedHeads = A.getHeads(options.loaded.doc)
+    this.chunks = [...options.loaded.chunks]
+    this.nextSeq = options.loaded.nextSeq
+    this.bytes = options.loaded.sizeBytes
+  }
+
+  /** Chunks in the store since the last snapshot. */
+  get chunkCount(): number {
+    return this.chunks.length
+  }
+
+  /** Bytes the document occupies in the store (snapshot + chunks). */
+  get sizeBytes(): number {
+    return this.bytes
+  }
+
+  /** Resolves once every change made so far is in the store. */
+  persist(): Promise<void> {
+    return this.enqueue(() => this.writeChunk())
+  }
+
+  /** Writes the whole document as the snapshot and drops the chunks, in one atomic batch. */
+  compact(): Promise<void> {
+    return this.enqueue(() => this.writeSnapshot())
+  }
+
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    const run = this.tail.then(task)
+    // The queue goes on after a failure; the failure belongs to the caller of that task.
+    this.tail = run.catch(() => undefined)
+    return run
+  }
+
+  private async writeChunk(): Promise<void> {
+    const doc = this.current()
+    const heads = A.getHeads(doc)
+    const bytes = A.saveSince(doc, this.persistedHeads)
+    if (bytes.length === 0) return
+    const key = chunkKey(this.nextSeq++)
+    const blob = seal(bytes)
+    await this.store.put(key, blob)
+    this.persistedHeads = heads
+    this.chunks.push({ key, bytes: blob.length })
+    this.bytes += blob.length
+    if (this.chunks.length >= this.compactAfterChunks && !this.compactionQueued) {
+      // Queued behind this write rather than awaited by it: the writer's
+      // promise resolves as soon as its own change is durable.
+      this.compactionQueued = true
+      this.compact().catch((err: unknown) => {
+        this.logger.error({ err }, 'cluster-state compaction failed; chunks kept, will retry after the next write')
+      })
+    }
+  }
+
+  private async writeSnapshot(): Promise<void> {
+    this.compactionQueued = false
+    const doc = this.current()
+    const heads = A.getHeads(doc)
+    const snapshot = seal(A.save(doc))
+    const dropped = this.chunks
+    // One batch: a crash leaves either the old snapshot with every chunk or
+    // the new snapshot without them, never a snapshot missing a chunk's data.
+    const ops: StoreOp[] = [
+      { type: 'put', key: SNAPSHOT_KEY, value: snapshot },
+      ...dropped.map((chunk): StoreOp => ({ type: 'del', key: chunk.key })),
+    ]
+    await this.store.batch(ops)
+    this.chunks = []
+    this.bytes = snapshot.length
+    this.persistedHeads = heads
+    this.logger.debug({ chunks: dropped.length, snapshotBytes: snapshot.length }, 'cluster-state compacted')
+  }
+}
