@@ -41,7 +41,7 @@ export async function createApiServer(init: ApiInit, components: ApiComponents):
     logger: false,
     bodyLimit: init.bodyBytesMax,
     // Deployment ids and names only; longer paths are abuse.
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
     forceCloseConnections: true,
   })
