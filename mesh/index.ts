@@ -38,3 +38,6 @@ export {
   type Libp2pTransportInit,
 } from './libp2p-transport.ts'
 export { backoffDelayMs, type BootstrapBackoff } from './bootstrap-dialer.ts'
+export { createMembership } from './membership.ts'
+export { MEMBERSHIP_PRESETS, MEMBERSHIP_TOPIC, resolveMembershipConfig, type MembershipConfig, type MembershipPreset } from './membership-config.ts'
+export type { MemberMeta, MemberState, MemberView, Membership, MembershipEvent, MembershipCounters, MembershipHealth, Resources } from './membership-types.ts'

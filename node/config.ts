@@ -52,6 +52,12 @@ export const NodeConfigSchema = z.strictObject({
       gpus: z.number().int().min(0).optional(),
     })
     .default({}),
+  /** libp2p listen multiaddrs. Port 0 picks a free port: invites carry the actual addresses, and peers learn new ones from membership. */
+  listen: z.array(z.string().min(1)).min(1).default(['/ip4/0.0.0.0/tcp/0']),
+  /** libp2p transport preset: `lan` for machines on a network; `test` allows many nodes on loopback (no IP colocation penalty). */
+  meshTransportPreset: z.enum(['lan', 'test']).default('lan'),
+  /** Membership timings preset (mesh/membership-config.ts): `lan` suits real machines, `test` is ~5× faster for virtual-time tests only. */
+  membershipPreset: z.enum(['lan', 'test', 'sim']).default('lan'),
   /** Labels this node offers to placement constraints (e.g. zone=home). */
   labels: z.record(z.string(), z.string()).default({}),
 })
@@ -71,6 +77,8 @@ export const CONFIG_PRESETS = {
     containerStopTimeoutMs: 1_000,
     publishHostIp: '127.0.0.1',
     sseKeepAliveMs: 1_000,
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    meshTransportPreset: 'test',
     logLevel: 'silent',
   } satisfies NodeConfigInput,
 } as const

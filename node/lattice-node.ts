@@ -1,8 +1,8 @@
 /**
- * The composition root: builds one Lattice node from its config and the four
- * ports, starts it and stops it. Real adapters are chosen here when the
- * caller does not hand in others (tests pass the fake runtime, a memory store,
- * a virtual clock).
+ * The composition root of a real node: key material and config from the data
+ * dir, the real adapters (libp2p transport, LevelDB store, Docker runtime,
+ * system clock) unless the caller hands in others (tests pass the fake
+ * runtime), the node core (node-core.ts) and the HTTP API on top.
  */
 import { randomBytes } from 'node:crypto'
 import { statfs } from 'node:fs/promises'
@@ -10,26 +10,28 @@ import { cpus, hostname, totalmem } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { pino } from 'pino'
-import { createRng, type Clock, type Logger, type Rng, type Runtime, type Store } from '../core/index.ts'
-import { createClusterState, createLevelStore, type ClusterState } from '../crdt/index.ts'
-import { loadOrCreateIdentity } from '../mesh/index.ts'
+import { createRng, type Clock, type Logger, type Rng, type Runtime, type Store, type Transport } from '../core/index.ts'
+import { createLevelStore, type ClusterState } from '../crdt/index.ts'
+import { LIBP2P_TRANSPORT_PRESETS, MEMBERSHIP_TOPIC, createLibp2pTransport, encodeInvite, loadOrCreateIdentity } from '../mesh/index.ts'
 import { createDockerRuntime } from '../runtime/index.ts'
 import { createApiServer } from './api/server.ts'
-import type { NodeView } from './api/context.ts'
 import type { NodeConfig } from './config.ts'
 import { ensureDataDir, loadOrCreateApiToken, writeApiCredentials } from './data-dir.ts'
 import { createEventBus, type EventBus } from './events.ts'
 import { createIdGenerator } from './ids.ts'
-import { createLocalPlacement } from './local-placement.ts'
+import { peerIdOf, prepareMesh } from './join.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
-import { createReconciler, type Reconciler } from './reconciler.ts'
+import { createNodeCore, type NodeCore } from './node-core.ts'
+import type { Reconciler } from './reconciler.ts'
 import { createSystemClock } from './system-clock.ts'
 import { LATTICE_VERSION } from './version.ts'
 
 export interface LatticeNodeOptions {
   dataDir: string
   config: NodeConfig
-  /** Overrides for tests and the simulator; real adapters otherwise. */
+  /** An invite (`lattice invite` of a member) to join that mesh. */
+  join?: string
+  /** Overrides for tests; real adapters otherwise. */
   runtime?: (nodeId: string, logger: Logger) => Runtime
   store?: Store
   clock?: Clock
@@ -44,14 +46,19 @@ export interface LatticeNode {
   readonly token: string
   /** http://host:port once started. */
   apiUrl(): string
+  /** One line a new node joins with: this node's addresses and the mesh key. */
+  invite(): string
   readonly api: FastifyInstance
+  readonly core: NodeCore
   readonly state: ClusterState
   readonly reconciler: Reconciler
   readonly runtime: Runtime
+  readonly transport: Transport
   readonly events: EventBus
   readonly metrics: NodeMetrics
   start(): Promise<void>
-  stop(): Promise<void>
+  /** Graceful by default: announces `left` to the mesh. */
+  stop(options?: { graceful: boolean }): Promise<void>
 }
 
 export function createRootLogger(level: NodeConfig['logLevel']): Logger {
@@ -78,6 +85,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
   const { dataDir, config } = options
   await ensureDataDir(dataDir)
   const identity = await loadOrCreateIdentity(dataDir)
+  const mesh = await prepareMesh(dataDir, options.join)
   const peerId = identity.peerId
   const name = config.name ?? hostname()
   const logger = (options.logger ?? createRootLogger(config.logLevel)).child({ node: name, peerId: peerId.slice(-8) })
@@ -87,59 +95,46 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
   const runtime = options.runtime !== undefined
     ? options.runtime(peerId, logger)
     : createDockerRuntime({ nodeId: peerId, publishHostIp: config.publishHostIp, ...(config.dockerSocketPath !== undefined ? { socketPath: config.dockerSocketPath } : {}) })({ logger: logger.child({ module: 'runtime' }) })
+  const transport = createLibp2pTransport({
+    ...LIBP2P_TRANSPORT_PRESETS[config.meshTransportPreset],
+    listen: config.listen,
+    meshKey: mesh.meshKey,
+    topics: [MEMBERSHIP_TOPIC],
+    bootstrap: mesh.bootstrap,
+  })({ privateKey: identity.privateKey, logger: logger.child({ module: 'transport' }), clock })
   const metrics = createNodeMetrics({ processMetrics: true })
   const events = createEventBus({ bufferMax: config.eventBufferMax }, { clock })
-  const state = createClusterState({ selfId: peerId, compactAfterChunks: config.docCompactAfterChunks })({ store, clock, logger: logger.child({ module: 'crdt' }) })
-  const placement = createLocalPlacement({ state, clock, events })
-  const reconciler = createReconciler({
-    intervalMs: config.reconcileIntervalMs,
-    restartBackoffMinMs: config.restartBackoffMinMs,
-    restartBackoffMaxMs: config.restartBackoffMaxMs,
-    restartBackoffResetMs: config.restartBackoffResetMs,
-    containerStopTimeoutMs: config.containerStopTimeoutMs,
-    containerPidsMax: config.containerPidsMax,
-  })({
-    state,
-    runtime,
-    clock,
-    logger: logger.child({ module: 'reconciler' }),
-    events,
-    metrics,
-    beforePass: async () => {
-      await placement.placeMissing()
+  const capacity = await measureCapacity(config, dataDir)
+  const core = createNodeCore({
+    name,
+    version: LATTICE_VERSION,
+    capacity,
+    labels: config.labels,
+    reconciler: {
+      intervalMs: config.reconcileIntervalMs,
+      restartBackoffMinMs: config.restartBackoffMinMs,
+      restartBackoffMaxMs: config.restartBackoffMaxMs,
+      restartBackoffResetMs: config.restartBackoffResetMs,
+      containerStopTimeoutMs: config.containerStopTimeoutMs,
+      containerPidsMax: config.containerPidsMax,
     },
-  })
+    docCompactAfterChunks: config.docCompactAfterChunks,
+    membershipPreset: config.membershipPreset,
+    seeds: mesh.bootstrap.map(peerIdOf).filter((id): id is string => id !== undefined),
+  })({ transport, store, runtime, clock, rng, logger, events, metrics })
+  const { state, reconciler } = core
   const token = await loadOrCreateApiToken(dataDir)
   const startedAtMs = clock.nowMs()
-  let capacity = { cpu: 0, memoryMB: 0, diskMB: 0, gpus: 0 }
-
-  const nodesView = (): NodeView[] => {
-    const nowMs = clock.nowMs()
-    return state.nodes().map((entry) => ({
-      peerId: entry.peerId,
-      name: entry.name,
-      state: 'alive' as const,
-      self: entry.peerId === peerId,
-      capacity: entry.capacity,
-      free: entry.capacity,
-      labels: entry.labels,
-      addresses: entry.addresses,
-      version: entry.version,
-      lastSeenMs: entry.peerId === peerId ? 0 : nowMs - entry.updatedAtMs,
-    }))
-  }
+  const invite = (): string => encodeInvite({ addresses: transport.addresses(), meshKey: mesh.meshKey })
 
   const api = await createApiServer(
     { token, bodyBytesMax: config.apiBodyBytesMax, sseKeepAliveMs: config.sseKeepAliveMs, logTailDefault: config.logTailDefault, logTailMax: config.logTailMax },
-    { state, runtime, reconciler, events, metrics, clock, logger: logger.child({ module: 'api' }), nodeInfo: { peerId, name, version: LATTICE_VERSION, startedAtMs }, newDeploymentId: createIdGenerator({ rng }), nodesView },
+    { state, runtime, reconciler, events, metrics, clock, logger: logger.child({ module: 'api' }), nodeInfo: { peerId, name, version: LATTICE_VERSION, startedAtMs }, newDeploymentId: createIdGenerator({ rng }), nodesView: () => core.nodesView(), invite },
   )
-  metrics.gaugeFrom('lattice_document_bytes', 'Size of the saved cluster-state document', () => state.stats().sizeBytes)
-  metrics.gaugeFrom('lattice_document_changes', 'Changes in the cluster-state document history', () => state.stats().changeCount)
-  metrics.gaugeFrom('lattice_document_heads', 'Heads of the cluster-state document', () => state.stats().headsCount)
-  metrics.gaugeFrom('lattice_document_invalid_entries', 'Document entries skipped because they failed validation', () => state.stats().invalidEntries)
+  registerMeshMetrics(metrics, core)
 
   let apiUrl = ''
-  let unsubscribe: (() => void) | undefined
+  let started = false
 
   return {
     peerId,
@@ -147,29 +142,45 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     dataDir,
     token,
     api,
+    core,
     state,
     reconciler,
     runtime,
+    transport,
     events,
     metrics,
     apiUrl: () => apiUrl,
+    invite,
     async start() {
-      await state.start()
-      capacity = await measureCapacity(config, dataDir)
-      await state.upsertSelfNode({ name, addresses: [], labels: config.labels, capacity, version: LATTICE_VERSION, joinedAtMs: startedAtMs, updatedAtMs: clock.nowMs() })
-      unsubscribe = state.onChange(() => reconciler.trigger())
-      await reconciler.start()
+      await core.start()
+      started = true
       const address = await api.listen({ host: config.apiHost, port: config.apiPort })
       apiUrl = address.replace('[::1]', '127.0.0.1')
       await writeApiCredentials(dataDir, { url: apiUrl, token })
-      logger.info({ api: apiUrl, dataDir, runtime: reconciler.runtimeHealth() }, 'node started')
+      logger.info({ api: apiUrl, dataDir, addresses: transport.addresses(), runtime: reconciler.runtimeHealth() }, 'node started')
     },
-    async stop() {
-      unsubscribe?.()
+    async stop(stopOptions = { graceful: true }) {
       await api.close()
-      await reconciler.stop()
-      await state.stop()
+      if (started) await core.stop(stopOptions)
+      started = false
       logger.info({}, 'node stopped')
     },
   }
+}
+
+function registerMeshMetrics(metrics: NodeMetrics, core: NodeCore): void {
+  const { state, membership } = core
+  metrics.gaugeFrom('lattice_document_bytes', 'Size of the saved cluster-state document', () => state.stats().sizeBytes)
+  metrics.gaugeFrom('lattice_document_changes', 'Changes in the cluster-state document history', () => state.stats().changeCount)
+  metrics.gaugeFrom('lattice_document_heads', 'Heads of the cluster-state document', () => state.stats().headsCount)
+  metrics.gaugeFrom('lattice_document_invalid_entries', 'Document entries skipped because they failed validation', () => state.stats().invalidEntries)
+  for (const memberState of ['alive', 'suspect', 'dead', 'left'] as const) {
+    metrics.gaugeFrom(`lattice_peers_${memberState}`, `Members this node sees ${memberState}`, () => membership.members().filter((m) => m.state === memberState).length)
+  }
+  metrics.gaugeFrom('lattice_heartbeats_out_total', 'Membership probes (heartbeats) sent', () => membership.counters().pingsOut)
+  metrics.gaugeFrom('lattice_heartbeats_in_total', 'Membership probes (heartbeats) received', () => membership.counters().pingsIn)
+  metrics.gaugeFrom('lattice_gossip_bytes_in_total', 'Membership bytes received', () => membership.counters().gossipBytesIn)
+  metrics.gaugeFrom('lattice_gossip_bytes_out_total', 'Membership bytes sent', () => membership.counters().gossipBytesOut)
+  metrics.gaugeFrom('lattice_gossip_dropped_total', 'Inbound membership messages dropped (all reasons; see lattice_gossip_dropped_by_reason)', () => Object.values(membership.counters().dropped).reduce((a, b) => a + b, 0))
+  metrics.gaugeByLabel('lattice_gossip_dropped_by_reason', 'Inbound membership messages dropped, by reason', 'reason', () => membership.counters().dropped)
 }

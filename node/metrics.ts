@@ -18,6 +18,8 @@ export interface NodeMetrics {
   acceptToRunningSeconds: Histogram
   /** Registers a gauge whose value is read at scrape time. */
   gaugeFrom(name: string, help: string, read: () => number): void
+  /** Registers a gauge with one label whose values are read at scrape time. */
+  gaugeByLabel(name: string, help: string, label: string, read: () => Record<string, number>): void
 }
 
 export function createNodeMetrics(init: { processMetrics: boolean }): NodeMetrics {
@@ -38,6 +40,17 @@ export function createNodeMetrics(init: { processMetrics: boolean }): NodeMetric
     acceptToRunningSeconds: new Histogram({ name: 'lattice_accept_to_running_seconds', help: 'From deploy accepted to replica running on this node', buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers }),
     gaugeFrom(name, help, read) {
       new Gauge({ name, help, registers, collect() { this.set(read()) } })
+    },
+    gaugeByLabel(name, help, label, read) {
+      new Gauge({
+        name,
+        help,
+        labelNames: [label],
+        registers,
+        collect() {
+          for (const [value, count] of Object.entries(read())) this.set({ [label]: value }, count)
+        },
+      })
     },
   }
 }

@@ -36,4 +36,6 @@ export interface ApiComponents {
   newDeploymentId: () => string
   /** This node's view of the mesh. */
   nodesView: () => NodeView[]
+  /** The invite line for a new node: this node's addresses and the mesh key. */
+  invite: () => string
 }

@@ -30,6 +30,10 @@ export function registerClusterRoutes(server: FastifyInstance, init: ApiInit, co
     schema: { summary: "This node's view of the mesh", response: { 200: NodesResponseSchema, 401: ErrorSchema } },
   }, async () => ({ nodes: components.nodesView() }))
 
+  app.get('/v1/invite', {
+    schema: { summary: 'An invite line for a new node (`lattice start --join INVITE`): this node\'s addresses and the mesh key — treat it as a secret', response: { 200: z.object({ invite: z.string() }), 401: ErrorSchema } },
+  }, async () => ({ invite: components.invite() }))
+
   app.get('/v1/events', {
     schema: { summary: 'Server-sent stream of cluster events (node joined/suspect/dead/left, placement closed, replica state changed)', querystring: EventsQuerySchema, produces: ['text/event-stream'] },
   }, async (request, reply) => {

@@ -54,8 +54,10 @@ export function buildProgram(): Command {
     .option('--api-port <port>', 'API port (default 7070; 0 picks a free one)', intArg('--api-port', 0, 65_535))
     .option('--api-host <host>', 'API bind address (default 127.0.0.1)')
     .option('--name <name>', 'node name shown to the mesh (default: host name)')
+    .option('--join <invite>', 'join the mesh of this invite (from `lattice invite` on a member)')
+    .option('--listen <multiaddr>', 'libp2p listen address (repeatable; default /ip4/0.0.0.0/tcp/0)', collect, [])
     .addOption(new Option('--preset <preset>', 'config preset').choices(['default', 'test']).default('default'))
-    .action(async (options: { dataDir?: string; apiPort?: number; apiHost?: string; name?: string; preset: ConfigPreset }) => {
+    .action(async (options: { dataDir?: string; apiPort?: number; apiHost?: string; name?: string; join?: string; listen: string[]; preset: ConfigPreset }) => {
       const dataDir = resolveDataDir(options.dataDir)
       await ensureDataDir(dataDir)
       const fromFile = await readConfigFile(dataDir)
@@ -63,8 +65,9 @@ export function buildProgram(): Command {
         ...(options.apiPort !== undefined ? { apiPort: options.apiPort } : {}),
         ...(options.apiHost !== undefined ? { apiHost: options.apiHost } : {}),
         ...(options.name !== undefined ? { name: options.name } : {}),
+        ...(options.listen.length > 0 ? { listen: options.listen } : {}),
       })
-      const node = await createLatticeNode({ dataDir, config })
+      const node = await createLatticeNode({ dataDir, config, ...(options.join !== undefined ? { join: options.join } : {}) })
       try {
         await node.start()
       } catch (error) {
@@ -74,6 +77,7 @@ export function buildProgram(): Command {
       }
       const health = node.reconciler.runtimeHealth()
       console.error(`lattice node ${node.name} (${node.peerId}) — API ${node.apiUrl()}, data ${dataDir}`)
+      console.error(`mesh addresses: ${node.transport.addresses().join(' ')}`)
       if (health !== undefined && !health.available) console.error(`container runtime unavailable: ${health.reason}. ${health.hint}`)
       await new Promise<void>((resolve) => {
         const shutdown = (signal: string): void => {
@@ -83,6 +87,15 @@ export function buildProgram(): Command {
         process.once('SIGINT', () => shutdown('SIGINT'))
         process.once('SIGTERM', () => shutdown('SIGTERM'))
       })
+    })
+
+  program.command('invite')
+    .description('print one line a new node joins with (`lattice start --join INVITE`): addresses and the mesh key')
+    .addOption(dataDirOption())
+    .action(async (options: { dataDir?: string }) => {
+      const client = await connect(resolveDataDir(options.dataDir))
+      const { invite } = await client.request<{ invite: string }>('GET', '/v1/invite')
+      console.log(invite)
     })
 
   program.command('deploy')

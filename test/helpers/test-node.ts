@@ -24,7 +24,7 @@ export interface TestNode {
   cleanup(): Promise<void>
 }
 
-export async function startTestNode(options: { config?: NodeConfigInput; engine?: FakeEngine; store?: Store; dataDir?: string; images?: string[] } = {}): Promise<TestNode> {
+export async function startTestNode(options: { config?: NodeConfigInput; engine?: FakeEngine; store?: Store; dataDir?: string; images?: string[]; join?: string } = {}): Promise<TestNode> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'lattice-test-')))
   const engine = options.engine ?? createFakeEngine()
   // LevelDB in the temp data dir: the real store, and it survives a restart.
@@ -34,6 +34,7 @@ export async function startTestNode(options: { config?: NodeConfigInput; engine?
   const node = await createLatticeNode({
     dataDir,
     config: resolveConfig('test', options.config ?? {}),
+    ...(options.join !== undefined ? { join: options.join } : {}),
     store,
     clock,
     rng: createRng(42),
@@ -54,7 +55,7 @@ export async function startTestNode(options: { config?: NodeConfigInput; engine?
     dataDir,
     auth: { authorization: `Bearer ${node.token}` },
     stop: () => node.stop(),
-    restart: async () => startTestNode({ ...options, engine, dataDir }),
+    restart: async () => startTestNode({ ...options, engine, dataDir, join: undefined }),
     cleanup: async () => {
       await node.stop().catch(() => undefined)
       await rm(dataDir, { recursive: true, force: true })

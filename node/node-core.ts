@@ -1,0 +1,151 @@
+/**
+ * The heart of a node, without files, sockets or HTTP: membership over the
+ * Transport port, the cluster-state document over the Store port, placement
+ * and the reconciler over the Runtime port, all timed by the Clock port. The
+ * real node (lattice-node.ts) wraps it with libp2p, LevelDB, Docker and the
+ * API; the simulator runs this same code with in-memory adapters.
+ */
+import type { Clock, Logger, Rng, Runtime, Store, Transport } from '../core/index.ts'
+import { createClusterState, type ClusterState } from '../crdt/index.ts'
+import { createMembership, type MemberMeta, type Membership, type MembershipConfig, type MembershipPreset } from '../mesh/index.ts'
+import type { NodeView } from './api/context.ts'
+import type { EventBus } from './events.ts'
+import { createLocalPlacement } from './local-placement.ts'
+import type { NodeMetrics } from './metrics.ts'
+import { createReconciler, type Reconciler, type ReconcilerInit } from './reconciler.ts'
+
+export interface Resources {
+  cpu: number
+  memoryMB: number
+  diskMB: number
+  gpus: number
+}
+
+export interface NodeCoreInit {
+  name: string
+  version: string
+  capacity: Resources
+  labels: Record<string, string>
+  reconciler: ReconcilerInit
+  docCompactAfterChunks: number
+  membershipPreset: MembershipPreset
+  membership?: Partial<MembershipConfig>
+  /** PeerIds to join through (bootstrap peers). */
+  seeds: string[]
+}
+
+export interface NodeCoreComponents {
+  transport: Transport
+  store: Store
+  runtime: Runtime
+  clock: Clock
+  rng: Rng
+  logger: Logger
+  events: EventBus
+  metrics: NodeMetrics
+}
+
+export interface NodeCore {
+  readonly peerId: string
+  readonly state: ClusterState
+  readonly membership: Membership
+  readonly reconciler: Reconciler
+  /** This node's view of the mesh: membership liveness, registry names. */
+  nodesView(): NodeView[]
+  /** Resources not promised to replicas this node won. */
+  freeResources(): Resources
+  start(): Promise<void>
+  /** Graceful: announce `left`, stop loops, keep containers running for adoption. */
+  stop(options?: { graceful: boolean }): Promise<void>
+}
+
+export function createNodeCore(init: NodeCoreInit): (components: NodeCoreComponents) => NodeCore {
+  return (components) => {
+    const { transport, store, runtime, clock, rng, logger, events, metrics } = components
+    const peerId = transport.selfId
+    const state = createClusterState({ selfId: peerId, compactAfterChunks: init.docCompactAfterChunks })({ store, clock, logger: logger.child({ module: 'crdt' }) })
+    const meta = (): Partial<MemberMeta> => ({ capacity: init.capacity, free: freeResources(), load: 0, labels: init.labels, version: init.version, addresses: transport.addresses() })
+    const membership = createMembership({
+      preset: init.membershipPreset,
+      ...(init.membership !== undefined ? { config: init.membership } : {}),
+      seeds: init.seeds,
+      meta: { capacity: init.capacity, free: init.capacity, load: 0, labels: init.labels, version: init.version, addresses: [] },
+    })({ transport, clock, rng: rng.fork('membership'), logger: logger.child({ module: 'membership' }) })
+    const placement = createLocalPlacement({ state, clock, events })
+    const reconciler = createReconciler(init.reconciler)({
+      state,
+      runtime,
+      clock,
+      logger: logger.child({ module: 'reconciler' }),
+      events,
+      metrics,
+      beforePass: async () => {
+        await placement.placeMissing()
+      },
+    })
+
+    function freeResources(): Resources {
+      let cpu = init.capacity.cpu
+      let memoryMB = init.capacity.memoryMB
+      for (const deployment of state.deployments()) {
+        if (deployment.desired !== 'running') continue
+        for (const [replica, record] of state.placements(deployment.id)) {
+          if (replica >= deployment.replicas || !record.winners.includes(peerId)) continue
+          cpu -= deployment.spec.resources.cpu
+          memoryMB -= deployment.spec.resources.memoryMB
+        }
+      }
+      return { cpu: Math.max(0, round2(cpu)), memoryMB: Math.max(0, memoryMB), diskMB: init.capacity.diskMB, gpus: init.capacity.gpus }
+    }
+
+    const offs: Array<() => void> = []
+
+    return {
+      peerId,
+      state,
+      membership,
+      reconciler,
+      freeResources,
+      nodesView() {
+        const nowMs = clock.nowMs()
+        return membership.members().map((member) => ({
+          peerId: member.peerId,
+          name: state.node(member.peerId)?.name ?? member.peerId.slice(-8),
+          state: member.state,
+          self: member.peerId === peerId,
+          capacity: member.capacity,
+          free: member.free,
+          labels: member.labels,
+          addresses: member.addresses,
+          version: member.version,
+          lastSeenMs: member.peerId === peerId ? 0 : Math.max(0, nowMs - member.lastSeenAtMs),
+        }))
+      },
+      async start() {
+        await state.start()
+        await transport.start()
+        await state.upsertSelfNode({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version })
+        offs.push(membership.onEvent((event) => {
+          events.emit({ type: `node.${event.type}`, peerId: event.peerId })
+        }))
+        offs.push(state.onChange(() => {
+          reconciler.trigger()
+          membership.setLocalMeta({ free: freeResources() })
+        }))
+        await membership.start()
+        membership.setLocalMeta(meta())
+        await reconciler.start()
+      },
+      async stop(options = { graceful: true }) {
+        for (const off of offs.splice(0)) off()
+        await reconciler.stop()
+        if (options.graceful) await membership.leave()
+        else await membership.stop()
+        await transport.stop()
+        await state.stop()
+      },
+    }
+  }
+}
+
+const round2 = (n: number): number => Math.round(n * 100) / 100
