@@ -74,6 +74,8 @@ export const NodeEntrySchema = z.object({
   labels: LabelsSchema,
   capacity: NodeCapacitySchema,
   version: z.string().min(1).max(SCHEMA_LIMITS.versionLengthMax),
+  /** Set by `lattice drain`: placement moves this node's replicas away and it takes no new ones. */
+  draining: z.boolean().optional(),
   joinedAtMs: TimeMsSchema,
   updatedAtMs: TimeMsSchema,
 })
@@ -123,6 +125,8 @@ export const PlacementEntrySchema = z.object({
   openedAtMs: TimeMsSchema,
   closedAtMs: TimeMsSchema,
   history: z.array(PlacementHistoryEntrySchema).max(SCHEMA_LIMITS.placementHistoryMax),
+  /** Set (with no winners) when no alive node could take the replica; the round is retried when capacity changes. */
+  unschedulableReason: z.string().max(SCHEMA_LIMITS.reasonLengthMax).optional(),
 })
 export type PlacementEntry = z.output<typeof PlacementEntrySchema>
 

@@ -44,6 +44,10 @@ export function replicaViews(deployment: DeploymentEntry, placements: Map<number
     const status = statuses
       .filter((s) => s.replica === index && (placement === undefined || (placement.winners.includes(s.peerId) && s.generation === placement.generation)))
       .sort((a, b) => b.updatedAtMs - a.updatedAtMs)[0]
+    if (placement !== undefined && placement.winners.length === 0) {
+      views.push({ index, generation: placement.generation, nodeId: null, state: 'unschedulable', hostPorts: {}, containerId: null, error: placement.unschedulableReason ?? 'no node fits', restarts: 0, startedAtMs: null, updatedAtMs: placement.closedAtMs })
+      continue
+    }
     const state: ReplicaState = status?.state ?? (placement === undefined ? 'placing' : 'pending')
     views.push({
       index,

@@ -129,7 +129,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
 
   const api = await createApiServer(
     { token, bodyBytesMax: config.apiBodyBytesMax, sseKeepAliveMs: config.sseKeepAliveMs, logTailDefault: config.logTailDefault, logTailMax: config.logTailMax },
-    { state, runtime, reconciler, events, metrics, clock, logger: logger.child({ module: 'api' }), nodeInfo: { peerId, name, version: LATTICE_VERSION, startedAtMs }, newDeploymentId: createIdGenerator({ rng }), nodesView: () => core.nodesView(), invite },
+    { state, runtime, reconciler, events, metrics, clock, logger: logger.child({ module: 'api' }), nodeInfo: { peerId, name, version: LATTICE_VERSION, startedAtMs }, newDeploymentId: createIdGenerator({ rng }), nodesView: () => core.nodesView(), invite, neverFits: (spec) => core.placer.neverFits(spec), setDraining: (draining) => core.setDraining(draining) },
   )
   registerMeshMetrics(metrics, core)
 

@@ -10,7 +10,7 @@ import { createClusterState, type ClusterState } from '../crdt/index.ts'
 import { createMembership, type MemberMeta, type Membership, type MembershipConfig, type MembershipPreset } from '../mesh/index.ts'
 import type { NodeView } from './api/context.ts'
 import type { EventBus } from './events.ts'
-import { createLocalPlacement } from './local-placement.ts'
+import { createPlacer, type Placer, type PlacerInit } from './placement/placer.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { createReconciler, type Reconciler, type ReconcilerInit } from './reconciler.ts'
 
@@ -32,6 +32,7 @@ export interface NodeCoreInit {
   membership?: Partial<MembershipConfig>
   /** PeerIds to join through (bootstrap peers). */
   seeds: string[]
+  placement?: Partial<PlacerInit>
 }
 
 export interface NodeCoreComponents {
@@ -50,10 +51,13 @@ export interface NodeCore {
   readonly state: ClusterState
   readonly membership: Membership
   readonly reconciler: Reconciler
+  readonly placer: Placer
   /** This node's view of the mesh: membership liveness, registry names. */
   nodesView(): NodeView[]
-  /** Resources not promised to replicas this node won. */
+  /** Resources not promised to replicas this node won or bid for. */
   freeResources(): Resources
+  /** Moves this node's replicas away and takes no new ones (or, with false, takes work again). */
+  setDraining(draining: boolean): Promise<void>
   start(): Promise<void>
   /** Graceful: announce `left`, stop loops, keep containers running for adoption. */
   stop(options?: { graceful: boolean }): Promise<void>
@@ -71,7 +75,17 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       seeds: init.seeds,
       meta: { capacity: init.capacity, free: init.capacity, load: 0, labels: init.labels, version: init.version, addresses: [] },
     })({ transport, clock, rng: rng.fork('membership'), logger: logger.child({ module: 'membership' }) })
-    const placement = createLocalPlacement({ state, clock, events })
+    const placer = createPlacer(init.placement ?? {})({
+      state,
+      transport,
+      members: () => membership.members(),
+      member: (id) => membership.member(id),
+      clock,
+      logger: logger.child({ module: 'placement' }),
+      events,
+      capacity: () => init.capacity,
+      labels: () => init.labels,
+    })
     const reconciler = createReconciler(init.reconciler)({
       state,
       runtime,
@@ -79,24 +93,9 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       logger: logger.child({ module: 'reconciler' }),
       events,
       metrics,
-      beforePass: async () => {
-        await placement.placeMissing()
-      },
     })
-
-    function freeResources(): Resources {
-      let cpu = init.capacity.cpu
-      let memoryMB = init.capacity.memoryMB
-      for (const deployment of state.deployments()) {
-        if (deployment.desired !== 'running') continue
-        for (const [replica, record] of state.placements(deployment.id)) {
-          if (replica >= deployment.replicas || !record.winners.includes(peerId)) continue
-          cpu -= deployment.spec.resources.cpu
-          memoryMB -= deployment.spec.resources.memoryMB
-        }
-      }
-      return { cpu: Math.max(0, round2(cpu)), memoryMB: Math.max(0, memoryMB), diskMB: init.capacity.diskMB, gpus: init.capacity.gpus }
-    }
+    const freeResources = (): Resources => placer.freeForBidding()
+    let draining = false
 
     const offs: Array<() => void> = []
 
@@ -105,7 +104,13 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       state,
       membership,
       reconciler,
+      placer,
       freeResources,
+      async setDraining(value) {
+        draining = value
+        await state.upsertSelfNode({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version, draining })
+        placer.markDirty()
+      },
       nodesView() {
         const nowMs = clock.nowMs()
         return membership.members().map((member) => ({
@@ -124,20 +129,25 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       async start() {
         await state.start()
         await transport.start()
-        await state.upsertSelfNode({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version })
+        draining = state.node(peerId)?.draining === true
+        await state.upsertSelfNode({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version, draining })
         offs.push(membership.onEvent((event) => {
           events.emit({ type: `node.${event.type}`, peerId: event.peerId })
+          placer.membershipChanged()
         }))
         offs.push(state.onChange(() => {
+          placer.markDirty()
           reconciler.trigger()
           membership.setLocalMeta({ free: freeResources() })
         }))
         await membership.start()
         membership.setLocalMeta(meta())
+        await placer.start()
         await reconciler.start()
       },
       async stop(options = { graceful: true }) {
         for (const off of offs.splice(0)) off()
+        await placer.stop()
         await reconciler.stop()
         if (options.graceful) await membership.leave()
         else await membership.stop()
@@ -147,5 +157,3 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
     }
   }
 }
-
-const round2 = (n: number): number => Math.round(n * 100) / 100

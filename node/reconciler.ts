@@ -29,8 +29,6 @@ export interface ReconcilerComponents {
   logger: Logger
   events: EventBus
   metrics: NodeMetrics
-  /** Runs before each pass (placement for a mesh of one; bidding later). */
-  beforePass?: () => Promise<void>
 }
 
 export interface Reconciler extends Startable {
@@ -231,7 +229,6 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
       if (previousAvailable !== health.available) {
         events.emit({ type: 'runtime.availability', available: health.available, ...(health.available ? {} : { reason: health.reason }) })
       }
-      if (components.beforePass !== undefined) await components.beforePass()
       const desired = desiredReplicas()
 
       if (!health.available) {

@@ -1,5 +1,5 @@
 /** What the API needs from the node: init options and components. */
-import type { Clock, Logger, Runtime } from '../../core/index.ts'
+import type { Clock, DeploymentSpec, Logger, Runtime } from '../../core/index.ts'
 import type { ClusterState } from '../../crdt/index.ts'
 import type { EventBus } from '../events.ts'
 import type { NodeMetrics } from '../metrics.ts'
@@ -38,4 +38,8 @@ export interface ApiComponents {
   nodesView: () => NodeView[]
   /** The invite line for a new node: this node's addresses and the mesh key. */
   invite: () => string
+  /** Why a spec can never fit on any alive node, or undefined. */
+  neverFits: (spec: DeploymentSpec) => string | undefined
+  /** Drain (true) or undrain (false) this node. */
+  setDraining: (draining: boolean) => Promise<void>
 }

@@ -30,6 +30,18 @@ export function registerClusterRoutes(server: FastifyInstance, init: ApiInit, co
     schema: { summary: "This node's view of the mesh", response: { 200: NodesResponseSchema, 401: ErrorSchema } },
   }, async () => ({ nodes: components.nodesView() }))
 
+  for (const [action, draining] of [['drain', true], ['undrain', false]] as const) {
+    app.post(`/v1/nodes/self/${action}`, {
+      schema: {
+        summary: draining ? 'Move this node\'s replicas to other nodes and take no new ones (before leaving, or to pause contributing)' : 'Take work again after a drain',
+        response: { 202: z.object({ peerId: z.string(), draining: z.boolean() }), 401: ErrorSchema },
+      },
+    }, async (_request, reply) => {
+      await components.setDraining(draining)
+      return reply.code(202).send({ peerId: nodeInfo.peerId, draining })
+    })
+  }
+
   app.get('/v1/invite', {
     schema: { summary: 'An invite line for a new node (`lattice start --join INVITE`): this node\'s addresses and the mesh key — treat it as a secret', response: { 200: z.object({ invite: z.string() }), 401: ErrorSchema } },
   }, async () => ({ invite: components.invite() }))

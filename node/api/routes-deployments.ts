@@ -46,10 +46,12 @@ export function registerDeploymentRoutes(server: FastifyInstance, init: ApiInit,
     schema: {
       summary: 'Create a deployment; answers 201 once it is durable on this node',
       body: DeploymentSpecSchema,
-      response: { 201: IdResponseSchema, ...errors, 413: ErrorSchema, 415: ErrorSchema },
+      response: { 201: IdResponseSchema, ...errors, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema },
     },
   }, async (request, reply) => {
     const spec = request.body
+    const never = components.neverFits(spec)
+    if (never !== undefined) throw new LatticeError('UNPROCESSABLE', `this deployment can never be placed: ${never}`)
     const clash = state.deployments().find((d) => d.name === spec.name && d.desired !== 'deleted')
     if (clash !== undefined) throw new LatticeError('CONFLICT', `a deployment named "${spec.name}" exists (${clash.id}); remove it or pick another name`, { id: clash.id })
     const id = components.newDeploymentId()

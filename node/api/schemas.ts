@@ -69,6 +69,7 @@ export const PlacementRecordSchema = z.object({
   openedAtMs: z.number(),
   closedAtMs: z.number(),
   history: z.array(z.object({ generation: z.number(), winners: z.array(z.string()), closedBy: z.string(), closedAtMs: z.number(), reason: z.string() })),
+  unschedulableReason: z.string().optional(),
 })
 
 export const DeploymentViewSchema = z.object({

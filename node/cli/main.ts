@@ -211,6 +211,17 @@ export function buildProgram(): Command {
   lifecycleCommand('restart', 'replace every replica with a fresh container', (id) => `/v1/deployments/${id}/restart`)
   lifecycleCommand('rm', 'delete a deployment and its containers', (id) => `/v1/deployments/${id}`, 'DELETE')
 
+  for (const [name, description] of [['drain', "move this node's replicas to other nodes and take no new ones"], ['undrain', 'take work again after a drain']] as const) {
+    program.command(name)
+      .description(description)
+      .addOption(dataDirOption())
+      .action(async (options: { dataDir?: string }) => {
+        const client = await connect(resolveDataDir(options.dataDir))
+        const answer = await client.request<{ peerId: string; draining: boolean }>('POST', `/v1/nodes/self/${name}`)
+        console.log(`${answer.peerId} ${answer.draining ? 'draining' : 'taking work'}`)
+      })
+  }
+
   program.command('scale')
     .description('set the number of replicas')
     .addOption(dataDirOption())

@@ -1,0 +1,537 @@
+/**
+ * Placement by deterministic bidding (DESIGN.md §5). Every node runs this
+ * over its own copy of the document and its own membership view:
+ *
+ * 1. A replica needs a round when it has no placement record, when its
+ *    winner is dead, left or draining (failover: generation + 1), or when its
+ *    last round found no fit and unschedulableRetryMs has passed.
+ * 2. Shortlist: the top K alive peers by rendezvous hash of (deployment,
+ *    replica, generation, peer). A shortlisted peer that fits (resources,
+ *    label constraints, anti-affinity) sends a bid — a score that is a pure
+ *    function of its published capacity and free figures — straight to the
+ *    round's first closers, so a placement costs O(K) messages whatever the
+ *    cluster size. No bid by the end of a wave widens the list by K (waves),
+ *    and the last wave asks every alive peer.
+ * 3. Closers, in order: the accepting node (owner) if alive, then the
+ *    shortlist. Closer i closes after bidWindowMs + i·closeTimeoutMs unless a
+ *    record of this generation exists by then, by writing ONE placement
+ *    record: generation, the bids it saw, winners, closer, times. Concurrent
+ *    closes of one round are concurrent writes of one document key: the CRDT
+ *    keeps one record, and every node derives the same winners from it.
+ * 4. No bid after the last wave: the record names no winner and says why;
+ *    the round is retried after unschedulableRetryMs.
+ */
+import type { Clock, DeploymentSpec, Logger, Startable, TimerHandle, Transport } from '../../core/index.ts'
+import { LatticeError } from '../../core/index.ts'
+import type { ClusterState, DeploymentEntry, PlacementEntry } from '../../crdt/index.ts'
+import type { MemberView } from '../../mesh/index.ts'
+import type { EventBus } from '../events.ts'
+import { BID_BYTES_MAX, BID_PROTOCOL, decodeBid, encodeBid, type BidMessage } from './bid-wire.ts'
+import { rankOf, rendezvousWeight, roundHash, topPeers, type RoundKey } from './rendezvous.ts'
+import { bidScore, fits, type ResourceFigures } from './score.ts'
+
+export interface PlacerInit {
+  /** K: peers per shortlist wave. More means better fits, more messages per placement. */
+  shortlistSize: number
+  /** How long a closer collects bids before closing. Above a bid's one-way trip plus the time the deploy takes to reach the shortlist. */
+  bidWindowMs: number
+  /** Extra wait per closer rank, so the next closer steps in only when the one before it is gone. */
+  closeTimeoutMs: number
+  /** Waves of K before asking every alive peer. */
+  wavesMax: number
+  /** A node with no fit retries this often; capacity may have freed up. */
+  unschedulableRetryMs: number
+  /** Closers each bid is sent to: the first plus a spare in case it is gone. */
+  bidRecipients: number
+  /** Fastest re-evaluation after a change: bounds CPU during bursts of changes. */
+  evaluateIntervalMs: number
+  /** A bid request that gets no answer by then is given up (the round has spares). */
+  bidRequestTimeoutMs: number
+  /** Resources promised in an open bid are released after this if the round never closes. */
+  reservationTtlMs: number
+  /** Bids kept for rounds this node has not seen yet (bounded memory). */
+  pendingBidsMax: number
+}
+
+export const PLACER_DEFAULTS: PlacerInit = {
+  shortlistSize: 5,
+  bidWindowMs: 300,
+  closeTimeoutMs: 700,
+  wavesMax: 3,
+  unschedulableRetryMs: 10_000,
+  bidRecipients: 2,
+  evaluateIntervalMs: 50,
+  bidRequestTimeoutMs: 2_000,
+  reservationTtlMs: 10_000,
+  pendingBidsMax: 10_000,
+}
+
+export interface PlacerComponents {
+  state: ClusterState
+  transport: Transport
+  /** This node's membership view. */
+  members: () => MemberView[]
+  member: (peerId: string) => MemberView | undefined
+  clock: Clock
+  logger: Logger
+  events: EventBus
+  capacity: () => ResourceFigures
+  labels: () => Record<string, string>
+}
+
+export type BidIgnoredReason = 'too_large' | 'malformed' | 'invalid' | 'spoofed' | 'not_shortlisted' | 'not_alive' | 'score_mismatch' | 'capacity_mismatch' | 'anti_affinity' | 'late'
+
+export interface PlacerCounters {
+  roundsOpened: number
+  roundsClosed: number
+  roundsUnschedulable: number
+  bidsSent: number
+  bidsReceived: number
+  bidsIgnored: Record<BidIgnoredReason, number>
+  closeConflicts: number
+}
+
+export interface Placer extends Startable {
+  /** The document changed: look for replicas that need a round. */
+  markDirty(): void
+  /** Membership changed: shortlists and closers are recomputed. */
+  membershipChanged(): void
+  counters(): PlacerCounters
+  /** Free resources for bidding: capacity minus replicas won and bids outstanding. */
+  freeForBidding(): ResourceFigures
+  /** Why a spec can never fit, judged against every alive node's capacity; undefined if some node could take it. */
+  neverFits(spec: DeploymentSpec): string | undefined
+}
+
+interface Round {
+  key: RoundKey
+  keyText: string
+  owner: string
+  openedAtMs: number
+  bids: Map<string, BidMessage>
+  bidSent: boolean
+  /** Cached per membership version: closers and this node's rank. */
+  viewVersion: number
+  closers: string[]
+  myRank: number
+  reason: string
+}
+
+interface Reservation {
+  cpu: number
+  memoryMB: number
+  expiresAtMs: number
+}
+
+const roundText = (key: RoundKey): string => `${key.deploymentId}/${key.replica}/${key.generation}`
+
+/** Winners are a pure function of a round's bids: best score, ties by rendezvous weight. */
+export function chooseWinners(round: RoundKey, bids: ReadonlyArray<{ peerId: string; score: number }>, count = 1): string[] {
+  const base = roundHash(round)
+  return [...bids]
+    .sort((a, b) => b.score - a.score || rendezvousWeight(base, b.peerId) - rendezvousWeight(base, a.peerId) || (a.peerId < b.peerId ? -1 : 1))
+    .slice(0, count)
+    .map((bid) => bid.peerId)
+}
+
+export function createPlacer(init: Partial<PlacerInit> = {}): (components: PlacerComponents) => Placer {
+  const config: PlacerInit = { ...PLACER_DEFAULTS, ...init }
+  return (components) => {
+    const { state, transport, clock, logger, events } = components
+    const selfId = transport.selfId
+    const rounds = new Map<string, Round>()
+    const pendingBids = new Map<string, Map<string, BidMessage>>()
+    const reservations = new Map<string, Reservation>()
+    const lastSeenGeneration = new Map<string, number>()
+    const counters: PlacerCounters = {
+      roundsOpened: 0,
+      roundsClosed: 0,
+      roundsUnschedulable: 0,
+      bidsSent: 0,
+      bidsReceived: 0,
+      bidsIgnored: { too_large: 0, malformed: 0, invalid: 0, spoofed: 0, not_shortlisted: 0, not_alive: 0, score_mismatch: 0, capacity_mismatch: 0, anti_affinity: 0, late: 0 },
+      closeConflicts: 0,
+    }
+    let running = false
+    let timer: TimerHandle | undefined
+    let timerAtMs = Number.POSITIVE_INFINITY
+    let evaluating = false
+    let dirtyWhileEvaluating = false
+    let viewVersion = 0
+    let aliveCache: { version: number; ids: string[]; set: Set<string> } | undefined
+    let lastEvaluationMs = Number.NEGATIVE_INFINITY
+    let scanNeeded = true
+    let firstScanDone = false
+    let drainingSignature = ''
+
+    /** Alive, not draining: who may bid and close. */
+    const eligible = (): { ids: string[]; set: Set<string> } => {
+      if (aliveCache?.version === viewVersion) return aliveCache
+      const ids = components.members().filter((m) => m.state === 'alive' && state.node(m.peerId)?.draining !== true).map((m) => m.peerId)
+      aliveCache = { version: viewVersion, ids, set: new Set(ids) }
+      return aliveCache
+    }
+
+    const isGone = (peerId: string): boolean => {
+      const member = components.member(peerId)
+      return member !== undefined && (member.state === 'dead' || member.state === 'left')
+    }
+
+    const schedule = (atMs: number): void => {
+      if (!running || atMs >= timerAtMs) return
+      timer?.cancel()
+      timerAtMs = atMs
+      timer = clock.setTimer(Math.max(0, atMs - clock.nowMs()), () => {
+        timerAtMs = Number.POSITIVE_INFINITY
+        timer = undefined
+        void evaluate()
+      })
+    }
+
+    /** Replicas this node holds (won at their current generation) for live deployments. */
+    const held = (): Array<{ deployment: DeploymentEntry; replica: number }> => {
+      const result: Array<{ deployment: DeploymentEntry; replica: number }> = []
+      for (const deployment of state.deployments()) {
+        if (deployment.desired === 'deleted') continue
+        for (const [replica, record] of state.placements(deployment.id)) {
+          if (replica < deployment.replicas && record.winners.includes(selfId)) result.push({ deployment, replica })
+        }
+      }
+      return result
+    }
+
+    const freeForBidding = (): ResourceFigures => {
+      const capacity = components.capacity()
+      let cpu = capacity.cpu
+      let memoryMB = capacity.memoryMB
+      for (const { deployment } of held()) {
+        if (deployment.desired !== 'running') continue
+        cpu -= deployment.spec.resources.cpu
+        memoryMB -= deployment.spec.resources.memoryMB
+      }
+      const nowMs = clock.nowMs()
+      for (const [key, reservation] of reservations) {
+        if (reservation.expiresAtMs <= nowMs) {
+          reservations.delete(key)
+          continue
+        }
+        cpu -= reservation.cpu
+        memoryMB -= reservation.memoryMB
+      }
+      return { cpu: Math.max(0, Math.round(cpu * 1000) / 1000), memoryMB: Math.max(0, memoryMB), diskMB: capacity.diskMB, gpus: capacity.gpus }
+    }
+
+    /** Anti-affinity: a node holds one replica of a deployment while enough nodes exist. */
+    const holdsAnotherReplica = (peerId: string, deployment: DeploymentEntry, replica: number): boolean => {
+      for (const [other, record] of state.placements(deployment.id)) {
+        if (other !== replica && other < deployment.replicas && record.winners.includes(peerId)) return true
+      }
+      return false
+    }
+    const antiAffinityApplies = (deployment: DeploymentEntry): boolean => eligible().ids.length >= deployment.replicas
+
+    /** The round a replica needs now, or undefined. */
+    const neededRound = (record: PlacementEntry | undefined): { generation: number; reason: string } | undefined => {
+      if (record === undefined) return { generation: 1, reason: 'initial' }
+      if (record.winners.length === 0) {
+        const retryAtMs = record.closedAtMs + config.unschedulableRetryMs
+        if (clock.nowMs() >= retryAtMs) return { generation: record.generation + 1, reason: 'retry after unschedulable' }
+        schedule(retryAtMs)
+        return undefined
+      }
+      const gone = record.winners.find((winner) => isGone(winner))
+      if (gone !== undefined) return { generation: record.generation + 1, reason: `failover: ${gone.slice(-8)} is ${components.member(gone)?.state ?? 'gone'}` }
+      const draining = record.winners.find((winner) => state.node(winner)?.draining === true)
+      if (draining !== undefined) return { generation: record.generation + 1, reason: `drain: ${draining.slice(-8)} is draining` }
+      return undefined
+    }
+
+    const refreshView = (round: Round): void => {
+      if (round.viewVersion === viewVersion) return
+      const { ids, set } = eligible()
+      const shortlist = topPeers(round.key, ids, config.shortlistSize)
+      const closers = set.has(round.owner) ? [round.owner, ...shortlist.filter((p) => p !== round.owner)] : shortlist
+      round.closers = closers
+      round.myRank = set.has(selfId) ? rankOf(round.key, ids, selfId) : Number.POSITIVE_INFINITY
+      round.viewVersion = viewVersion
+    }
+
+    const waveOf = (round: Round): number => {
+      const waveMs = config.bidWindowMs + config.closeTimeoutMs
+      return Math.min(config.wavesMax, Math.floor((clock.nowMs() - round.openedAtMs) / waveMs))
+    }
+    const cutoffOf = (wave: number): number => (wave >= config.wavesMax ? Number.POSITIVE_INFINITY : (wave + 1) * config.shortlistSize)
+
+    const sendBid = (round: Round, deployment: DeploymentEntry, wave: number): void => {
+      const capacity = components.capacity()
+      const free = freeForBidding()
+      const spec = deployment.spec
+      if (!fits(spec, free, components.labels()).fits) return
+      if (antiAffinityApplies(deployment) && holdsAnotherReplica(selfId, deployment, round.key.replica)) return
+      const bid: BidMessage = {
+        v: 1,
+        ...round.key,
+        wave,
+        peerId: selfId,
+        score: bidScore(spec.strategy, spec, capacity, free),
+        capacity,
+        free,
+        atMs: clock.nowMs(),
+      }
+      round.bidSent = true
+      reservations.set(round.keyText, { cpu: spec.resources.cpu, memoryMB: spec.resources.memoryMB, expiresAtMs: clock.nowMs() + config.reservationTtlMs })
+      const recipients = round.closers.slice(0, config.bidRecipients)
+      for (const closer of recipients) {
+        counters.bidsSent++
+        if (closer === selfId) {
+          round.bids.set(selfId, bid)
+          continue
+        }
+        transport
+          .request(closer, BID_PROTOCOL, encodeBid(bid), { timeoutMs: config.bidRequestTimeoutMs, responseBytesMax: 64 })
+          .catch((error: unknown) => logger.debug({ closer, round: round.keyText, err: error instanceof Error ? error.message : String(error) }, 'bid not delivered'))
+      }
+    }
+
+    /** Bids a closer accepts: from eligible, shortlisted peers whose score matches their figures. */
+    const validBids = (round: Round, deployment: DeploymentEntry, wave: number): BidMessage[] => {
+      const { set, ids } = eligible()
+      const valid: BidMessage[] = []
+      const cutoff = cutoffOf(wave)
+      for (const bid of round.bids.values()) {
+        let reason: BidIgnoredReason | undefined
+        if (!set.has(bid.peerId)) reason = 'not_alive'
+        else if (cutoff !== Number.POSITIVE_INFINITY && rankOf(round.key, ids, bid.peerId) >= cutoff + config.shortlistSize) reason = 'not_shortlisted'
+        else if (bid.score !== bidScore(deployment.spec.strategy, deployment.spec, bid.capacity, bid.free) || !fits(deployment.spec, bid.free, {}).fits) reason = 'score_mismatch'
+        else {
+          const known = components.member(bid.peerId)
+          if (known !== undefined && known.seq > 0 && (known.capacity.cpu !== bid.capacity.cpu || known.capacity.memoryMB !== bid.capacity.memoryMB)) reason = 'capacity_mismatch'
+          else if (antiAffinityApplies(deployment) && holdsAnotherReplica(bid.peerId, deployment, round.key.replica)) reason = 'anti_affinity'
+        }
+        if (reason !== undefined) {
+          counters.bidsIgnored[reason]++
+          round.bids.delete(bid.peerId)
+          continue
+        }
+        valid.push(bid)
+      }
+      return valid
+    }
+
+    const unschedulableReason = (spec: DeploymentSpec): string => {
+      const alive = components.members().filter((m) => m.state === 'alive')
+      const maxMemory = Math.max(0, ...alive.map((m) => (m.peerId === selfId ? freeForBidding().memoryMB : m.free.memoryMB)))
+      const maxCpu = Math.max(0, ...alive.map((m) => (m.peerId === selfId ? freeForBidding().cpu : m.free.cpu)))
+      const labels = Object.entries(spec.constraints.labels)
+      const labelNote = labels.length > 0 ? `; labels ${labels.map(([k, v]) => `${k}=${v}`).join(',')} on ${alive.filter((m) => labels.every(([k, v]) => m.labels[k] === v)).length} of them` : ''
+      return `needs ${spec.resources.memoryMB} MB and ${spec.resources.cpu} CPU, largest free ${maxMemory} MB and ${maxCpu} CPU on ${alive.length} alive nodes${labelNote}`
+    }
+
+    const close = async (round: Round, winners: string[], bids: BidMessage[], unschedulable?: string): Promise<void> => {
+      const previous = state.placement(round.key.deploymentId, round.key.replica)
+      if (previous !== undefined && previous.generation >= round.key.generation) return
+      const nowMs = clock.nowMs()
+      const reason = unschedulable === undefined ? round.reason : `${round.reason}; unschedulable: ${unschedulable}`
+      try {
+        await state.writePlacement(round.key.deploymentId, round.key.replica, {
+          generation: round.key.generation,
+          winners,
+          bids: bids.map((bid) => ({ peerId: bid.peerId, score: bid.score, atMs: bid.atMs })),
+          shortlist: round.closers.filter((p) => p !== round.owner || round.myRank < config.shortlistSize).slice(0, config.shortlistSize),
+          closedBy: selfId,
+          openedAtMs: round.openedAtMs,
+          closedAtMs: nowMs,
+          history: [...(previous?.history ?? []), { generation: round.key.generation, winners, closedBy: selfId, closedAtMs: nowMs, reason }],
+          ...(unschedulable !== undefined ? { unschedulableReason: unschedulable } : {}),
+        })
+        counters.roundsClosed++
+        if (unschedulable !== undefined) counters.roundsUnschedulable++
+        logger.info({ round: round.keyText, winners, bids: bids.length, unschedulable }, 'placement round closed')
+        rounds.delete(round.keyText)
+      } catch (error) {
+        if (error instanceof LatticeError && (error.code === 'CONFLICT' || error.code === 'NOT_FOUND')) {
+          counters.closeConflicts++
+          return
+        }
+        throw error
+      }
+    }
+
+    const advanceRound = async (round: Round, deployment: DeploymentEntry): Promise<void> => {
+      refreshView(round)
+      const nowMs = clock.nowMs()
+      const wave = waveOf(round)
+      if (!round.bidSent && round.myRank < cutoffOf(wave)) sendBid(round, deployment, wave)
+      const closerRank = round.closers.indexOf(selfId)
+      const waveMs = config.bidWindowMs + config.closeTimeoutMs
+      if (closerRank < 0) {
+        // Not a closer: only a later wave may concern this node.
+        if (!round.bidSent && wave < config.wavesMax) schedule(round.openedAtMs + (wave + 1) * waveMs)
+        return
+      }
+      const closeAtMs = round.openedAtMs + config.bidWindowMs + closerRank * config.closeTimeoutMs
+      // The first closer need not wait out the window once every shortlisted peer has bid.
+      const everyoneBid = closerRank === 0 && wave === 0 && topPeers(round.key, eligible().ids, config.shortlistSize).every((peer) => round.bids.has(peer))
+      if (nowMs < closeAtMs && !everyoneBid) {
+        schedule(closeAtMs)
+        return
+      }
+      const bids = validBids(round, deployment, wave)
+      if (bids.length > 0) {
+        await close(round, chooseWinners(round.key, bids), bids)
+        return
+      }
+      if (wave < config.wavesMax) {
+        schedule(round.openedAtMs + (wave + 1) * waveMs + config.bidWindowMs)
+        return
+      }
+      await close(round, [], [], unschedulableReason(deployment.spec))
+    }
+
+    const observe = (deployment: DeploymentEntry, replica: number, record: PlacementEntry | undefined): void => {
+      if (record === undefined) return
+      const key = `${deployment.id}/${replica}`
+      if ((lastSeenGeneration.get(key) ?? 0) >= record.generation) return
+      lastSeenGeneration.set(key, record.generation)
+      reservations.delete(roundText({ deploymentId: deployment.id, replica, generation: record.generation }))
+      rounds.delete(roundText({ deploymentId: deployment.id, replica, generation: record.generation }))
+      // Records loaded at start-up are history, not news.
+      if (firstScanDone) events.emit({ type: 'placement.closed', deploymentId: deployment.id, replica, generation: record.generation, winners: record.winners })
+    }
+
+    /** Finds the replicas that need a round (after a document or membership change). */
+    const scan = (): void => {
+      const live = new Set<string>()
+      for (const deployment of state.deployments()) {
+        if (deployment.desired === 'deleted') continue
+        const records = state.placements(deployment.id)
+        for (let replica = 0; replica < deployment.replicas; replica++) {
+          const record = records.get(replica)
+          observe(deployment, replica, record)
+          const need = neededRound(record)
+          if (need === undefined) continue
+          const key: RoundKey = { deploymentId: deployment.id, replica, generation: need.generation }
+          const keyText = roundText(key)
+          live.add(keyText)
+          if (rounds.has(keyText)) continue
+          rounds.set(keyText, { key, keyText, owner: deployment.owner, openedAtMs: clock.nowMs(), bids: pendingBids.get(keyText) ?? new Map(), bidSent: false, viewVersion: -1, closers: [], myRank: Number.POSITIVE_INFINITY, reason: need.reason })
+          pendingBids.delete(keyText)
+          counters.roundsOpened++
+        }
+      }
+      for (const key of rounds.keys()) if (!live.has(key)) rounds.delete(key)
+    }
+
+    async function evaluate(): Promise<void> {
+      if (!running) return
+      if (evaluating) {
+        dirtyWhileEvaluating = true
+        return
+      }
+      evaluating = true
+      lastEvaluationMs = clock.nowMs()
+      try {
+        const drainingNow = state.nodes().filter((n) => n.draining === true).map((n) => n.peerId).join()
+        if (drainingNow !== drainingSignature) {
+          drainingSignature = drainingNow
+          viewVersion++
+        }
+        if (scanNeeded) {
+          scanNeeded = false
+          scan()
+          firstScanDone = true
+        }
+        for (const round of [...rounds.values()]) {
+          const deployment = state.deployment(round.key.deploymentId)
+          if (deployment === undefined || deployment.desired === 'deleted') {
+            rounds.delete(round.keyText)
+            continue
+          }
+          await advanceRound(round, deployment)
+        }
+      } catch (error) {
+        logger.error({ err: error instanceof Error ? error.message : String(error) }, 'placement evaluation failed')
+      } finally {
+        evaluating = false
+      }
+      if (dirtyWhileEvaluating) {
+        dirtyWhileEvaluating = false
+        markDirty()
+      }
+    }
+
+    function markDirty(): void {
+      if (!running) return
+      scanNeeded = true
+      schedule(Math.max(clock.nowMs(), lastEvaluationMs + config.evaluateIntervalMs))
+    }
+
+    const onBid = async (request: { from: string; data: Uint8Array }): Promise<Uint8Array> => {
+      const decoded = decodeBid(request.data)
+      if (!decoded.ok) {
+        counters.bidsIgnored[decoded.reason]++
+        return new Uint8Array([0])
+      }
+      const bid = decoded.bid
+      if (bid.peerId !== request.from) {
+        counters.bidsIgnored.spoofed++
+        return new Uint8Array([0])
+      }
+      counters.bidsReceived++
+      const keyText = roundText(bid)
+      const round = rounds.get(keyText)
+      if (round !== undefined) {
+        round.bids.set(bid.peerId, bid)
+      } else {
+        const record = state.placement(bid.deploymentId, bid.replica)
+        if (record !== undefined && record.generation >= bid.generation) {
+          counters.bidsIgnored.late++
+          return new Uint8Array([0])
+        }
+        if (pendingBids.size >= config.pendingBidsMax) pendingBids.delete(pendingBids.keys().next().value as string)
+        const bids = pendingBids.get(keyText) ?? new Map<string, BidMessage>()
+        bids.set(bid.peerId, bid)
+        pendingBids.set(keyText, bids)
+      }
+      markDirty()
+      return new Uint8Array([1])
+    }
+
+    let handlerInstalled = false
+
+    return {
+      async start() {
+        running = true
+        if (!handlerInstalled) {
+          transport.handle(BID_PROTOCOL, onBid, { requestBytesMax: BID_BYTES_MAX })
+          handlerInstalled = true
+        }
+        markDirty()
+      },
+      async stop() {
+        running = false
+        timer?.cancel()
+        timer = undefined
+        timerAtMs = Number.POSITIVE_INFINITY
+      },
+      markDirty,
+      membershipChanged() {
+        viewVersion++
+        markDirty()
+      },
+      counters: () => ({ ...counters, bidsIgnored: { ...counters.bidsIgnored } }),
+      freeForBidding,
+      neverFits(spec) {
+        const alive = components.members().filter((m) => m.state === 'alive')
+        const capacityOf = (m: MemberView): ResourceFigures => (m.peerId === selfId ? components.capacity() : m.capacity)
+        const labelled = alive.filter((m) => Object.entries(spec.constraints.labels).every(([k, v]) => (m.peerId === selfId ? components.labels() : m.labels)[k] === v))
+        if (labelled.length === 0) return `no alive node offers the labels ${JSON.stringify(spec.constraints.labels)} (${alive.length} alive nodes)`
+        const largestMemory = Math.max(...labelled.map((m) => capacityOf(m).memoryMB))
+        const largestCpu = Math.max(...labelled.map((m) => capacityOf(m).cpu))
+        if (spec.resources.memoryMB > largestMemory) return `needs ${spec.resources.memoryMB} MB, the largest node has ${largestMemory} MB (${labelled.length} alive nodes)`
+        if (spec.resources.cpu > largestCpu) return `needs ${spec.resources.cpu} CPU, the largest node has ${largestCpu} (${labelled.length} alive nodes)`
+        return undefined
+      },
+    }
+  }
+}
