@@ -12,6 +12,8 @@
  * processes racing on an empty data dir agree on one key and a crash never
  * leaves half a key behind.
  */
+// Must precede @libp2p/pnet: see pnet-cipher.ts.
+import './pnet-cipher.ts'
 import { randomBytes } from 'node:crypto'
 import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'

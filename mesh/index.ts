@@ -11,6 +11,8 @@
  * (many nodes on loopback). Membership (heartbeats, failure detection) builds
  * on the Transport port, not on libp2p, so it runs unchanged in the simulator.
  */
+// First: makes @libp2p/pnet use the pure-JS cipher (see pnet-cipher.ts).
+import './pnet-cipher.ts'
 export {
   IDENTITY_FILE,
   INVITE_PREFIX,

@@ -5,6 +5,8 @@
  * Libp2pHostConfig; the choices that are traps on libp2p v3 are explained
  * where they are made (see also shared STACK-NOTES, libp2p section).
  */
+// Must precede @libp2p/pnet: see the file's header.
+import './pnet-cipher.ts'
 import { noise } from '@chainsafe/libp2p-noise'
 import { gossipsub, StrictSign, type GossipSub } from '@libp2p/gossipsub'
 import { createTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'

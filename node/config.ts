@@ -58,6 +58,8 @@ export const NodeConfigSchema = z.strictObject({
   meshTransportPreset: z.enum(['lan', 'test']).default('lan'),
   /** Membership timings preset (mesh/membership-config.ts): `lan` suits real machines, `test` is ~5× faster for virtual-time tests only. */
   membershipPreset: z.enum(['lan', 'test', 'sim']).default('lan'),
+  /** Connections a node keeps at least: below it, it dials members it hears of (membership carries their addresses). */
+  connectionsTarget: z.number().int().min(1).max(1_000).default(8),
   /** Labels this node offers to placement constraints (e.g. zone=home). */
   labels: z.record(z.string(), z.string()).default({}),
 })

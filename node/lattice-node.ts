@@ -120,6 +120,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     },
     docCompactAfterChunks: config.docCompactAfterChunks,
     membershipPreset: config.membershipPreset,
+    connectionsTarget: config.connectionsTarget,
     seeds: mesh.bootstrap.map(peerIdOf).filter((id): id is string => id !== undefined),
   })({ transport, store, runtime, clock, rng, logger, events, metrics })
   const { state, reconciler } = core

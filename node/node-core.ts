@@ -33,6 +33,8 @@ export interface NodeCoreInit {
   /** PeerIds to join through (bootstrap peers). */
   seeds: string[]
   placement?: Partial<PlacerInit>
+  /** Below this many connections a node dials members it learns of, so the mesh stays connected when its bootstrap peers go. */
+  connectionsTarget: number
 }
 
 export interface NodeCoreComponents {
@@ -95,6 +97,11 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       metrics,
     })
     const freeResources = (): Resources => placer.freeForBidding()
+    const dialIfSparse = (addresses: string[]): void => {
+      const address = addresses[0]
+      if (address === undefined || transport.connectedPeers().length >= init.connectionsTarget) return
+      transport.dial(address).catch((error: unknown) => logger.debug({ address, err: error instanceof Error ? error.message : String(error) }, 'dial of a member failed'))
+    }
     let draining = false
 
     const offs: Array<() => void> = []
@@ -134,6 +141,7 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         offs.push(membership.onEvent((event) => {
           events.emit({ type: `node.${event.type}`, peerId: event.peerId })
           placer.membershipChanged()
+          if ((event.type === 'joined' || event.type === 'alive') && event.peerId !== peerId) dialIfSparse(event.member.addresses)
         }))
         offs.push(state.onChange(() => {
           placer.markDirty()
