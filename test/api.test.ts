@@ -214,6 +214,24 @@ describe('deployment lifecycle', () => {
     expect(events.every((e) => e.replica === 0 && (e.stream === 'stdout' || e.stream === 'stderr'))).toBe(true)
   })
 
+  it('logs with follow=true stream lines written after the request, until the client goes', async () => {
+    const v = await runningView('talker')
+    const controller = new AbortController()
+    const response = await fetch(`${t.node.apiUrl()}/v1/deployments/talker/logs?follow=true&tail=0`, { headers: t.auth, signal: controller.signal })
+    expect(response.status).toBe(200)
+    const reader = response.body!.getReader()
+    t.runtime.emitLog(v.replicas[0]!.containerId!, 'stdout', 'a line written later')
+    let text = ''
+    const decoder = new TextDecoder()
+    while (!text.includes('a line written later')) {
+      const { value, done } = await reader.read()
+      if (done) break
+      text += decoder.decode(value)
+    }
+    controller.abort()
+    expect(text).toContain('"line":"a line written later"')
+  })
+
   it('delete removes the containers; the list hides it unless all=true', async () => {
     const { id } = await view('web')
     expect((await api('DELETE', `/v1/deployments/${id}`)).statusCode).toBe(202)
