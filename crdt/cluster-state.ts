@@ -49,6 +49,24 @@ export const CLUSTER_STATE_DEFAULTS = {
   compactAfterChunks: 200,
 } as const
 
+/**
+ * One peer's state in the Automerge sync protocol (an Automerge SyncState: a
+ * plain value, kept by the caller per peer, replaced by every call).
+ */
+export type SyncState = A.SyncState
+
+/** What applying peers' changes did. */
+export interface ApplyResult {
+  /** The heads moved: at least one change was new and applied (not merely queued for its dependencies). */
+  applied: boolean
+  /**
+   * Entries the applied changes left invalid that were valid (or absent)
+   * before: they are kept in the history, as every replica must hold the same
+   * changes to converge, but left out of every read, on every replica alike.
+   */
+  invalidEntries: string[][]
+}
+
 export interface ClusterChangeEvent {
   /** True for this node's own writes, false for changes applied from peers. */
   local: boolean
@@ -120,7 +138,43 @@ export interface ClusterState extends Startable, ClusterStateReader {
    * Bytes that are not Automerge changes reject with VALIDATION_FAILED and
    * change nothing.
    */
-  applyChanges(changes: readonly Uint8Array[]): Promise<void>
+  applyChanges(changes: readonly Uint8Array[]): Promise<ApplyResult>
+  /** True when every hash is a change in this replica's history (applied, not merely queued). Malformed hashes: false. */
+  hasChanges(hashes: readonly string[]): boolean
+  /**
+   * True when every change in `heads` is known here and in the history of
+   * `peerHeads` (a peer that reported `peerHeads` holds them). Peer heads this
+   * replica does not know are left out, so it may answer false, never
+   * wrongly true.
+   */
+  coveredBy(heads: readonly string[], peerHeads: readonly string[]): boolean
+  /**
+   * The Automerge sync protocol (anti-entropy), one call per message: the
+   * next message for the peer whose state is `syncState` (null: nothing to
+   * send), and that peer's new state. Throws INTERNAL when not running.
+   */
+  generateSyncMessage(syncState: SyncState): [SyncState, Uint8Array | null]
+  /**
+   * Applies a peer's sync message as applyChanges does (validated into the
+   * index, persisted before it resolves, onChange). Bytes that are not a
+   * sync message reject with VALIDATION_FAILED and change nothing.
+   */
+  receiveSyncMessage(syncState: SyncState, message: Uint8Array): Promise<{ syncState: SyncState; result: ApplyResult }>
+  /**
+   * Merges a whole document (a peer's saveSnapshot()) as applyChanges does:
+   * the fallback when a sync message would exceed its bound. Bytes that are
+   * not an Automerge document reject with VALIDATION_FAILED. Parses the
+   * document twice (once to check it): the fallback is rare.
+   */
+  mergeSnapshot(snapshot: Uint8Array): Promise<ApplyResult>
+  /** Resolves once everything in memory now is in the store (e.g. before telling a peer our heads). */
+  flush(): Promise<void>
+  /**
+   * Writes the whole document as the snapshot now and drops the chunks,
+   * damaged ones included: after a recovery from peers, so the damage is
+   * not reported again at the next start.
+   */
+  compact(): Promise<void>
   /** The whole document (Automerge.save), e.g. for a joining peer. Works after stop; throws before the first start. */
   saveSnapshot(): Uint8Array
   stats(): ClusterStateStats
@@ -133,6 +187,14 @@ const InitSchema = z.object({
 
 /** Change messages are stored in every change forever: keep them short. */
 const MESSAGE_LENGTH_MAX = 120
+
+/**
+ * A sync message of at least this many bytes and at least a quarter of the
+ * stored document (a joining node's whole-document message, a long
+ * partition's backlog) re-reads every entry instead of collecting patches.
+ */
+const BULK_BYTES_MIN = 16 * 1024
+const BULK_SHARE_DIVISOR = 4
 
 export function createClusterState(init: ClusterStateInit): (components: ClusterStateComponents) => ClusterState {
   const parsed = InitSchema.safeParse(init)
@@ -348,23 +410,104 @@ class AutomergeClusterState implements ClusterState {
     }
   }
 
-  async applyChanges(changes: readonly Uint8Array[]): Promise<void> {
+  applyChanges(changes: readonly Uint8Array[]): Promise<ApplyResult> {
+    // Automerge parses every change before applying any, so on failure `doc` is intact.
+    return this.applyRemote('not Automerge changes', (doc, patchCallback) => A.applyChanges(doc, [...changes], { patchCallback })[0])
+  }
+
+  hasChanges(hashes: readonly string[]): boolean {
+    if (this.doc === undefined) return hashes.length === 0
+    try {
+      return A.hasHeads(this.doc, [...hashes])
+    } catch {
+      return false // malformed hashes are not in any history
+    }
+  }
+
+  coveredBy(heads: readonly string[], peerHeads: readonly string[]): boolean {
+    const doc = this.doc
+    if (heads.length === 0) return true
+    if (doc === undefined || !this.hasChanges(heads)) return false
+    const peer = new Set(peerHeads)
+    if (heads.every((head) => peer.has(head))) return true
+    const known = peerHeads.filter((head) => this.hasChanges([head]))
+    if (known.length === 0) return false // nothing of theirs known here: cannot tell, and the walk would be the whole history
+    // Everything not reachable from the peer's known heads (usually a few recent changes); ours must not be among it.
+    const beyond = new Set(A.getChangesMetaSince(doc, known).map((meta) => meta.hash))
+    return heads.every((head) => !beyond.has(head))
+  }
+
+  generateSyncMessage(syncState: SyncState): [SyncState, Uint8Array | null] {
+    return A.generateSyncMessage(this.runningDoc(), syncState)
+  }
+
+  async receiveSyncMessage(syncState: SyncState, message: Uint8Array): Promise<{ syncState: SyncState; result: ApplyResult }> {
+    let next = syncState
+    const bulk = message.byteLength >= BULK_BYTES_MIN && message.byteLength * BULK_SHARE_DIVISOR >= (this.persistence?.sizeBytes ?? 0)
+    const result = await this.applyRemote(
+      'not an Automerge sync message',
+      (doc, patchCallback) => {
+        // A message that fails to parse throws before it touches the document.
+        const [updated, state] = A.receiveSyncMessage(doc, syncState, message, patchCallback === undefined ? {} : { patchCallback })
+        next = state
+        return updated
+      },
+      bulk,
+    )
+    return { syncState: next, result }
+  }
+
+  mergeSnapshot(snapshot: Uint8Array): Promise<ApplyResult> {
+    return this.applyRemote(
+      'not an Automerge document',
+      (doc) => {
+        // loadIncremental skips bytes it cannot parse without a word; load refuses them.
+        A.load(snapshot)
+        return A.loadIncremental(doc, snapshot)
+      },
+      true,
+    )
+  }
+
+  flush(): Promise<void> {
+    this.runningDoc()
+    return this.persistence!.persist()
+  }
+
+  compact(): Promise<void> {
+    this.runningDoc()
+    return this.persistence!.compact()
+  }
+
+  /**
+   * The one path for peers' data into the document: apply (synchronously,
+   * so no other write interleaves), re-validate what it touched, persist,
+   * then tell listeners. `apply` must leave `doc` intact when it throws.
+   * With `bulk` (a whole document, or a message as large as a good part of
+   * it) no patches are collected and every entry is re-read instead: about
+   * 3× faster for a joining node's first sync.
+   */
+  private async applyRemote(
+    what: string,
+    apply: (doc: A.Doc<ClusterDoc>, patchCallback: A.PatchCallback<ClusterDoc> | undefined) => A.Doc<ClusterDoc>,
+    bulk = false,
+  ): Promise<ApplyResult> {
     const doc = this.runningDoc()
     const persistence = this.persistence!
     const before = A.getHeads(doc)
     const patches: A.Patch[] = []
     let next: A.Doc<ClusterDoc>
     try {
-      ;[next] = A.applyChanges(doc, [...changes], { patchCallback: (batch) => patches.push(...batch) })
+      next = apply(doc, bulk ? undefined : (batch) => patches.push(...batch))
     } catch (err) {
-      // Automerge parses every change before applying any, so `doc` is intact.
-      throw new LatticeError('VALIDATION_FAILED', `not Automerge changes: ${(err as Error).message}`)
+      throw new LatticeError('VALIDATION_FAILED', `${what}: ${(err as Error).message}`)
     }
     this.doc = next
-    if (sameHeads(before, A.getHeads(next))) return // duplicates, or waiting for dependencies
-    this.index.update(next, patches)
+    if (sameHeads(before, A.getHeads(next))) return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
+    const invalidEntries = this.index.update(next, bulk ? 'all' : patches)
     await persistence.persist()
     this.emit(this.changeListeners, { local: false })
+    return { applied: true, invalidEntries }
   }
 
   saveSnapshot(): Uint8Array {

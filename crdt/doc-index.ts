@@ -204,21 +204,33 @@ export class DocIndex {
     for (const section of SECTIONS) this.refreshSubtree(doc, section, [])
   }
 
-  /** Re-reads the entries that `patches` touched. */
-  update(doc: ClusterDoc, patches: readonly Patch[]): void {
+  /**
+   * Re-reads the entries that `patches` touched (every entry for 'all': one
+   * pass over the document beats Automerge's patches when a merge touches
+   * most of it). Returns the paths of the entries this update found invalid
+   * that were not invalid before it: what a peer's change broke, for the
+   * sync layer to count and attribute.
+   */
+  update(doc: ClusterDoc, patches: readonly Patch[] | 'all'): string[][] {
+    const before = new Set(this.invalid.keys())
     const touched = new Map<string, Prop[]>()
-    for (const patch of patches) {
+    let whole = patches === 'all'
+    for (const patch of whole ? [] : (patches as readonly Patch[])) {
       const [section] = patch.path
       if (section === undefined) {
-        this.rebuild(doc)
-        return
+        whole = true
+        break
       }
       // Sections this version does not know (a newer node's) are not read.
       if (!isSectionName(section)) continue
       const path = patch.path.slice(0, 1 + ENTRY_DEPTH[section])
       touched.set(JSON.stringify(path), path)
     }
-    for (const path of touched.values()) this.refreshPath(doc, path)
+    if (whole) this.rebuild(doc)
+    else for (const path of touched.values()) this.refreshPath(doc, path)
+    const broken: string[][] = []
+    for (const [key, entry] of this.invalid) if (!before.has(key)) broken.push(entry.path)
+    return broken
   }
 
   private refreshPath(doc: ClusterDoc, path: readonly Prop[]): void {

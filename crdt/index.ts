@@ -6,8 +6,12 @@
  * validates every entry with the zod schemas of schema.ts on read, writes
  * each operation as one Automerge change durable before it resolves, and
  * exposes the change feed and sync surface (heads, changesSince,
- * applyChanges, onLocalChange) that gossip and anti-entropy build on. The
- * Store adapters over level and memory-level live here too.
+ * applyChanges, onLocalChange, the Automerge sync protocol) that state
+ * sync builds on. `createStateSync` keeps every node's copy converged:
+ * gossip of each change on the state topic, anti-entropy sessions of the
+ * Automerge sync protocol with one random peer per interval, a full initial
+ * sync (and recovery of damaged chunks) at start, `waitForPeerAck` for
+ * `?ack=1`. The Store adapters over level and memory-level live here too.
  */
 export {
   createClusterState,
@@ -18,7 +22,31 @@ export {
   type ClusterStateReader,
   type ClusterStateStats,
   type ClusterChangeEvent,
+  type ApplyResult,
+  type SyncState,
 } from './cluster-state.ts'
 export type { ClusterStateTx } from './mutations.ts'
 export { createLevelStore, createMemoryStore, type LevelStoreInit } from './level-store.ts'
 export * from './schema.ts'
+export { createStateSync } from './state-sync.ts'
+export {
+  STATE_SYNC_PRESETS,
+  STATE_SYNC_PROTOCOL,
+  STATE_TOPIC,
+  resolveStateSyncConfig,
+  type StateSyncConfig,
+  type StateSyncPreset,
+} from './sync-config.ts'
+export {
+  SYNC_FAILURES,
+  zeroStateSyncCounters,
+  type InitialSyncResult,
+  type MisbehavingPeer,
+  type StateSync,
+  type StateSyncComponents,
+  type StateSyncCounters,
+  type StateSyncInit,
+  type SyncFailure,
+  type SyncSessionResult,
+} from './sync-types.ts'
+export { DROP_REASONS, type DropReason } from './sync-wire.ts'

@@ -1,0 +1,332 @@
+/**
+ * Anti-entropy: the Automerge sync protocol over one request/response
+ * protocol (`/lattice/state-sync/1`). A session is a loop run by the
+ * initiator: it sends its next sync message, the responder applies it and
+ * answers with its own, until the initiator has nothing more to say after
+ * applying the responder's last answer — both replicas then hold the same
+ * changes. Bounded by syncRoundsMax round trips of at most
+ * syncMessageBytesMax each; a message that would exceed the bound is
+ * replaced by the whole document (Automerge.save, far smaller than the
+ * changes it holds) when that fits.
+ *
+ * Sync state is kept per peer and per role (initiator / responder, so two
+ * peers syncing each other at once do not share one state), in LRU maps of
+ * syncStatesMax peers. Automerge's protocol assumes a reliable in-order
+ * stream, so every session starts from the state reduced to what survives a
+ * lost message (Automerge.encodeSyncState keeps only the shared heads).
+ *
+ * The responder persists before it answers, so the heads in its answer are
+ * durable: the initiator records them as proof that the peer holds them
+ * (waitForPeerAck).
+ */
+import * as A from '@automerge/automerge'
+import { LatticeError, TransportError, type Logger, type RequestContext, type Transport } from '../core/index.ts'
+import type { ApplyResult, ClusterState, SyncState } from './cluster-state.ts'
+import { LruMap } from './lru.ts'
+import { STATE_SYNC_PROTOCOL, type StateSyncConfig } from './sync-config.ts'
+import type { StateSyncCounters, SyncFailure, SyncSessionResult } from './sync-types.ts'
+import {
+  decodeSyncRequest,
+  decodeSyncResponse,
+  encodeSyncError,
+  encodeSyncRequest,
+  encodeSyncResponse,
+  syncFrameBytes,
+  type DropReason,
+} from './sync-wire.ts'
+
+export interface AntiEntropyDeps {
+  config: StateSyncConfig
+  state: ClusterState
+  transport: Transport
+  logger: Logger
+  counters: StateSyncCounters
+  misbehave(peerId: string, reason: DropReason): void
+  /** A session with `peerId` completed: both replicas held the same changes at its end. */
+  onSessionOk(peerId: string): void
+}
+
+const EMPTY = new Uint8Array(0)
+const INVALID_PATHS_LOGGED_MAX = 5
+
+/** What survives a lost message: the shared heads only (Automerge's own reset). */
+export function resetSyncState(state: SyncState | undefined): SyncState {
+  return state === undefined ? A.initSyncState() : A.decodeSyncState(A.encodeSyncState(state))
+}
+
+function transportFailure(err: unknown): SyncFailure {
+  if (!(err instanceof TransportError)) return 'failed'
+  switch (err.code) {
+    case 'TIMEOUT':
+      return 'timeout'
+    case 'UNREACHABLE':
+      return 'unreachable'
+    case 'TOO_LARGE':
+      return 'oversized'
+    case 'STOPPED':
+      return 'stopped'
+    case 'NO_HANDLER':
+      return 'refused'
+    default:
+      return 'failed'
+  }
+}
+
+class SessionFailure extends Error {
+  constructor(readonly reason: SyncFailure) {
+    super(reason)
+  }
+}
+
+export class AntiEntropy {
+  private readonly config: StateSyncConfig
+  private readonly state: ClusterState
+  private readonly transport: Transport
+  private readonly log: Logger
+  private readonly count: StateSyncCounters
+  private readonly deps: AntiEntropyDeps
+  private readonly outStates: LruMap<string, SyncState>
+  private readonly inStates: LruMap<string, SyncState>
+  /** Each peer's heads from its last sync reply: changes it holds durably. */
+  private readonly peerHeads: LruMap<string, string[]>
+  private readonly sessions = new Map<string, Promise<SyncSessionResult>>()
+  /** Per-peer chain of requests being served, so one peer's rounds never interleave. */
+  private readonly serving = new Map<string, Promise<unknown>>()
+  private inboundInFlight = 0
+  private abort = new AbortController()
+  private running = false
+
+  constructor(deps: AntiEntropyDeps) {
+    this.deps = deps
+    this.config = deps.config
+    this.state = deps.state
+    this.transport = deps.transport
+    this.log = deps.logger
+    this.count = deps.counters
+    this.outStates = new LruMap(deps.config.syncStatesMax)
+    this.inStates = new LruMap(deps.config.syncStatesMax)
+    this.peerHeads = new LruMap(deps.config.syncStatesMax)
+  }
+
+  start(): void {
+    if (this.running) return
+    this.running = true
+    this.abort = new AbortController()
+    this.transport.handle(STATE_SYNC_PROTOCOL, (request) => this.serve(request), {
+      requestBytesMax: syncFrameBytes(this.config.syncMessageBytesMax),
+    })
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    this.abort.abort(new Error('state sync stopped'))
+    await Promise.allSettled([...this.sessions.values(), ...this.serving.values()])
+  }
+
+  /** Sync states forgotten to stay within syncStatesMax. */
+  get statesEvicted(): number {
+    return this.outStates.evicted + this.inStates.evicted
+  }
+
+  isSyncing(peerId: string): boolean {
+    return this.sessions.has(peerId)
+  }
+
+  /** One session with `peerId`; joins the one in flight, if any. */
+  sync(peerId: string): Promise<SyncSessionResult> {
+    const current = this.sessions.get(peerId)
+    if (current !== undefined) return current
+    const run = this.session(peerId).finally(() => this.sessions.delete(peerId))
+    this.sessions.set(peerId, run)
+    return run
+  }
+
+  /** Peers whose last reply showed heads that include `heads` (at most `limit`, newest first). */
+  peersHolding(heads: readonly string[], limit = Number.POSITIVE_INFINITY): string[] {
+    const holding: string[] = []
+    for (const [peerId, theirs] of [...this.peerHeads].reverse()) {
+      if (holding.length >= limit) break
+      if (this.state.coveredBy(heads, theirs)) holding.push(peerId)
+    }
+    return holding
+  }
+
+  // ---- initiator ----
+
+  private async session(peerId: string): Promise<SyncSessionResult> {
+    this.count.syncSessionsStarted++
+    let rounds = 0
+    try {
+      if (!this.running) throw new SessionFailure('stopped')
+      let syncState = resetSyncState(this.outStates.get(peerId))
+      for (;;) {
+        if (!this.running) throw new SessionFailure('stopped')
+        const [next, message] = this.state.generateSyncMessage(syncState)
+        syncState = next
+        // Nothing more to say after applying the peer's last answer: converged.
+        if (message === null && rounds > 0) break
+        if (rounds >= this.config.syncRoundsMax) throw new SessionFailure('roundsExceeded')
+        const outgoing = this.fit(message ?? EMPTY)
+        if (outgoing === undefined) throw new SessionFailure('oversized')
+        const request = encodeSyncRequest({ start: rounds === 0, ...outgoing })
+        rounds++
+        this.count.syncRoundsOut++
+        this.count.syncBytesOut += request.byteLength
+        let reply: Uint8Array
+        try {
+          reply = await this.transport.request(peerId, STATE_SYNC_PROTOCOL, request, {
+            timeoutMs: this.config.syncRequestTimeoutMs,
+            responseBytesMax: syncFrameBytes(this.config.syncMessageBytesMax),
+            signal: this.abort.signal,
+          })
+        } catch (err) {
+          throw new SessionFailure(this.running ? transportFailure(err) : 'stopped')
+        }
+        this.count.syncBytesIn += reply.byteLength
+        const decoded = decodeSyncResponse(reply, this.config.syncMessageBytesMax)
+        if (!decoded.ok) {
+          this.dropFrom(peerId, decoded.reason, true)
+          throw new SessionFailure(decoded.reason === 'oversized' ? 'oversized' : 'malformed')
+        }
+        const { kind, payload } = decoded.value
+        if (kind === 'busy') throw new SessionFailure('busy')
+        if (kind === 'error') {
+          this.log.debug({ peerId, reason: new TextDecoder().decode(payload) }, 'peer refused a sync request')
+          throw new SessionFailure('refused')
+        }
+        if (payload.byteLength === 0) continue // the peer has nothing to send this round
+        if (kind === 'snapshot') {
+          this.count.syncSnapshotsReceived++
+          this.noteApplied(peerId, await this.applyFrom(peerId, () => this.state.mergeSnapshot(payload)))
+        } else {
+          const received = await this.applyFrom(peerId, () => this.state.receiveSyncMessage(syncState, payload))
+          syncState = received.syncState
+          this.noteApplied(peerId, received.result)
+          if (syncState.theirHeads !== null && syncState.theirHeads !== undefined) {
+            this.peerHeads.set(peerId, [...syncState.theirHeads])
+          }
+        }
+      }
+      this.outStates.set(peerId, syncState)
+    } catch (err) {
+      const reason = err instanceof SessionFailure ? err.reason : this.running ? 'failed' : 'stopped'
+      if (!(err instanceof SessionFailure)) this.log.warn({ err, peerId }, 'sync session failed')
+      else this.log.debug({ peerId, reason, rounds }, 'sync session failed')
+      this.count.syncSessionsFailed++
+      this.count.syncSessionFailures[reason]++
+      return { ok: false, peerId, rounds, reason }
+    }
+    this.count.syncSessionsOk++
+    this.deps.onSessionOk(peerId)
+    return { ok: true, peerId, rounds }
+  }
+
+  /** Applies what a peer sent; bytes Automerge refuses end the session as `malformed`, blamed on the peer. */
+  private async applyFrom<T>(peerId: string, apply: () => Promise<T>): Promise<T> {
+    try {
+      return await apply()
+    } catch (err) {
+      if (err instanceof LatticeError && err.code === 'VALIDATION_FAILED') {
+        this.dropFrom(peerId, 'malformed', true)
+        throw new SessionFailure('malformed')
+      }
+      if (err instanceof LatticeError && err.code === 'INTERNAL' && !this.running) throw new SessionFailure('stopped')
+      throw err
+    }
+  }
+
+  // ---- responder ----
+
+  private async serve(request: RequestContext): Promise<Uint8Array> {
+    const { from, data } = request
+    this.count.syncRoundsIn++
+    this.count.syncBytesIn += data.byteLength
+    if (!this.running) return this.respond(encodeSyncResponse('busy'))
+    if (this.inboundInFlight >= this.config.syncInboundMax) {
+      this.count.syncDropped.busy++
+      return this.respond(encodeSyncResponse('busy'))
+    }
+    this.inboundInFlight++
+    try {
+      const run = (this.serving.get(from) ?? Promise.resolve()).then(() => this.serveOne(from, data))
+      const tail = run.catch(() => undefined)
+      this.serving.set(from, tail)
+      try {
+        return this.respond(await run)
+      } finally {
+        if (this.serving.get(from) === tail) this.serving.delete(from)
+      }
+    } finally {
+      this.inboundInFlight--
+    }
+  }
+
+  private respond(response: Uint8Array): Uint8Array {
+    this.count.syncBytesOut += response.byteLength
+    return response
+  }
+
+  private async serveOne(from: string, data: Uint8Array): Promise<Uint8Array> {
+    const decoded = decodeSyncRequest(data, this.config.syncMessageBytesMax)
+    if (!decoded.ok) {
+      this.dropFrom(from, decoded.reason, true)
+      return encodeSyncError(decoded.reason)
+    }
+    if (!this.running) return encodeSyncResponse('busy')
+    const { start, snapshot, payload } = decoded.value
+    if (start) this.count.syncSessionsServed++
+    let syncState = start ? resetSyncState(this.inStates.get(from)) : (this.inStates.get(from) ?? A.initSyncState())
+    try {
+      if (payload.byteLength > 0 && snapshot) {
+        this.count.syncSnapshotsReceived++
+        this.noteApplied(from, await this.state.mergeSnapshot(payload))
+      } else if (payload.byteLength > 0) {
+        const received = await this.state.receiveSyncMessage(syncState, payload)
+        syncState = received.syncState
+        this.noteApplied(from, received.result)
+      }
+      const [next, message] = this.state.generateSyncMessage(syncState)
+      const outgoing = this.fit(message ?? EMPTY)
+      // Our heads in the answer must be durable before the peer counts them (waitForPeerAck).
+      await this.state.flush()
+      this.inStates.set(from, next)
+      if (outgoing === undefined) return encodeSyncError('oversized')
+      return encodeSyncResponse(outgoing.snapshot ? 'snapshot' : 'message', outgoing.payload)
+    } catch (err) {
+      if (err instanceof LatticeError && err.code === 'VALIDATION_FAILED') {
+        this.inStates.delete(from)
+        this.dropFrom(from, 'malformed', true)
+        return encodeSyncError('malformed')
+      }
+      if (err instanceof LatticeError && err.code === 'INTERNAL') return encodeSyncResponse('busy') // stopping
+      throw err // our store failed: the peer sees HANDLER_FAILED
+    }
+  }
+
+  // ---- shared ----
+
+  /** The message as it can be sent: itself, the whole document in its place, or undefined when neither fits. */
+  private fit(message: Uint8Array): { snapshot: boolean; payload: Uint8Array } | undefined {
+    if (message.byteLength <= this.config.syncMessageBytesMax) return { snapshot: false, payload: message }
+    const snapshot = this.state.saveSnapshot()
+    if (snapshot.byteLength > this.config.syncMessageBytesMax) {
+      this.log.warn({ messageBytes: message.byteLength, snapshotBytes: snapshot.byteLength, syncMessageBytesMax: this.config.syncMessageBytesMax }, 'sync message and whole document both exceed syncMessageBytesMax')
+      return undefined
+    }
+    this.count.syncSnapshotsSent++
+    return { snapshot: true, payload: snapshot }
+  }
+
+  private noteApplied(from: string, result: ApplyResult): void {
+    if (result.invalidEntries.length === 0) return
+    // Counted, not blamed: the peer relays changes, it need not be their author.
+    this.count.syncDropped.invalidEntry += result.invalidEntries.length
+    this.log.warn({ from, paths: result.invalidEntries.slice(0, INVALID_PATHS_LOGGED_MAX), invalidEntries: result.invalidEntries.length }, 'synced changes left invalid entries; they are left out of reads')
+  }
+
+  private dropFrom(peerId: string, reason: DropReason, blame: boolean): void {
+    this.count.syncDropped[reason]++
+    if (blame) this.deps.misbehave(peerId, reason)
+  }
+}

@@ -1,0 +1,135 @@
+/** The ClusterState surface state sync builds on: the Automerge sync protocol, snapshots, coverage of heads, apply results. */
+import { describe, expect, it } from 'vitest'
+import * as A from '@automerge/automerge'
+import { createRng } from '../core/index.ts'
+import { createVirtualClock } from '../sim/virtual-clock.ts'
+import type { ClusterState, SyncState } from './cluster-state.ts'
+import { toDocValue, type DocMap } from './doc-codec.ts'
+import { createMemoryStore } from './level-store.ts'
+import { replicaView } from './sync-test-support.ts'
+import { sampleNode, startState } from './test-support.ts'
+
+const clock = createVirtualClock()
+const start = async (selfId: string, store = createMemoryStore()): Promise<ClusterState> => (await startState({ clock, selfId, store })).state
+
+/** Runs the sync protocol between two replicas until neither has anything to send; returns the messages exchanged. */
+async function syncPair(a: ClusterState, b: ClusterState): Promise<number> {
+  let stateA: SyncState = A.initSyncState()
+  let stateB: SyncState = A.initSyncState()
+  let messages = 0
+  for (let round = 0; round < 10; round++) {
+    const [nextA, toB] = a.generateSyncMessage(stateA)
+    stateA = nextA
+    if (toB !== null) stateB = (await b.receiveSyncMessage(stateB, toB)).syncState
+    const [nextB, toA] = b.generateSyncMessage(stateB)
+    stateB = nextB
+    if (toA !== null) stateA = (await a.receiveSyncMessage(stateA, toA)).syncState
+    messages += Number(toB !== null) + Number(toA !== null)
+    if (toA === null && toB === null) return messages
+  }
+  throw new Error('sync did not finish in 10 rounds')
+}
+
+const foreign = (state: ClusterState, edit: (doc: DocMap) => void): Uint8Array => {
+  const doc = A.load<DocMap>(state.saveSnapshot(), { actor: 'ab'.repeat(16) })
+  return A.getLastLocalChange(A.change(doc, { time: 0 }, edit))!
+}
+
+describe('cluster state sync surface', () => {
+  it('two replicas running the sync protocol end with equal heads and entries, and what they received is persisted', async () => {
+    const store = createMemoryStore()
+    const a = await start('node-a')
+    const b = await start('node-b', store)
+    await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await b.upsertSelfNode(sampleNode)
+    expect(await syncPair(a, b)).toBeGreaterThan(0)
+    expect(replicaView(b)).toEqual(replicaView(a))
+    await b.stop()
+    const restarted = await start('node-b', store)
+    expect(replicaView(restarted)).toEqual(replicaView(a))
+  })
+
+  it('a sync message that is not one is VALIDATION_FAILED and changes nothing; the replica still syncs afterwards', async () => {
+    const a = await start('node-a')
+    const b = await start('node-b')
+    await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    const before = replicaView(b)
+    await expect(b.receiveSyncMessage(A.initSyncState(), Uint8Array.from([0x42, 9, 9, 9]))).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
+    await expect(b.receiveSyncMessage(A.initSyncState(), new TextEncoder().encode('{"heads":[]}'))).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
+    await expect(b.mergeSnapshot(Uint8Array.from({ length: 40 }, (_, i) => i))).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
+    expect(replicaView(b)).toEqual(before)
+    await syncPair(a, b)
+    expect(replicaView(b)).toEqual(replicaView(a))
+  })
+
+  it('a joining replica receiving the whole document in one large message re-reads every entry and reports the invalid ones', async () => {
+    const a = await start('node-a')
+    for (let i = 0; i < 40; i++) {
+      const rng = createRng(i + 1)
+      const noise = Array.from({ length: 600 }, () => rng.int(36).toString(36)).join('') // incompressible
+      await a.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', env: { NOISE: noise } }, owner: 'node-a' })
+    }
+    await a.applyChanges([foreign(a, (doc) => {
+      ;(doc.deployments as DocMap).broken = toDocValue({ id: 'broken' })
+    })])
+    expect(a.saveSnapshot().byteLength).toBeGreaterThan(16 * 1024)
+    const b = await start('node-b')
+    let stateB: SyncState = A.initSyncState()
+    let stateA: SyncState = A.initSyncState()
+    const invalid: string[][] = []
+    for (let round = 0; round < 6; round++) {
+      const [nextA, toB] = a.generateSyncMessage(stateA)
+      stateA = nextA
+      if (toB !== null) {
+        const received = await b.receiveSyncMessage(stateB, toB)
+        stateB = received.syncState
+        invalid.push(...received.result.invalidEntries)
+      }
+      const [nextB, toA] = b.generateSyncMessage(stateB)
+      stateB = nextB
+      if (toA !== null) stateA = (await a.receiveSyncMessage(stateA, toA)).syncState
+      if (toA === null && toB === null) break
+    }
+    expect(invalid).toEqual([['deployments', 'broken']])
+    expect(replicaView(b)).toEqual(replicaView(a))
+    expect(b.deployments()).toHaveLength(40)
+  })
+
+  it('mergeSnapshot brings in a whole document, idempotently', async () => {
+    const a = await start('node-a')
+    const b = await start('node-b')
+    await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await b.upsertSelfNode(sampleNode)
+    expect(await b.mergeSnapshot(a.saveSnapshot())).toEqual({ applied: true, invalidEntries: [] })
+    expect(await b.mergeSnapshot(a.saveSnapshot())).toEqual({ applied: false, invalidEntries: [] })
+    expect(b.deployment('d1')).toEqual(a.deployment('d1'))
+    expect(b.node('node-b')).toBeDefined()
+  })
+
+  it('applyChanges reports the entries a peer’s change left invalid; they stay out of reads', async () => {
+    const a = await start('node-a')
+    const bad = foreign(a, (doc) => {
+      ;(doc.deployments as DocMap).broken = toDocValue({ id: 'broken', replicas: -1 })
+    })
+    expect(await a.applyChanges([bad])).toEqual({ applied: true, invalidEntries: [['deployments', 'broken']] })
+    expect(a.deployment('broken')).toBeUndefined()
+    expect(await a.applyChanges([bad])).toEqual({ applied: false, invalidEntries: [] })
+  })
+
+  it('coveredBy: heads are covered by a peer’s heads that descend from them, not by older or unknown ones', async () => {
+    const a = await start('node-a')
+    await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    const old = a.heads()
+    await a.setReplicas('d1', 2)
+    const now = a.heads()
+    expect(a.coveredBy(old, now)).toBe(true)
+    expect(a.coveredBy(now, now)).toBe(true)
+    expect(a.coveredBy(now, old)).toBe(false)
+    expect(a.coveredBy(now, [])).toBe(false)
+    expect(a.coveredBy(now, ['00'.repeat(32)])).toBe(false)
+    expect(a.coveredBy([], [])).toBe(true)
+    expect(a.hasChanges(now)).toBe(true)
+    expect(a.hasChanges(['00'.repeat(32)])).toBe(false)
+    expect(a.hasChanges(['not-a-hash'])).toBe(false)
+  })
+})

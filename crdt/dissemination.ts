@@ -1,0 +1,222 @@
+/**
+ * Dissemination: every local change is published on the state topic, and
+ * every change received there is applied — idempotently, persisted before it
+ * counts, in dependency order. A change whose dependencies are missing is
+ * held in a bounded buffer (not in Automerge's unbounded internal queue)
+ * until they arrive by gossip or anti-entropy; past the bound the oldest
+ * held change is dropped, and anti-entropy brings it later.
+ *
+ * Received changes are applied by one worker, batched per sender, so a burst
+ * costs one store write per sender rather than one per change, and an entry
+ * a change leaves invalid is attributed to the peer that published it (only
+ * a change's author publishes it: gossip carries local changes only).
+ */
+import { LatticeError, type Logger, type TopicMessage, type Transport } from '../core/index.ts'
+import type { ClusterState } from './cluster-state.ts'
+import { STATE_TOPIC, type StateSyncConfig } from './sync-config.ts'
+import type { StateSyncCounters } from './sync-types.ts'
+import { decodeTopicChange, encodeTopicChange, type DropReason } from './sync-wire.ts'
+
+interface Held {
+  from: string
+  change: Uint8Array
+  hash: string
+  deps: string[]
+}
+
+export interface DisseminationDeps {
+  config: StateSyncConfig
+  state: ClusterState
+  transport: Transport
+  logger: Logger
+  counters: StateSyncCounters
+  misbehave(peerId: string, reason: DropReason): void
+}
+
+const INVALID_PATHS_LOGGED_MAX = 5
+
+export class Dissemination {
+  private readonly config: StateSyncConfig
+  private readonly state: ClusterState
+  private readonly transport: Transport
+  private readonly log: Logger
+  private readonly count: StateSyncCounters
+  private readonly misbehave: (peerId: string, reason: DropReason) => void
+  /** Changes waiting for dependencies, oldest first. */
+  private readonly pending = new Map<string, Held>()
+  private pendingBytes = 0
+  /** Changes ready to apply (dependencies in the history), in arrival order. */
+  private inbox: Held[] = []
+  private readonly inboxHashes = new Set<string>()
+  private draining: Promise<void> | undefined
+  private running = false
+  private offs: (() => void)[] = []
+
+  constructor(deps: DisseminationDeps) {
+    this.config = deps.config
+    this.state = deps.state
+    this.transport = deps.transport
+    this.log = deps.logger
+    this.count = deps.counters
+    this.misbehave = deps.misbehave
+  }
+
+  start(): void {
+    if (this.running) return
+    this.running = true
+    this.offs = [
+      this.transport.subscribe(STATE_TOPIC, (message) => this.receive(message)),
+      this.state.onLocalChange((change) => this.publish(change)),
+      // Sync (or a batch) may have brought what held changes were waiting for.
+      this.state.onChange(() => this.promote()),
+    ]
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    for (const off of this.offs) off()
+    this.offs = []
+    await this.draining
+    this.pending.clear()
+    this.pendingBytes = 0
+    this.inbox = []
+    this.inboxHashes.clear()
+    this.count.changesPending = 0
+  }
+
+  async idle(): Promise<void> {
+    while (this.draining !== undefined) await this.draining
+  }
+
+  // ---- outbound ----
+
+  private publish(change: Uint8Array): void {
+    if (!this.running) return
+    if (change.byteLength > this.config.changeBytesMax) {
+      this.count.changesNotPublished++
+      this.log.debug({ bytes: change.byteLength, changeBytesMax: this.config.changeBytesMax }, 'change too large to gossip; anti-entropy carries it')
+      return
+    }
+    this.count.changesPublished++
+    this.transport.publish(STATE_TOPIC, encodeTopicChange(change)).catch((err: unknown) => {
+      this.count.changesPublishFailed++
+      this.log.debug({ err: String(err) }, 'publishing a change failed; anti-entropy carries it')
+    })
+  }
+
+  // ---- inbound ----
+
+  private receive(message: TopicMessage): void {
+    if (!this.running || message.from === this.transport.selfId) return
+    this.count.changesReceived++
+    const decoded = decodeTopicChange(message.data, this.config.changeBytesMax)
+    if (!decoded.ok) {
+      this.drop(message.from, decoded.reason, true)
+      return
+    }
+    const held: Held = { from: message.from, ...decoded.value }
+    if (this.pending.has(held.hash) || this.inboxHashes.has(held.hash) || this.state.hasChanges([held.hash])) {
+      this.count.changesDuplicate++
+      return
+    }
+    if (this.state.hasChanges(held.deps)) this.enqueue(held)
+    else this.hold(held)
+  }
+
+  private drop(from: string, reason: DropReason, blame: boolean, n = 1): void {
+    this.count.changesDropped[reason] += n
+    if (blame) this.misbehave(from, reason)
+  }
+
+  private hold(held: Held): void {
+    this.pending.set(held.hash, held)
+    this.pendingBytes += held.change.byteLength
+    while (this.pending.size > this.config.pendingChangesMax || this.pendingBytes > this.config.pendingBytesMax) {
+      const oldest = this.pending.values().next()
+      if (oldest.done === true) break
+      this.unhold(oldest.value)
+      this.drop(oldest.value.from, 'pendingFull', false)
+    }
+    this.count.changesPending = this.pending.size
+  }
+
+  private unhold(held: Held): void {
+    this.pending.delete(held.hash)
+    this.pendingBytes -= held.change.byteLength
+    this.count.changesPending = this.pending.size
+  }
+
+  private enqueue(held: Held): void {
+    this.inbox.push(held)
+    this.inboxHashes.add(held.hash)
+    this.schedule()
+  }
+
+  /** Moves held changes whose dependencies are now in the history to the inbox. */
+  private promote(): void {
+    if (this.pending.size === 0 || !this.running) return
+    for (const held of [...this.pending.values()]) {
+      if (this.state.hasChanges([held.hash])) {
+        this.unhold(held)
+        this.count.changesDuplicate++
+      } else if (this.state.hasChanges(held.deps)) {
+        this.unhold(held)
+        this.enqueue(held)
+      }
+    }
+  }
+
+  private schedule(): void {
+    if (this.draining !== undefined || !this.running) return
+    // Started on a microtask: enqueue may run inside ClusterState's change
+    // listeners, and an apply must not begin while they are being called.
+    this.draining = Promise.resolve()
+      .then(() => this.drain())
+      .catch((err: unknown) => this.log.error({ err }, 'applying gossiped changes failed unexpectedly'))
+      .finally(() => {
+        this.draining = undefined
+        if (this.inbox.length > 0) this.schedule()
+      })
+  }
+
+  private async drain(): Promise<void> {
+    while (this.running && this.inbox.length > 0) {
+      const batch = this.inbox.splice(0, this.config.applyBatchChangesMax)
+      const bySender = new Map<string, Held[]>()
+      for (const held of batch) {
+        const group = bySender.get(held.from)
+        if (group === undefined) bySender.set(held.from, [held])
+        else group.push(held)
+      }
+      for (const [from, group] of bySender) await this.applyGroup(from, group)
+      for (const held of batch) this.inboxHashes.delete(held.hash)
+      this.promote()
+    }
+  }
+
+  private async applyGroup(from: string, group: Held[]): Promise<void> {
+    // Anti-entropy may have brought some meanwhile.
+    const fresh = group.filter((held) => !this.state.hasChanges([held.hash]))
+    this.count.changesDuplicate += group.length - fresh.length
+    if (fresh.length === 0) return
+    try {
+      const result = await this.state.applyChanges(fresh.map((held) => held.change))
+      this.count.changesApplied += fresh.length
+      if (result.invalidEntries.length > 0) {
+        this.drop(from, 'invalidEntry', true, result.invalidEntries.length)
+        this.log.warn({ from, paths: result.invalidEntries.slice(0, INVALID_PATHS_LOGGED_MAX), invalidEntries: result.invalidEntries.length }, 'gossiped change left invalid entries; they are left out of reads')
+      }
+    } catch (err) {
+      if (err instanceof LatticeError && err.code === 'VALIDATION_FAILED' && fresh.length > 1) {
+        // Isolate the change Automerge refused; the others still apply.
+        for (const held of fresh) await this.applyGroup(from, [held])
+      } else if (err instanceof LatticeError && err.code === 'VALIDATION_FAILED') {
+        this.drop(from, 'malformed', true)
+      } else {
+        this.drop(from, 'applyFailed', false, fresh.length)
+        this.log.warn({ err, changes: fresh.length }, 'applying gossiped changes failed; anti-entropy brings them again')
+      }
+    }
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The state-sync wire formats. Binary, as Automerge's payloads are: one
+ * version byte, one kind/flags byte where there is one, then the payload.
+ * Decoding never throws: it answers a value or the reason the bytes were
+ * dropped, which the caller counts.
+ *
+ * State topic (`lattice/state/1`):  [1] [one Automerge change]
+ * Sync request (`/lattice/state-sync/1`):  [1] [flags] [payload]
+ *   flags: START (first request of a session: the responder resets its
+ *   state for us), SNAPSHOT (payload is a whole document, not a sync
+ *   message); an empty payload means "nothing to send this round".
+ * Sync response:  [1] [kind] [payload]
+ *   kind: MESSAGE (payload a sync message, empty for nothing to send),
+ *   SNAPSHOT (a whole document), BUSY (try another peer later), ERROR (your
+ *   request was refused; payload: a short reason in UTF-8).
+ */
+import * as A from '@automerge/automerge'
+
+export const WIRE_VERSION = 1
+const HEADER_BYTES = 2
+const HASH_PATTERN = /^[0-9a-f]{64}$/
+
+/** Why an inbound change or sync message was dropped. */
+export type DropReason =
+  /** Larger than its bound. */
+  | 'oversized'
+  /** Not our wire format, or not an Automerge change / sync message / document. */
+  | 'malformed'
+  /** Decoded and applied, but it left an entry invalid: the entry is left out of every read. */
+  | 'invalidEntry'
+  /** A held change (dependencies missing) pushed out by the pending bound; anti-entropy brings it. */
+  | 'pendingFull'
+  /** Applying failed on our side (store write failed, or stopping); anti-entropy brings it again. */
+  | 'applyFailed'
+  /** A sync request refused because syncInboundMax requests were being served. */
+  | 'busy'
+
+export const DROP_REASONS: readonly DropReason[] = ['oversized', 'malformed', 'invalidEntry', 'pendingFull', 'applyFailed', 'busy']
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: DropReason }
+
+// ---- state topic ----
+
+export interface TopicChange {
+  change: Uint8Array
+  hash: string
+  deps: string[]
+}
+
+export function encodeTopicChange(change: Uint8Array): Uint8Array {
+  const out = new Uint8Array(1 + change.byteLength)
+  out[0] = WIRE_VERSION
+  out.set(change, 1)
+  return out
+}
+
+export function decodeTopicChange(data: Uint8Array, changeBytesMax: number): Decoded<TopicChange> {
+  if (data.byteLength > changeBytesMax + 1) return { ok: false, reason: 'oversized' }
+  if (data.byteLength < 2 || data[0] !== WIRE_VERSION) return { ok: false, reason: 'malformed' }
+  const change = data.subarray(1)
+  try {
+    const decoded = A.decodeChange(change)
+    if (!HASH_PATTERN.test(decoded.hash) || !decoded.deps.every((dep) => HASH_PATTERN.test(dep))) return { ok: false, reason: 'malformed' }
+    return { ok: true, value: { change, hash: decoded.hash, deps: decoded.deps } }
+  } catch {
+    return { ok: false, reason: 'malformed' }
+  }
+}
+
+// ---- sync protocol ----
+
+export const REQUEST_START = 0x01
+export const REQUEST_SNAPSHOT = 0x02
+const REQUEST_FLAGS = REQUEST_START | REQUEST_SNAPSHOT
+
+export type ResponseKind = 'message' | 'snapshot' | 'busy' | 'error'
+const KIND_CODES: Record<ResponseKind, number> = { message: 0, snapshot: 1, busy: 2, error: 3 }
+const KIND_BY_CODE: readonly ResponseKind[] = ['message', 'snapshot', 'busy', 'error']
+
+export interface SyncRequest {
+  start: boolean
+  snapshot: boolean
+  payload: Uint8Array
+}
+
+export interface SyncResponse {
+  kind: ResponseKind
+  payload: Uint8Array
+}
+
+/** Bytes of a request or response carrying a payload of `payloadBytes`. */
+export function syncFrameBytes(payloadBytes: number): number {
+  return HEADER_BYTES + payloadBytes
+}
+
+function frame(second: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADER_BYTES + payload.byteLength)
+  out[0] = WIRE_VERSION
+  out[1] = second
+  out.set(payload, HEADER_BYTES)
+  return out
+}
+
+export function encodeSyncRequest(request: SyncRequest): Uint8Array {
+  return frame((request.start ? REQUEST_START : 0) | (request.snapshot ? REQUEST_SNAPSHOT : 0), request.payload)
+}
+
+export function decodeSyncRequest(data: Uint8Array, payloadBytesMax: number): Decoded<SyncRequest> {
+  if (data.byteLength > syncFrameBytes(payloadBytesMax)) return { ok: false, reason: 'oversized' }
+  if (data.byteLength < HEADER_BYTES || data[0] !== WIRE_VERSION) return { ok: false, reason: 'malformed' }
+  const flags = data[1]!
+  if ((flags & ~REQUEST_FLAGS) !== 0) return { ok: false, reason: 'malformed' }
+  const payload = data.subarray(HEADER_BYTES)
+  if ((flags & REQUEST_SNAPSHOT) !== 0 && payload.byteLength === 0) return { ok: false, reason: 'malformed' }
+  return { ok: true, value: { start: (flags & REQUEST_START) !== 0, snapshot: (flags & REQUEST_SNAPSHOT) !== 0, payload } }
+}
+
+export function encodeSyncResponse(kind: ResponseKind, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
+  return frame(KIND_CODES[kind], payload)
+}
+
+export function encodeSyncError(reason: string): Uint8Array {
+  return encodeSyncResponse('error', new TextEncoder().encode(reason.slice(0, 64)))
+}
+
+export function decodeSyncResponse(data: Uint8Array, payloadBytesMax: number): Decoded<SyncResponse> {
+  if (data.byteLength > syncFrameBytes(payloadBytesMax)) return { ok: false, reason: 'oversized' }
+  if (data.byteLength < HEADER_BYTES || data[0] !== WIRE_VERSION) return { ok: false, reason: 'malformed' }
+  const kind = KIND_BY_CODE[data[1]!]
+  if (kind === undefined) return { ok: false, reason: 'malformed' }
+  const payload = data.subarray(HEADER_BYTES)
+  if (kind === 'snapshot' && payload.byteLength === 0) return { ok: false, reason: 'malformed' }
+  return { ok: true, value: { kind, payload } }
+}
