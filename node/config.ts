@@ -58,6 +58,10 @@ export const NodeConfigSchema = z.strictObject({
   meshTransportPreset: z.enum(['lan', 'test']).default('lan'),
   /** Membership timings preset (mesh/membership-config.ts): `lan` suits real machines, `test` is ~5× faster for virtual-time tests only. */
   membershipPreset: z.enum(['lan', 'test', 'sim']).default('lan'),
+  /** State-sync timings preset (crdt/sync-config.ts): `lan` anti-entropy every 5 s; `test` every 0.5 s. */
+  stateSyncPreset: z.enum(['lan', 'test', 'sim']).default('lan'),
+  /** How long `POST /v1/deployments?ack=1` waits for another peer to hold the deployment before answering 202. */
+  ackTimeoutMs: z.number().int().min(0).default(5_000),
   /** Connections a node keeps at least: below it, it dials members it hears of (membership carries their addresses). */
   connectionsTarget: z.number().int().min(1).max(1_000).default(8),
   /** Labels this node offers to placement constraints (e.g. zone=home). */
@@ -81,6 +85,8 @@ export const CONFIG_PRESETS = {
     sseKeepAliveMs: 1_000,
     listen: ['/ip4/127.0.0.1/tcp/0'],
     meshTransportPreset: 'test',
+    stateSyncPreset: 'test',
+    ackTimeoutMs: 3_000,
     logLevel: 'silent',
   } satisfies NodeConfigInput,
 } as const

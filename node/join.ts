@@ -37,6 +37,18 @@ export async function prepareMesh(dataDir: string, inviteText?: string): Promise
   return { meshKey: invite.meshKey, bootstrap }
 }
 
+/** Peers remembered across restarts (D/peers.json); the freshest first, at most this many. */
+export const REMEMBERED_PEERS_MAX = 32
+
+/**
+ * Remembers addresses of members this node saw alive, so a restarted node
+ * (whose bootstrap peers may be gone or moved) can find the mesh again.
+ */
+export async function rememberPeers(dataDir: string, addresses: string[]): Promise<void> {
+  const merged = [...new Set([...addresses, ...(await readBootstrap(dataDir).catch(() => []))])].slice(0, REMEMBERED_PEERS_MAX)
+  await writeFile(peersFile(dataDir), JSON.stringify({ bootstrap: merged }, null, 2) + '\n', { mode: 0o600 })
+}
+
 async function readBootstrap(dataDir: string): Promise<string[]> {
   let text: string
   try {

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { pino } from 'pino'
 import { createRng, type Clock, type Logger, type Rng, type Runtime, type Store, type Transport } from '../core/index.ts'
-import { createLevelStore, type ClusterState } from '../crdt/index.ts'
+import { STATE_TOPIC, createLevelStore, type ClusterState } from '../crdt/index.ts'
 import { LIBP2P_TRANSPORT_PRESETS, MEMBERSHIP_TOPIC, createLibp2pTransport, encodeInvite, loadOrCreateIdentity } from '../mesh/index.ts'
 import { createDockerRuntime } from '../runtime/index.ts'
 import { createApiServer } from './api/server.ts'
@@ -19,7 +19,7 @@ import type { NodeConfig } from './config.ts'
 import { ensureDataDir, loadOrCreateApiToken, writeApiCredentials } from './data-dir.ts'
 import { createEventBus, type EventBus } from './events.ts'
 import { createIdGenerator } from './ids.ts'
-import { peerIdOf, prepareMesh } from './join.ts'
+import { peerIdOf, prepareMesh, rememberPeers } from './join.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import { createNodeCore, type NodeCore } from './node-core.ts'
 import type { Reconciler } from './reconciler.ts'
@@ -99,7 +99,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     ...LIBP2P_TRANSPORT_PRESETS[config.meshTransportPreset],
     listen: config.listen,
     meshKey: mesh.meshKey,
-    topics: [MEMBERSHIP_TOPIC],
+    topics: [MEMBERSHIP_TOPIC, STATE_TOPIC],
     bootstrap: mesh.bootstrap,
   })({ privateKey: identity.privateKey, logger: logger.child({ module: 'transport' }), clock })
   const metrics = createNodeMetrics({ processMetrics: true })
@@ -120,6 +120,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     },
     docCompactAfterChunks: config.docCompactAfterChunks,
     membershipPreset: config.membershipPreset,
+    stateSyncPreset: config.stateSyncPreset,
     connectionsTarget: config.connectionsTarget,
     seeds: mesh.bootstrap.map(peerIdOf).filter((id): id is string => id !== undefined),
   })({ transport, store, runtime, clock, rng, logger, events, metrics })
@@ -129,13 +130,27 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
   const invite = (): string => encodeInvite({ addresses: transport.addresses(), meshKey: mesh.meshKey })
 
   const api = await createApiServer(
-    { token, bodyBytesMax: config.apiBodyBytesMax, sseKeepAliveMs: config.sseKeepAliveMs, logTailDefault: config.logTailDefault, logTailMax: config.logTailMax },
-    { state, runtime, reconciler, events, metrics, clock, logger: logger.child({ module: 'api' }), nodeInfo: { peerId, name, version: LATTICE_VERSION, startedAtMs }, newDeploymentId: createIdGenerator({ rng }), nodesView: () => core.nodesView(), invite, neverFits: (spec) => core.placer.neverFits(spec), setDraining: (draining) => core.setDraining(draining) },
+    { token, bodyBytesMax: config.apiBodyBytesMax, sseKeepAliveMs: config.sseKeepAliveMs, logTailDefault: config.logTailDefault, logTailMax: config.logTailMax, ackTimeoutMs: config.ackTimeoutMs },
+    { state, runtime, reconciler, events, metrics, clock, logger: logger.child({ module: 'api' }), nodeInfo: { peerId, name, version: LATTICE_VERSION, startedAtMs }, newDeploymentId: createIdGenerator({ rng }), nodesView: () => core.nodesView(), invite, neverFits: (spec) => core.placer.neverFits(spec), setDraining: (draining) => core.setDraining(draining), waitForPeerAck: (heads, timeoutMs) => core.stateSync.waitForPeerAck(heads, timeoutMs) },
   )
   registerMeshMetrics(metrics, core)
 
   let apiUrl = ''
   let started = false
+  // Remember members' addresses (debounced), so a restart finds the mesh even if its bootstrap peers moved.
+  let rememberTimer: NodeJS.Timeout | undefined
+  const offRemember = core.membership.onEvent((event) => {
+    if (event.type !== 'joined' && event.type !== 'alive') return
+    clearTimeout(rememberTimer)
+    rememberTimer = setTimeout(() => {
+      const addresses = core.membership.members()
+        .filter((m) => m.state === 'alive' && m.peerId !== peerId && m.addresses.length > 0)
+        .sort((a, b) => b.lastSeenAtMs - a.lastSeenAtMs)
+        .map((m) => m.addresses.find((a) => a.includes('/p2p/')) ?? `${m.addresses[0]}/p2p/${m.peerId}`)
+      rememberPeers(dataDir, addresses).catch((error: unknown) => logger.warn({ err: String(error) }, 'could not remember peers'))
+    }, 1_000)
+    rememberTimer.unref()
+  })
 
   return {
     peerId,
@@ -161,6 +176,8 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
       logger.info({ api: apiUrl, dataDir, addresses: transport.addresses(), runtime: reconciler.runtimeHealth() }, 'node started')
     },
     async stop(stopOptions = { graceful: true }) {
+      clearTimeout(rememberTimer)
+      offRemember()
       await api.close()
       if (started) await core.stop(stopOptions)
       started = false
@@ -183,5 +200,25 @@ function registerMeshMetrics(metrics: NodeMetrics, core: NodeCore): void {
   metrics.gaugeFrom('lattice_gossip_bytes_in_total', 'Membership bytes received', () => membership.counters().gossipBytesIn)
   metrics.gaugeFrom('lattice_gossip_bytes_out_total', 'Membership bytes sent', () => membership.counters().gossipBytesOut)
   metrics.gaugeFrom('lattice_gossip_dropped_total', 'Inbound membership messages dropped (all reasons; see lattice_gossip_dropped_by_reason)', () => Object.values(membership.counters().dropped).reduce((a, b) => a + b, 0))
+  const sync = (): ReturnType<NodeCore['stateSync']['counters']> => core.stateSync.counters()
+  metrics.gaugeByLabel('lattice_state_changes_total', 'Document changes on the state topic, by event', 'event', () => {
+    const c = sync()
+    return { published: c.changesPublished, received: c.changesReceived, applied: c.changesApplied, duplicate: c.changesDuplicate, not_published: c.changesNotPublished }
+  })
+  metrics.gaugeFrom('lattice_state_changes_pending', 'Received changes waiting for their dependencies', () => sync().changesPending)
+  metrics.gaugeByLabel('lattice_state_changes_dropped_total', 'State-topic messages dropped, by reason', 'reason', () => sync().changesDropped)
+  metrics.gaugeByLabel('lattice_state_sync_sessions_total', 'Anti-entropy sessions, by outcome', 'outcome', () => {
+    const c = sync()
+    return { ok: c.syncSessionsOk, failed: c.syncSessionsFailed, served: c.syncSessionsServed }
+  })
+  metrics.gaugeByLabel('lattice_state_sync_rounds_total', 'Anti-entropy round trips, by direction', 'direction', () => ({ out: sync().syncRoundsOut, in: sync().syncRoundsIn }))
+  metrics.gaugeByLabel('lattice_state_sync_bytes_total', 'Anti-entropy bytes, by direction', 'direction', () => ({ out: sync().syncBytesOut, in: sync().syncBytesIn }))
+  metrics.gaugeByLabel('lattice_state_sync_dropped_total', 'Sync messages dropped, by reason', 'reason', () => sync().syncDropped)
+  metrics.gaugeByLabel('lattice_placement_rounds_total', 'Placement rounds, by event', 'event', () => {
+    const c = core.placer.counters()
+    return { opened: c.roundsOpened, closed: c.roundsClosed, unschedulable: c.roundsUnschedulable, close_conflicts: c.closeConflicts }
+  })
+  metrics.gaugeByLabel('lattice_placement_bids_total', 'Placement bids, by event', 'event', () => ({ sent: core.placer.counters().bidsSent, received: core.placer.counters().bidsReceived }))
+  metrics.gaugeByLabel('lattice_placement_bids_ignored_total', 'Bids a closer ignored, by reason', 'reason', () => core.placer.counters().bidsIgnored)
   metrics.gaugeByLabel('lattice_gossip_dropped_by_reason', 'Inbound membership messages dropped, by reason', 'reason', () => membership.counters().dropped)
 }

@@ -6,7 +6,7 @@
  * API; the simulator runs this same code with in-memory adapters.
  */
 import type { Clock, Logger, Rng, Runtime, Store, Transport } from '../core/index.ts'
-import { createClusterState, type ClusterState } from '../crdt/index.ts'
+import { createClusterState, createStateSync, type ClusterState, type StateSync, type StateSyncConfig } from '../crdt/index.ts'
 import { createMembership, type MemberMeta, type Membership, type MembershipConfig, type MembershipPreset } from '../mesh/index.ts'
 import type { NodeView } from './api/context.ts'
 import type { EventBus } from './events.ts'
@@ -30,6 +30,8 @@ export interface NodeCoreInit {
   docCompactAfterChunks: number
   membershipPreset: MembershipPreset
   membership?: Partial<MembershipConfig>
+  stateSyncPreset: 'lan' | 'test' | 'sim'
+  stateSync?: Partial<StateSyncConfig>
   /** PeerIds to join through (bootstrap peers). */
   seeds: string[]
   placement?: Partial<PlacerInit>
@@ -51,6 +53,7 @@ export interface NodeCoreComponents {
 export interface NodeCore {
   readonly peerId: string
   readonly state: ClusterState
+  readonly stateSync: StateSync
   readonly membership: Membership
   readonly reconciler: Reconciler
   readonly placer: Placer
@@ -77,6 +80,15 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       seeds: init.seeds,
       meta: { capacity: init.capacity, free: init.capacity, load: 0, labels: init.labels, version: init.version, addresses: [] },
     })({ transport, clock, rng: rng.fork('membership'), logger: logger.child({ module: 'membership' }) })
+    const alivePeers = (): string[] => membership.members().filter((m) => m.state === 'alive' && m.peerId !== peerId).map((m) => m.peerId)
+    const stateSync = createStateSync({ preset: init.stateSyncPreset, ...(init.stateSync !== undefined ? { config: init.stateSync } : {}) })({
+      state,
+      transport,
+      clock,
+      rng: rng.fork('state-sync'),
+      logger: logger.child({ module: 'state-sync' }),
+      peers: alivePeers,
+    })
     const placer = createPlacer(init.placement ?? {})({
       state,
       transport,
@@ -109,6 +121,7 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
     return {
       peerId,
       state,
+      stateSync,
       membership,
       reconciler,
       placer,
@@ -136,6 +149,8 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       async start() {
         await state.start()
         await transport.start()
+        // Before membership: peers that learn of us may sync with us at once.
+        await stateSync.start()
         draining = state.node(peerId)?.draining === true
         await state.upsertSelfNode({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version, draining })
         offs.push(membership.onEvent((event) => {
@@ -150,6 +165,9 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         }))
         await membership.start()
         membership.setLocalMeta(meta())
+        // A joining or restarted node catches up before it places anything (bounded by initialSyncTimeoutMs).
+        const synced = await stateSync.initialSync(init.seeds)
+        logger.info({ outcome: synced.outcome, peer: synced.peerId, recovered: synced.recovered }, 'initial state sync')
         await placer.start()
         await reconciler.start()
       },
@@ -159,6 +177,7 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         await reconciler.stop()
         if (options.graceful) await membership.leave()
         else await membership.stop()
+        await stateSync.stop()
         await transport.stop()
         await state.stop()
       },

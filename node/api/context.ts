@@ -13,6 +13,7 @@ export interface ApiInit {
   sseKeepAliveMs: number
   logTailDefault: number
   logTailMax: number
+  ackTimeoutMs: number
 }
 
 export type NodeView = z.infer<typeof NodeViewSchema>
@@ -40,6 +41,8 @@ export interface ApiComponents {
   invite: () => string
   /** Why a spec can never fit on any alive node, or undefined. */
   neverFits: (spec: DeploymentSpec) => string | undefined
+  /** Resolves true once another peer holds these document heads. */
+  waitForPeerAck: (heads: readonly string[], timeoutMs: number) => Promise<boolean>
   /** Drain (true) or undrain (false) this node. */
   setDraining: (draining: boolean) => Promise<void>
 }

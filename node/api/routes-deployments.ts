@@ -10,6 +10,8 @@ import type { DeploymentEntry } from '../../crdt/index.ts'
 import { deploymentView } from '../deployment-view.ts'
 import type { ApiComponents, ApiInit } from './context.ts'
 import {
+  AckTimeoutResponseSchema,
+  CreateQuerySchema,
   DeploymentListSchema,
   DeploymentViewSchema,
   ErrorSchema,
@@ -44,9 +46,10 @@ export function registerDeploymentRoutes(server: FastifyInstance, init: ApiInit,
 
   app.post('/v1/deployments', {
     schema: {
-      summary: 'Create a deployment; answers 201 once it is durable on this node',
+      summary: 'Create a deployment; answers 201 once it is durable on this node (with ?ack=1, once another peer holds it too; 202 with a note if none did in time)',
       body: DeploymentSpecSchema,
-      response: { 201: IdResponseSchema, ...errors, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema },
+      querystring: CreateQuerySchema,
+      response: { 201: IdResponseSchema, 202: AckTimeoutResponseSchema, ...errors, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema },
     },
   }, async (request, reply) => {
     const spec = request.body
@@ -59,6 +62,10 @@ export function registerDeploymentRoutes(server: FastifyInstance, init: ApiInit,
     events.emit({ type: 'deployment.created', deploymentId: id, name: spec.name })
     logger.info({ deploymentId: id, name: spec.name, image: spec.image }, 'deployment accepted')
     reconciler.trigger()
+    const ack = request.query.ack === '1' || request.query.ack === 'true'
+    if (ack && !(await components.waitForPeerAck(state.heads(), init.ackTimeoutMs))) {
+      return reply.code(202).send({ id, note: `durable on this node; no other peer confirmed it within ${init.ackTimeoutMs} ms (it spreads when peers are reachable)` })
+    }
     return reply.code(201).send({ id })
   })
 

@@ -46,6 +46,10 @@ export const NodesResponseSchema = z.object({ nodes: z.array(NodeViewSchema) })
 
 export const IdParamsSchema = z.object({ id: z.string().min(1).max(128).describe('Deployment id, or its name') })
 export const IdResponseSchema = z.object({ id: z.string() })
+export const CreateQuerySchema = z.object({
+  ack: z.enum(['1', 'true', '0', 'false']).optional().describe('1: answer 201 only once another peer holds the deployment too'),
+})
+export const AckTimeoutResponseSchema = z.object({ id: z.string(), note: z.string() })
 
 export const ReplicaViewSchema = z.object({
   index: z.number().int(),

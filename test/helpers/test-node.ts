@@ -17,8 +17,10 @@ export interface TestNode {
   store: Store
   dataDir: string
   auth: { authorization: string }
-  /** Stops the node, keeping data dir, store and engine for a restart. */
-  stop(): Promise<void>
+  /** False once stopped. */
+  running: boolean
+  /** Stops the node (gracefully unless told otherwise), keeping data dir and engine for a restart. */
+  stop(options?: { graceful: boolean }): Promise<void>
   /** A new node over the same data dir, store and engine (a process restart). */
   restart(): Promise<TestNode>
   cleanup(): Promise<void>
@@ -54,7 +56,11 @@ export async function startTestNode(options: { config?: NodeConfigInput; engine?
     store,
     dataDir,
     auth: { authorization: `Bearer ${node.token}` },
-    stop: () => node.stop(),
+    running: true,
+    stop: async (stopOptions) => {
+      handle.running = false
+      await node.stop(stopOptions)
+    },
     restart: async () => startTestNode({ ...options, engine, dataDir, join: undefined }),
     cleanup: async () => {
       await node.stop().catch(() => undefined)
