@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
 import { RuntimeError, silentLogger, type ContainerSpec, type Runtime } from '../core/index.ts'
 import { createDockerRuntime } from '../runtime/index.ts'
+import { describeWithDocker } from './helpers/docker-gate.ts'
 import { runRuntimeSuite, TEST_IMAGE, type RuntimeHarness } from './suites/runtime-suite.ts'
 
 const RUN_ID = `test-${process.pid}-${Date.now()}`
@@ -71,22 +72,7 @@ async function makeHarness(): Promise<RuntimeHarness> {
   }
 }
 
-const probe = await dockerRuntime(RUN_ID).health()
-
-if (probe.available) {
-  runRuntimeSuite('docker', makeHarness)
-} else if (process.env.CI === 'true') {
-  describe('Runtime acceptance suite: docker', () => {
-    it('needs a reachable Docker engine in CI', () => {
-      throw new Error(`Docker engine unreachable: ${probe.reason}. Fix: ${probe.hint}`)
-    })
-  })
-} else {
-  console.warn(`[runtime-docker] skipping the Docker acceptance suite: ${probe.reason}. To run it: ${probe.hint}`)
-  describe.skip('Runtime acceptance suite: docker (engine unreachable)', () => {
-    it('needs a reachable Docker engine', () => {})
-  })
-}
+describeWithDocker('Docker engine', () => runRuntimeSuite('docker', makeHarness))
 
 describe('Docker runtime without an engine', () => {
   const absent = dockerRuntime(`${RUN_ID}-nowhere`, `/tmp/lattice-no-docker-${process.pid}.sock`)
