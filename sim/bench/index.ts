@@ -3,12 +3,14 @@
  * They measure; tests check behaviour. With no name, lists the benchmarks.
  */
 import '../../core/polyfills.ts'
+import { crdtBench } from './crdt-bench.ts'
 import { failoverBench } from './failover-bench.ts'
 import { meshBench } from './mesh-bench.ts'
 import { runtimeBench } from './runtime-bench.ts'
 
 const BENCHMARKS: Record<string, { what: string; run: () => Promise<Record<string, unknown>> }> = {
   runtime: { what: '20 deploys of the busybox httpd through the API on Docker: accept→running p50/p99, node RSS', run: runtimeBench },
+  crdt: { what: 'a document with 10,000 deployments, placements and statuses: save size, load time, apply time, fresh-node sync bytes', run: crdtBench },
   failover: { what: 'three node processes with Docker: SIGKILL the winner, time until a replacement runs (target ≤ 8 s)', run: failoverBench },
   mesh: { what: '100 real libp2p nodes in one process: time until all see all alive, gossip to all, RSS per node', run: meshBench },
 }
