@@ -218,7 +218,7 @@ function registerMeshMetrics(metrics: NodeMetrics, core: NodeCore): void {
     const c = core.placer.counters()
     return { opened: c.roundsOpened, closed: c.roundsClosed, unschedulable: c.roundsUnschedulable, close_conflicts: c.closeConflicts }
   })
-  metrics.gaugeByLabel('lattice_placement_bids_total', 'Placement bids, by event', 'event', () => ({ sent: core.placer.counters().bidsSent, received: core.placer.counters().bidsReceived }))
+  metrics.gaugeByLabel('lattice_placement_bids_total', 'Placement bids, by event', 'event', () => ({ made: core.placer.counters().bidsSent, messages_sent: core.placer.counters().bidMessagesSent, received: core.placer.counters().bidsReceived }))
   metrics.gaugeByLabel('lattice_placement_bids_ignored_total', 'Bids a closer ignored, by reason', 'reason', () => core.placer.counters().bidsIgnored)
   metrics.gaugeByLabel('lattice_gossip_dropped_by_reason', 'Inbound membership messages dropped, by reason', 'reason', () => membership.counters().dropped)
 }

@@ -85,7 +85,10 @@ export interface PlacerCounters {
   roundsOpened: number
   roundsClosed: number
   roundsUnschedulable: number
+  /** Bids made (one per bidder per round). */
   bidsSent: number
+  /** Bid messages sent (a bid goes to up to bidRecipients closers). */
+  bidMessagesSent: number
   bidsReceived: number
   bidsIgnored: Record<BidIgnoredReason, number>
   closeConflicts: number
@@ -148,6 +151,7 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       roundsClosed: 0,
       roundsUnschedulable: 0,
       bidsSent: 0,
+      bidMessagesSent: 0,
       bidsReceived: 0,
       bidsIgnored: { too_large: 0, malformed: 0, invalid: 0, spoofed: 0, not_shortlisted: 0, not_alive: 0, score_mismatch: 0, capacity_mismatch: 0, anti_affinity: 0, late: 0 },
       closeConflicts: 0,
@@ -281,8 +285,9 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       round.bidSent = true
       reservations.set(round.keyText, { cpu: spec.resources.cpu, memoryMB: spec.resources.memoryMB, expiresAtMs: clock.nowMs() + config.reservationTtlMs })
       const recipients = round.closers.slice(0, config.bidRecipients)
+      counters.bidsSent++
       for (const closer of recipients) {
-        counters.bidsSent++
+        counters.bidMessagesSent++
         if (closer === selfId) {
           round.bids.set(selfId, bid)
           continue

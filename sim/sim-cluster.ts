@@ -1,0 +1,153 @@
+/**
+ * A simulated cluster: N nodes each running the REAL node core (membership,
+ * cluster-state document, state sync, placement, reconciler — node/node-core.ts)
+ * over the simulated network, a memory-level store and the fake runtime, all
+ * on one virtual clock and one root seed. Nodes can be killed (silent stop:
+ * their containers keep running in the engine, as a crashed machine's would
+ * until it returns), restarted on their store and engine, and deploys can be
+ * accepted through any node, as the API does.
+ */
+import { silentLogger, type DeploymentSpecInput, type Rng, type Store } from '../core/index.ts'
+import { createMemoryStore } from '../crdt/index.ts'
+import { createEventBus, type EventBus } from '../node/events.ts'
+import { createNodeMetrics } from '../node/metrics.ts'
+import { createNodeCore, type NodeCore, type NodeCoreInit } from '../node/node-core.ts'
+import { createIdGenerator } from '../node/ids.ts'
+import { createFakeEngine, createFakeRuntime, type FakeEngine, type FakeRuntime } from '../runtime/index.ts'
+import { createSimDriver, type SimDriver } from './driver.ts'
+import { simPeerIds } from './peer-ids.ts'
+import { createSimNetwork, type SimNetwork } from './sim-network.ts'
+
+export interface SimClusterOptions {
+  nodes: number
+  seed: number
+  /** One-way latency of a message (virtual ms). */
+  latencyMs?: { min: number; max: number }
+  loss?: number
+  /** Fake container start time (virtual ms). */
+  containerStartMs?: number
+  /** Overrides of the node core's settings (placement, reconciler, …). */
+  core?: Partial<Omit<NodeCoreInit, 'name' | 'capacity' | 'labels' | 'seeds'>>
+}
+
+export interface SimNode {
+  index: number
+  peerId: string
+  core: NodeCore
+  runtime: FakeRuntime
+  events: EventBus
+  store: Store
+  running: boolean
+}
+
+export interface SimCluster {
+  driver: SimDriver
+  network: SimNetwork
+  engine: FakeEngine
+  nodes: SimNode[]
+  rng: Rng
+  /** Starts every node, `spacingMs` apart, each joining through node 0 and a random earlier node. */
+  startAll(spacingMs?: number): Promise<void>
+  /** Accepts a deploy through node `via` as the API does; returns the id. */
+  deploy(via: SimNode, spec: DeploymentSpecInput): Promise<string>
+  /** Crash: the node stops without a word; its containers stay in the engine. */
+  kill(node: SimNode): Promise<void>
+  /** The crashed node comes back on its store and engine namespace. */
+  restart(node: SimNode): Promise<void>
+  alive(): SimNode[]
+  stopAll(): Promise<void>
+}
+
+const RECONCILE_SIM = {
+  intervalMs: 1_000,
+  restartBackoffMinMs: 1_000,
+  restartBackoffMaxMs: 60_000,
+  restartBackoffResetMs: 30_000,
+  containerStopTimeoutMs: 2_000,
+  containerPidsMax: 1_024,
+}
+
+export function createSimCluster(options: SimClusterOptions): SimCluster {
+  const driver = createSimDriver(options.seed)
+  const rng = driver.rng
+  const network = createSimNetwork(
+    { latencyMs: options.latencyMs ?? { min: 1, max: 10 }, lossRate: options.loss ?? 0, duplicateRate: 0 },
+    { clock: driver.clock, rng: rng.fork('network') },
+  )
+  const engine = createFakeEngine()
+  const peerIds = simPeerIds(rng.fork('peer-ids'), options.nodes)
+  const layoutRng = rng.fork('layout')
+  // A resource mix: small and large machines, two zones.
+  const capacities = peerIds.map(() => ({ cpu: [2, 4, 8, 16][layoutRng.int(4)]!, memoryMB: [4_096, 8_192, 16_384, 65_536][layoutRng.int(4)]!, diskMB: 100_000, gpus: 0 }))
+  const zones = peerIds.map(() => (layoutRng.next() < 0.5 ? 'home' : 'office'))
+  const idRng = rng.fork('deployment-ids')
+  const newId = createIdGenerator({ rng: idRng })
+
+  const build = (index: number, store: Store, seeds: string[]): SimNode => {
+    const peerId = peerIds[index]!
+    const transport = network.transport(peerId)
+    const events = createEventBus({ bufferMax: 100 }, { clock: driver.clock })
+    const runtime = createFakeRuntime({ nodeId: peerId, engine, startDelayMs: options.containerStartMs ?? 300 })({ clock: driver.clock, rng: rng.fork(`runtime-${index}`) })
+    const core = createNodeCore({
+      name: `n${index}`,
+      version: 'sim',
+      capacity: capacities[index]!,
+      labels: { zone: zones[index]! },
+      reconciler: RECONCILE_SIM,
+      docCompactAfterChunks: 200,
+      membershipPreset: 'sim',
+      stateSyncPreset: 'sim',
+      connectionsTarget: 8,
+      seeds,
+      ...options.core,
+    })({ transport, store, runtime, clock: driver.clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }) })
+    return { index, peerId, core, runtime, events, store, running: false }
+  }
+
+  const nodes: SimNode[] = []
+  const seedsFor = (index: number): string[] => (index === 0 ? [] : [...new Set([peerIds[0]!, peerIds[layoutRng.int(index)]!])])
+
+  const cluster: SimCluster = {
+    driver,
+    network,
+    engine,
+    nodes,
+    rng,
+    async startAll(spacingMs = 20) {
+      for (let index = 0; index < options.nodes; index++) {
+        const node = build(index, createMemoryStore(), seedsFor(index))
+        nodes.push(node)
+        // Start without awaiting the initial sync (it waits on the network, which only moves when the clock does).
+        void node.core.start().then(() => {
+          node.running = true
+        })
+        await driver.runFor(spacingMs)
+      }
+      await driver.runUntil(() => nodes.every((n) => n.running), 120_000)
+    },
+    async deploy(via, spec) {
+      const id = newId()
+      await via.core.state.createDeployment({ id, spec, owner: via.peerId })
+      return id
+    },
+    async kill(node) {
+      if (!node.running) return
+      node.running = false
+      await node.core.stop({ graceful: false })
+    },
+    async restart(node) {
+      if (node.running) return
+      const fresh = build(node.index, node.store, seedsFor(node.index))
+      nodes[node.index] = fresh
+      void fresh.core.start().then(() => {
+        fresh.running = true
+      })
+      await driver.runUntil(() => fresh.running, 60_000)
+    },
+    alive: () => nodes.filter((n) => n.running),
+    async stopAll() {
+      for (const node of nodes) if (node.running) await cluster.kill(node)
+    },
+  }
+  return cluster
+}
