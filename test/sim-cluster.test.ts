@@ -1,0 +1,65 @@
+/**
+ * The whole node core in virtual time: the cluster scenarios hold their
+ * invariants at a size CI affords, replay from their seed, and every
+ * invariant checker catches a violation planted on purpose.
+ */
+import { describe, expect, it } from 'vitest'
+import { checkEqualHeads, checkEqualMembershipViews, checkNoAcceptedDeploymentLost, checkReplicaPlacement, takeCensus } from '../sim/invariants.ts'
+import { runClusterScenario, type ClusterScenarioName } from '../sim/scenarios/cluster.ts'
+import { createSimCluster } from '../sim/sim-cluster.ts'
+
+const base = { nodes: 12, seed: 7, deployments: 20, kill: 0.2, loss: 0.05, durationS: 20, partition: true }
+
+describe('cluster scenarios on the real node core', () => {
+  it.each<ClusterScenarioName>(['placement', 'failover', 'partition', 'state'])('%s: every invariant holds after the faults stop', async (scenario) => {
+    const report = await runClusterScenario({ ...base, scenario })
+    expect(report.invariants.violations).toEqual([])
+    expect(report.invariants.ok).toBe(true)
+    if (scenario === 'placement') {
+      expect(report.figures.placeLatencyMs).not.toBeNull()
+      expect(report.figures.bidsPerPlacement).toBeLessThanOrEqual(10)
+    }
+    if (scenario === 'failover') expect(report.figures.failoverMs?.p50).toBeGreaterThan(0)
+  }, 120_000)
+
+  it('the same seed gives the same traceHash; another seed gives another', async () => {
+    const a = await runClusterScenario({ ...base, scenario: 'placement', nodes: 8, deployments: 8 })
+    const b = await runClusterScenario({ ...base, scenario: 'placement', nodes: 8, deployments: 8 })
+    const c = await runClusterScenario({ ...base, scenario: 'placement', nodes: 8, deployments: 8, seed: 8 })
+    expect(a.traceHash).toBe(b.traceHash)
+    expect(c.traceHash).not.toBe(a.traceHash)
+  }, 120_000)
+})
+
+describe('each invariant checker catches a planted violation', () => {
+  it('a lost deployment, unequal heads, a wrong membership view, a duplicate and a stale copy are all caught', async () => {
+    const cluster = createSimCluster({ nodes: 4, seed: 3 })
+    await cluster.startAll()
+    await cluster.driver.runUntil(() => checkEqualMembershipViews(cluster.alive()).length === 0, 30_000)
+    const [a, b] = cluster.alive()
+    const id = await cluster.deploy(a!, { name: 'planted', image: 'lattice-test/busybox:latest', command: ['/bin/httpd', '-f', '-p', '80', '-h', '/www'], resources: { cpu: 0.1, memoryMB: 16 } })
+    await cluster.driver.runFor(10_000)
+    const alive = cluster.alive()
+    expect(checkNoAcceptedDeploymentLost(alive, [id])).toEqual([])
+    expect(checkEqualHeads(alive)).toEqual([])
+    expect(checkReplicaPlacement(a!, alive, await takeCensus(alive))).toEqual([])
+
+    // A deployment nobody holds was "lost".
+    expect(checkNoAcceptedDeploymentLost(alive, [id, 'd-neverwritten'])).not.toEqual([])
+    // A partition and a write on one side: heads differ.
+    cluster.network.partition([[a!.peerId], alive.slice(1).map((n) => n.peerId)])
+    await a!.core.state.setReplicas(id, 1)
+    await cluster.deploy(a!, { name: 'one-side', image: 'lattice-test/busybox:latest', resources: { cpu: 0.1, memoryMB: 16 } })
+    expect(checkEqualHeads(alive)).not.toEqual([])
+    // A node that is down but still counted alive: views differ.
+    expect(checkEqualMembershipViews([...alive, { ...b!, peerId: 'ghost' }])).not.toEqual([])
+    // A second copy of the replica on another node: a duplicate (a broken adapter would do this).
+    const census = await takeCensus(alive)
+    const copy = census.running.find((r) => r.container.deploymentId === id)!
+    const other = alive.find((n) => n !== copy.node)!
+    expect(checkReplicaPlacement(a!, alive, { running: [...census.running, { node: other, container: { ...copy.container, id: 'dup' } }] }).join()).toContain('runs 2 times')
+    // A copy of an older generation: a node running what it did not win.
+    expect(checkReplicaPlacement(a!, alive, { running: [...census.running, { node: other, container: { ...copy.container, id: 'old', generation: 0 } }] }).join()).toContain('did not win')
+    await cluster.stopAll()
+  }, 60_000)
+})
