@@ -53,11 +53,11 @@ describe('each invariant checker catches a planted violation', () => {
     expect(checkEqualHeads(alive)).not.toEqual([])
     // A node that is down but still counted alive: views differ.
     expect(checkEqualMembershipViews([...alive, { ...b!, peerId: 'ghost' }])).not.toEqual([])
-    // A second copy of the replica on another node: a duplicate (a broken adapter would do this).
+    // A second copy of the replica on its winner: a duplicate (a broken adapter would do this).
     const census = await takeCensus(alive)
     const copy = census.running.find((r) => r.container.deploymentId === id)!
     const other = alive.find((n) => n !== copy.node)!
-    expect(checkReplicaPlacement(a!, alive, { running: [...census.running, { node: other, container: { ...copy.container, id: 'dup' } }] }).join()).toContain('runs 2 times')
+    expect(checkReplicaPlacement(a!, alive, { running: [...census.running, { node: copy.node, container: { ...copy.container, id: 'dup' } }] }).join()).toContain('runs 2 times')
     // A copy of an older generation: a node running what it did not win.
     expect(checkReplicaPlacement(a!, alive, { running: [...census.running, { node: other, container: { ...copy.container, id: 'old', generation: 0 } }] }).join()).toContain('did not win')
     await cluster.stopAll()

@@ -233,6 +233,16 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       return false
     }
     const antiAffinityApplies = (deployment: DeploymentEntry): boolean => eligible().ids.length >= deployment.replicas
+    /** An open bid of this node for another replica of the deployment (rounds of a scale-up run side by side). */
+    const bidsForAnotherReplica = (deploymentId: string, replica: number): boolean => {
+      const nowMs = clock.nowMs()
+      for (const [key, reservation] of reservations) {
+        if (reservation.expiresAtMs <= nowMs) continue
+        const [id, other] = key.split('/')
+        if (id === deploymentId && Number(other) !== replica) return true
+      }
+      return false
+    }
 
     /** The round a replica needs now, or undefined. */
     const neededRound = (record: PlacementEntry | undefined): { generation: number; reason: string } | undefined => {
@@ -271,7 +281,7 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       const free = freeForBidding()
       const spec = deployment.spec
       if (!fits(spec, free, components.labels()).fits) return
-      if (antiAffinityApplies(deployment) && holdsAnotherReplica(selfId, deployment, round.key.replica)) return
+      if (antiAffinityApplies(deployment) && (holdsAnotherReplica(selfId, deployment, round.key.replica) || bidsForAnotherReplica(deployment.id, round.key.replica))) return
       const bid: BidMessage = {
         v: 1,
         ...round.key,
