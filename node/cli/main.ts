@@ -233,6 +233,20 @@ export function buildProgram(): Command {
       console.log(answer.id)
     })
 
+  program.command('sim')
+    .description('the simulator: real node code in virtual time (`lattice sim --help`); `lattice sim campaign …` runs many seeds')
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .helpOption(false)
+    .argument('[args...]')
+    .action(async (args: string[]) => {
+      // The simulator validates its own flags (zod) and sets the exit code: 0 held, 1 violated, 2 bad flags.
+      const { runSimCommand } = await import('../../sim/cli.ts')
+      const { runCampaignCommand } = await import('../../sim/campaign.ts')
+      const code = args[0] === 'campaign' ? await runCampaignCommand(args.slice(1)) : await runSimCommand(args)
+      if (code !== 0) throw new CliError(code === 2 ? 'bad simulator flags' : 'an invariant failed (see the replay command above)', code)
+    })
+
   return program
 }
 
