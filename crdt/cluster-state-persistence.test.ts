@@ -125,6 +125,7 @@ describe('cluster state persistence', () => {
       chunks: 6,
       invalidEntries: 0,
       corruptChunks: 0,
+      entriesDecoded: expect.any(Number),
     })
   })
 

@@ -5,14 +5,16 @@
  * before its promise resolves; then onLocalChange (for gossip) and onChange
  * fire. Remote changes arrive through applyChanges.
  *
- * Only the newest document value is kept: Automerge 3 outdates the old value
- * on every change, so no other module ever holds one.
+ * The document is held as a bare Automerge handle, never materialized
+ * (doc-handle.ts): a materialized Automerge.Doc costs O(document) per change
+ * and a JS copy of every value per node. Reads go through the index.
  */
 import * as A from '@automerge/automerge'
 import { z } from 'zod'
 import { LatticeError, type Clock, type DesiredState, type Logger, type Startable, type Store } from '../core/index.ts'
+import { draftRoot, generateSyncMessage, loadHandle, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
 import { DocIndex } from './doc-index.ts'
-import { changeTimeSeconds, deriveActorId, genesisChange, type ClusterDoc } from './document.ts'
+import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, type ClusterStateTx } from './mutations.ts'
 import { DocPersistence, loadDocument, recordBoot } from './persistence.ts'
 import {
@@ -83,6 +85,12 @@ export interface ClusterStateStats {
   invalidEntries: number
   /** Persisted blobs (snapshot or chunks) skipped as damaged at the last start. */
   corruptChunks: number
+  /**
+   * Entries read from the document and validated since this instance was
+   * made: every entry at start and on a bulk merge, then only the entries
+   * each change touched (a change costs what it touched, not the document).
+   */
+  entriesDecoded: number
 }
 
 /** Reads: validated, frozen entries; empty before start. */
@@ -216,7 +224,7 @@ class AutomergeClusterState implements ClusterState {
   private readonly localChangeListeners = new Set<(change: Uint8Array) => void>()
   private lifecycle: Lifecycle = 'stopped'
   private starting: Promise<void> | undefined
-  private doc: A.Doc<ClusterDoc> | undefined
+  private doc: DocHandle | undefined
   private persistence: DocPersistence | undefined
   private corruptChunks = 0
 
@@ -249,7 +257,8 @@ class AutomergeClusterState implements ClusterState {
       const actor = deriveActorId(this.selfId, boot, this.clock.nowMs())
       const loaded = await loadDocument(this.store, actor, this.logger)
       // Idempotent: a loaded document already holds genesis.
-      const [doc] = A.applyChanges(loaded.doc, [genesisChange()])
+      const doc = loaded.doc
+      doc.applyChanges([genesisChange()])
       this.doc = doc
       this.corruptChunks = loaded.corruptBlobs
       this.persistence = new DocPersistence({
@@ -262,7 +271,7 @@ class AutomergeClusterState implements ClusterState {
       this.index.rebuild(doc)
       this.lifecycle = 'running'
       this.logger.info(
-        { heads: A.getHeads(doc).length, changes: A.stats(doc).numChanges, chunks: loaded.chunks.length, corruptChunks: loaded.corruptBlobs },
+        { heads: doc.getHeads().length, changes: doc.stats().numChanges, chunks: loaded.chunks.length, corruptChunks: loaded.corruptBlobs },
         'cluster state loaded',
       )
     } catch (err) {
@@ -355,32 +364,25 @@ class AutomergeClusterState implements ClusterState {
     const doc = this.runningDoc()
     const persistence = this.persistence!
     const nowMs = this.clock.nowMs()
-    const before = A.getHeads(doc)
-    const patches: A.Patch[] = []
-    let result: T | undefined
-    const next = A.change(
-      doc,
-      {
-        message: message.slice(0, MESSAGE_LENGTH_MAX),
-        time: changeTimeSeconds(nowMs),
-        patchCallback: (batch) => patches.push(...batch),
-      },
-      (draft) => {
-        result = fn(createTx(draft, { selfId: this.selfId, nowMs }))
-        if (result instanceof Promise) {
-          result.catch(() => undefined) // its writes are refused below; its own failure is moot
-          throw new LatticeError('INTERNAL', 'batch callback must be synchronous: it runs inside one Automerge change')
-        }
-      },
-    )
-    this.doc = next
-    if (sameHeads(before, A.getHeads(next))) return result as T // nothing changed: no change, no chunk
-    this.index.update(next, patches)
-    const change = A.getLastLocalChange(next)
+    let result: T
+    try {
+      result = fn(createTx(draftRoot(doc), { selfId: this.selfId, nowMs }))
+      if (result instanceof Promise) {
+        result.catch(() => undefined) // its writes are refused below; its own failure is moot
+        throw new LatticeError('INTERNAL', 'batch callback must be synchronous: it runs inside one Automerge change')
+      }
+    } catch (err) {
+      doc.rollback()
+      throw err
+    }
+    if (doc.pendingOps() === 0) return result // nothing changed: no change, no chunk
+    doc.commit(message.slice(0, MESSAGE_LENGTH_MAX), changeTimeSeconds(nowMs))
+    const change = doc.getLastLocalChange()
+    if (change !== null) this.index.update(doc, [A.decodeChange(change)])
     await persistence.persist()
-    if (change !== undefined) this.emit(this.localChangeListeners, change)
+    if (change !== null) this.emit(this.localChangeListeners, change)
     this.emit(this.changeListeners, { local: true })
-    return result as T
+    return result
   }
 
   // ---- change feed ----
@@ -398,13 +400,13 @@ class AutomergeClusterState implements ClusterState {
   // ---- sync surface ----
 
   heads(): string[] {
-    return this.doc === undefined ? [] : A.getHeads(this.doc)
+    return this.doc === undefined ? [] : this.doc.getHeads()
   }
 
   changesSince(heads: readonly string[]): Uint8Array[] {
     if (this.doc === undefined) return []
     try {
-      return A.getChangesSince(this.doc, [...heads])
+      return this.doc.getChanges([...heads])
     } catch (err) {
       throw new LatticeError('VALIDATION_FAILED', `not change hashes: ${(err as Error).message}`)
     }
@@ -412,13 +414,13 @@ class AutomergeClusterState implements ClusterState {
 
   applyChanges(changes: readonly Uint8Array[]): Promise<ApplyResult> {
     // Automerge parses every change before applying any, so on failure `doc` is intact.
-    return this.applyRemote('not Automerge changes', (doc, patchCallback) => A.applyChanges(doc, [...changes], { patchCallback })[0])
+    return this.applyRemote('not Automerge changes', (doc) => doc.applyChanges([...changes]))
   }
 
   hasChanges(hashes: readonly string[]): boolean {
     if (this.doc === undefined) return hashes.length === 0
     try {
-      return A.hasHeads(this.doc, [...hashes])
+      return hashes.every((hash) => this.doc!.getChangeMetaByHash(hash) !== null)
     } catch {
       return false // malformed hashes are not in any history
     }
@@ -433,12 +435,12 @@ class AutomergeClusterState implements ClusterState {
     const known = peerHeads.filter((head) => this.hasChanges([head]))
     if (known.length === 0) return false // nothing of theirs known here: cannot tell, and the walk would be the whole history
     // Everything not reachable from the peer's known heads (usually a few recent changes); ours must not be among it.
-    const beyond = new Set(A.getChangesMetaSince(doc, known).map((meta) => meta.hash))
+    const beyond = new Set(doc.getChangesMeta(known).map((meta) => meta.hash))
     return heads.every((head) => !beyond.has(head))
   }
 
   generateSyncMessage(syncState: SyncState): [SyncState, Uint8Array | null] {
-    return A.generateSyncMessage(this.runningDoc(), syncState)
+    return generateSyncMessage(this.runningDoc(), syncState)
   }
 
   async receiveSyncMessage(syncState: SyncState, message: Uint8Array): Promise<{ syncState: SyncState; result: ApplyResult }> {
@@ -446,11 +448,9 @@ class AutomergeClusterState implements ClusterState {
     const bulk = message.byteLength >= BULK_BYTES_MIN && message.byteLength * BULK_SHARE_DIVISOR >= (this.persistence?.sizeBytes ?? 0)
     const result = await this.applyRemote(
       'not an Automerge sync message',
-      (doc, patchCallback) => {
+      (doc) => {
         // A message that fails to parse throws before it touches the document.
-        const [updated, state] = A.receiveSyncMessage(doc, syncState, message, patchCallback === undefined ? {} : { patchCallback })
-        next = state
-        return updated
+        next = receiveSyncMessage(doc, syncState, message)
       },
       bulk,
     )
@@ -461,9 +461,19 @@ class AutomergeClusterState implements ClusterState {
     return this.applyRemote(
       'not an Automerge document',
       (doc) => {
-        // loadIncremental skips bytes it cannot parse without a word; load refuses them.
-        A.load(snapshot)
-        return A.loadIncremental(doc, snapshot)
+        // Loaded on its own first: load refuses damaged or truncated bytes, loadIncremental would skip them.
+        const other = loadHandle(snapshot, doc.getActorId())
+        // A snapshot holding all of this replica (a joining node's first
+        // sync) replaces it outright: re-applying its every change costs
+        // another load. Not when changes wait here for their dependencies.
+        const covers = doc.getHeads().every((head) => other.getChangeMetaByHash(head) !== null)
+        if (covers && doc.getMissingDeps().length === 0) return other
+        try {
+          doc.merge(other)
+        } finally {
+          other.free()
+        }
+        return doc
       },
       true,
     )
@@ -482,60 +492,60 @@ class AutomergeClusterState implements ClusterState {
   /**
    * The one path for peers' data into the document: apply (synchronously,
    * so no other write interleaves), re-validate what it touched, persist,
-   * then tell listeners. `apply` must leave `doc` intact when it throws.
-   * With `bulk` (a whole document, or a message as large as a good part of
-   * it) no patches are collected and every entry is re-read instead: about
-   * 3× faster for a joining node's first sync.
+   * then tell listeners. `apply` must leave `doc` intact when it throws;
+   * it may return a new handle that replaces `doc` (which is then freed).
+   * The entries touched are found from the new changes' ops; with `bulk` (a
+   * whole document, or a message as large as a good part of it) every entry
+   * is re-read instead, cheaper than decoding most of the history.
    */
-  private async applyRemote(
-    what: string,
-    apply: (doc: A.Doc<ClusterDoc>, patchCallback: A.PatchCallback<ClusterDoc> | undefined) => A.Doc<ClusterDoc>,
-    bulk = false,
-  ): Promise<ApplyResult> {
+  private async applyRemote(what: string, apply: (doc: DocHandle) => DocHandle | void, bulk = false): Promise<ApplyResult> {
     const doc = this.runningDoc()
     const persistence = this.persistence!
-    const before = A.getHeads(doc)
-    const patches: A.Patch[] = []
-    let next: A.Doc<ClusterDoc>
+    const before = doc.getHeads()
+    let next: DocHandle
     try {
-      next = apply(doc, bulk ? undefined : (batch) => patches.push(...batch))
+      next = apply(doc) ?? doc
     } catch (err) {
       throw new LatticeError('VALIDATION_FAILED', `${what}: ${(err as Error).message}`)
     }
-    this.doc = next
-    if (sameHeads(before, A.getHeads(next))) return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
-    const invalidEntries = this.index.update(next, bulk ? 'all' : patches)
+    if (next !== doc) {
+      this.doc = next
+      doc.free()
+    }
+    if (sameHeads(before, next.getHeads())) return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
+    const invalidEntries = this.index.update(next, bulk ? 'all' : next.getChanges(before).map((change) => A.decodeChange(change)))
     await persistence.persist()
     this.emit(this.changeListeners, { local: false })
     return { applied: true, invalidEntries }
   }
 
   saveSnapshot(): Uint8Array {
-    return A.save(this.currentDoc())
+    return this.currentDoc().save()
   }
 
   stats(): ClusterStateStats {
     const doc = this.doc
     return {
       sizeBytes: this.persistence?.sizeBytes ?? 0,
-      changeCount: doc === undefined ? 0 : A.stats(doc).numChanges,
-      headsCount: doc === undefined ? 0 : A.getHeads(doc).length,
+      changeCount: doc === undefined ? 0 : doc.stats().numChanges,
+      headsCount: doc === undefined ? 0 : doc.getHeads().length,
       chunks: this.persistence?.chunkCount ?? 0,
       invalidEntries: this.index.invalidCount(),
       corruptChunks: this.corruptChunks,
+      entriesDecoded: this.index.decoded,
     }
   }
 
   // ---- internals ----
 
-  private runningDoc(): A.Doc<ClusterDoc> {
+  private runningDoc(): DocHandle {
     if (this.lifecycle !== 'running' || this.doc === undefined) {
       throw new LatticeError('INTERNAL', `cluster state is ${this.lifecycle}, not running`)
     }
     return this.doc
   }
 
-  private currentDoc(): A.Doc<ClusterDoc> {
+  private currentDoc(): DocHandle {
     if (this.doc === undefined) throw new LatticeError('INTERNAL', 'cluster state has no document')
     return this.doc
   }

@@ -22,9 +22,15 @@ export interface JsonObject {
 export type DocMap = { [key: string]: unknown }
 
 /** Entries are at most a few levels deep; anything deeper is not ours. */
-const READ_DEPTH_MAX = 16
+export const READ_DEPTH_MAX = 16
 /** Scalars + containers copied per read; far above any valid entry (a spec is one scalar). */
-const READ_VALUES_MAX = 20_000
+export const READ_VALUES_MAX = 20_000
+
+/**
+ * A map view that can copy itself (doc-handle.ts's draft maps): fromDocValue
+ * calls it rather than reading key by key through the view.
+ */
+export const READ_PLAIN: unique symbol = Symbol('lattice.readPlain')
 
 export class DocReadError extends Error {
   override readonly name = 'DocReadError'
@@ -58,6 +64,8 @@ export function fromDocValue(value: unknown): unknown {
       return items
     }
     if (isDocMap(current)) {
+      const readPlain = current[READ_PLAIN as unknown as string]
+      if (typeof readPlain === 'function') return (readPlain as () => unknown)()
       const out: DocMap = {}
       for (const key of Object.keys(current)) out[key] = read(current[key], depth + 1)
       return out

@@ -2,25 +2,37 @@
  * The validated read model of the document. Every entry is decoded and
  * checked with zod once, when it changes, and kept frozen in a PathTrie per
  * section: reads never touch Automerge, and a change costs the entries it
- * touched (found from Automerge's patches), not the size of the document.
- * That matters in the simulator, where every node applies every change.
+ * touched, not the size of the document. That matters in the simulator,
+ * where every node applies every change.
+ *
+ * What a change touched is read from its ops, not from Automerge patches
+ * (whose paths cost a walk of the parent map, i.e. of every deployment):
+ * the index remembers the object id of every map and list it read, and
+ * which entry (or container: section, placements[id], status[id][r]) it
+ * belongs to. An op on a known entry object re-reads that entry; an op on a
+ * container re-reads the child at the op's key. An op on an unknown object
+ * is on one made by the same changes (its creation is an op on a known
+ * parent, which re-reads it) or on one no read can see (the losing side of
+ * a conflict, or inside a deleted value): visibility only ever changes
+ * through an op on the parent's key.
  *
  * An invalid entry is left out of every read, logged once with its path
  * (again only if its reason changes) and counted while it stays invalid.
  */
-import type { Patch, Prop } from '@automerge/automerge'
+import type { DecodedChange } from '@automerge/automerge'
 import type { z } from 'zod'
 import type { Logger } from '../core/index.ts'
-import { deepFreeze, fromDocValue, isDocMap } from './doc-codec.ts'
-import { ENTRY_DEPTH, SECTIONS, isSectionName, type ClusterDoc, type SectionName } from './document.ts'
+import { DocReadError, deepFreeze } from './doc-codec.ts'
+import { mapAt, readValue, type DocHandle, type ObjId } from './doc-handle.ts'
+import { ENTRY_DEPTH, SECTIONS, isSectionName, type SectionName } from './document.ts'
 import { PathTrie } from './path-trie.ts'
 import {
   NodeEntrySchema,
-  PlacementEntrySchema,
   REPLICA_KEY_PATTERN,
   ReplicaIndexSchema,
   StatusEntrySchema,
   StoredDeploymentSchema,
+  StoredPlacementSchema,
   type DeploymentEntry,
   type NodeEntry,
   type PlacementEntry,
@@ -29,16 +41,10 @@ import {
 
 const REASON_LENGTH_MAX = 500
 
-class InvalidEntryError extends Error {}
+export class InvalidEntryError extends Error {}
 
-/** Decodes one stored entry: plain copy, zod, then the entry must agree with its own path. */
-function parseEntry<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
-  let plain: unknown
-  try {
-    plain = fromDocValue(raw)
-  } catch (err) {
-    throw new InvalidEntryError((err as Error).message)
-  }
+/** Validates one stored entry (a plain copy, see readValue) with zod; the decoders then check it against its path. */
+function parseEntry<S extends z.ZodType>(schema: S, plain: unknown): z.output<S> {
   const result = schema.safeParse(plain)
   if (!result.success) {
     const reason = result.error.issues.map((issue) => `${issue.path.join('.') || '(entry)'}: ${issue.message}`).join('; ')
@@ -71,7 +77,7 @@ export function decodeDeployment(keys: readonly string[], raw: unknown): Deploym
 
 export function decodePlacement(keys: readonly string[], raw: unknown): PlacementEntry {
   parseReplicaKey(keys[1]!)
-  return parseEntry(PlacementEntrySchema, raw)
+  return parseEntry(StoredPlacementSchema, raw)
 }
 
 export function decodeStatus(keys: readonly string[], raw: unknown): StatusEntry {
@@ -98,6 +104,10 @@ class SectionIndex<E> {
   /** Stores the decoded entry at `keys` or removes it; returns why it is invalid, if it is. */
   refresh(keys: readonly string[], raw: unknown): string | undefined {
     this.version++
+    if (raw instanceof DocReadError) {
+      this.trie.delete(keys)
+      return raw.message
+    }
     if (raw === undefined) {
       this.trie.delete(keys)
       return undefined
@@ -147,6 +157,17 @@ export class DocIndex {
     status: new SectionIndex(decodeStatus),
   } as const
   private readonly invalid = new Map<string, InvalidEntry>()
+  /** Every map and list read, by object id: the entry (or container) it belongs to, section first. */
+  private readonly objects = new Map<ObjId, { path: string[]; entry: boolean }>()
+  /** The same ids by path, per section, so a re-read forgets what it replaces. */
+  private readonly objectTries = {
+    nodes: new PathTrie<ObjId[]>(),
+    deployments: new PathTrie<ObjId[]>(),
+    placements: new PathTrie<ObjId[]>(),
+    status: new PathTrie<ObjId[]>(),
+  } as const
+  /** Entries decoded and validated since creation: what a change costs, for tests and metrics. */
+  decoded = 0
   private readonly sortedNodes = new SortedView(this.sections.nodes, (a, b) => byString(a.peerId, b.peerId))
   private readonly sortedDeployments = new SortedView(
     this.sections.deployments,
@@ -199,64 +220,136 @@ export class DocIndex {
 
   // ---- maintenance ----
 
-  /** Re-reads the whole document (after a load). */
-  rebuild(doc: ClusterDoc): void {
+  /** Re-reads the whole document (after a load, or a merge that touched most of it). */
+  rebuild(doc: DocHandle): void {
     for (const section of SECTIONS) this.refreshSubtree(doc, section, [])
   }
 
   /**
-   * Re-reads the entries that `patches` touched (every entry for 'all': one
-   * pass over the document beats Automerge's patches when a merge touches
-   * most of it). Returns the paths of the entries this update found invalid
-   * that were not invalid before it: what a peer's change broke, for the
-   * sync layer to count and attribute.
+   * Re-reads the entries that `changes` (just applied to `doc`) touched, or
+   * every entry for 'all'. Returns the paths of the entries this update
+   * found invalid that were not invalid before it: what a peer's change
+   * broke, for the sync layer to count and attribute.
    */
-  update(doc: ClusterDoc, patches: readonly Patch[] | 'all'): string[][] {
+  update(doc: DocHandle, changes: readonly DecodedChange[] | 'all'): string[][] {
     const before = new Set(this.invalid.keys())
-    const touched = new Map<string, Prop[]>()
-    let whole = patches === 'all'
-    for (const patch of whole ? [] : (patches as readonly Patch[])) {
-      const [section] = patch.path
-      if (section === undefined) {
-        whole = true
-        break
-      }
-      // Sections this version does not know (a newer node's) are not read.
-      if (!isSectionName(section)) continue
-      const path = patch.path.slice(0, 1 + ENTRY_DEPTH[section])
-      touched.set(JSON.stringify(path), path)
-    }
-    if (whole) this.rebuild(doc)
-    else for (const path of touched.values()) this.refreshPath(doc, path)
+    if (changes === 'all') this.rebuild(doc)
+    else for (const path of this.touchedBy(changes)) this.refreshPath(doc, path)
     const broken: string[][] = []
     for (const [key, entry] of this.invalid) if (!before.has(key)) broken.push(entry.path)
     return broken
   }
 
-  private refreshPath(doc: ClusterDoc, path: readonly Prop[]): void {
+  /** Entries and containers read since the last update: how many maps and lists the index tracks. */
+  trackedObjects(): number {
+    return this.objects.size
+  }
+
+  /** Paths (section first) whose entries the ops of `changes` may have changed. */
+  private touchedBy(changes: readonly DecodedChange[]): string[][] {
+    const touched = new Map<string, string[]>()
+    const add = (path: string[]): void => {
+      touched.set(JSON.stringify(path), path)
+    }
+    for (const change of changes) {
+      for (const op of change.ops) {
+        if (op.obj === '_root') {
+          // Sections this version does not know (a newer node's) are not read.
+          if (isSectionName(op.key)) add([op.key])
+          continue
+        }
+        const known = this.objects.get(op.obj)
+        if (known === undefined) continue
+        if (known.entry || typeof op.key !== 'string') add(known.path)
+        else add([...known.path, op.key])
+      }
+    }
+    return [...touched.values()]
+  }
+
+  private refreshPath(doc: DocHandle, path: readonly string[]): void {
     const section = path[0] as SectionName
-    const keys = path.slice(1).map(String)
-    if (keys.length === ENTRY_DEPTH[section]) this.refreshEntry(section, keys, readAt(doc, path))
-    else this.refreshSubtree(doc, section, keys)
+    const keys = path.slice(1)
+    if (keys.length === ENTRY_DEPTH[section]) {
+      const parent = this.containerAt(doc, section, keys.slice(0, -1))
+      this.refreshEntry(doc, section, keys, parent)
+    } else {
+      this.refreshSubtree(doc, section, keys)
+    }
+  }
+
+  /** The map holding section/prefix's children, or undefined when any step is missing or not a map. */
+  private containerAt(doc: DocHandle, section: SectionName, prefix: readonly string[]): ObjId | undefined {
+    let obj = mapAt(doc, '_root', section)
+    for (const key of prefix) {
+      if (obj === undefined) return undefined
+      obj = mapAt(doc, obj, key)
+    }
+    return obj
+  }
+
+  /** Forgets the objects recorded at or under section/prefix. */
+  private forgetObjects(section: SectionName, prefix: readonly string[], subtree: boolean): void {
+    const trie = this.objectTries[section]
+    if (subtree) {
+      for (const [, ids] of trie.entries(prefix)) for (const id of ids) this.objects.delete(id)
+      trie.deleteSubtree(prefix)
+    } else {
+      for (const id of trie.get(prefix) ?? []) this.objects.delete(id)
+      trie.delete(prefix)
+    }
+  }
+
+  private rememberObjects(section: SectionName, keys: string[], ids: ObjId[], entry: boolean): void {
+    if (ids.length === 0) return
+    const path = [section, ...keys]
+    for (const id of ids) this.objects.set(id, { path, entry })
+    this.objectTries[section].set(keys, ids)
   }
 
   /** Forgets everything under section/prefix, then reads it again from the document. */
-  private refreshSubtree(doc: ClusterDoc, section: SectionName, prefix: string[]): void {
+  private refreshSubtree(doc: DocHandle, section: SectionName, prefix: string[]): void {
     this.sections[section].deleteSubtree(prefix)
+    this.forgetObjects(section, prefix, true)
     const scope = JSON.stringify([section, ...prefix]).slice(0, -1)
     for (const key of this.invalid.keys()) {
       if (key === `${scope}]` || key.startsWith(`${scope},`)) this.invalid.delete(key)
     }
-    const walk = (raw: unknown, keys: string[]): void => {
-      if (raw === undefined) return
-      if (keys.length === ENTRY_DEPTH[section]) this.refreshEntry(section, keys, raw)
-      else if (!isDocMap(raw)) this.markInvalid([section, ...keys], 'expected a map')
-      else for (const key of Object.keys(raw)) walk(raw[key], [...keys, key])
+    const visit = (parent: ObjId, key: string, keys: string[]): void => {
+      if (keys.length === ENTRY_DEPTH[section]) {
+        this.refreshEntry(doc, section, keys, parent)
+        return
+      }
+      const value = doc.getWithType(parent, key) as [string, unknown] | null
+      if (value === null) return
+      if (value[0] !== 'map') {
+        this.markInvalid([section, ...keys], 'expected a map')
+        return
+      }
+      const container = value[1] as ObjId
+      this.rememberObjects(section, keys, [container], false)
+      for (const child of doc.keys(container)) visit(container, child, [...keys, child])
     }
-    walk(readAt(doc, [section, ...prefix]), prefix)
+    if (prefix.length === 0) visit('_root', section, [])
+    else {
+      const parent = this.containerAt(doc, section, prefix.slice(0, -1))
+      if (parent !== undefined) visit(parent, prefix[prefix.length - 1]!, prefix)
+    }
   }
 
-  private refreshEntry(section: SectionName, keys: string[], raw: unknown): void {
+  /** Reads parent[last key] (absent when `parent` is) and stores it decoded, or marks it invalid. */
+  private refreshEntry(doc: DocHandle, section: SectionName, keys: string[], parent: ObjId | undefined): void {
+    this.forgetObjects(section, keys, false)
+    const ids: ObjId[] = []
+    let raw: unknown
+    try {
+      raw = parent === undefined ? undefined : readValue(doc, parent, keys[keys.length - 1]!, (id) => ids.push(id))
+    } catch (err) {
+      if (!(err instanceof DocReadError)) throw err
+      raw = err
+    }
+    this.rememberObjects(section, keys, ids, true)
+    this.decoded++
     const reason = this.sections[section].refresh(keys, raw)
     if (reason === undefined) this.invalid.delete(JSON.stringify([section, ...keys]))
     else this.markInvalid([section, ...keys], reason)
@@ -270,15 +363,4 @@ export class DocIndex {
     }
     this.invalid.set(key, { path, reason: bounded })
   }
-}
-
-/** The value at `path` in the document, or undefined when any step is missing or not a container. */
-function readAt(doc: ClusterDoc, path: readonly Prop[]): unknown {
-  let current: unknown = doc
-  for (const prop of path) {
-    if (Array.isArray(current) && typeof prop === 'number') current = current[prop]
-    else if (isDocMap(current) && typeof prop === 'string') current = current[prop]
-    else return undefined
-  }
-  return current
 }

@@ -8,8 +8,9 @@
  *   written, so history grows by what changed.
  * - deployments[id]: any node may change it; field by field, so a concurrent
  *   stop on one node and scale on another both survive the merge.
- * - placements[id][replica]: written whole, so two concurrent closes of the
- *   same round resolve to one of the two records, never a mix of both.
+ * - placements[id][replica]: written whole, as one JSON string, so two
+ *   concurrent closes of the same round resolve to one of the two records,
+ *   never a mix of both.
  * - Nested maps (placements[id], status[id], status[id][replica]) are made
  *   once, by the writer that introduces the id or replica: two peers each
  *   creating the same map would make two objects, and the merge would hide
@@ -18,6 +19,7 @@
  *   into the hidden replica map before the merge is rewritten by the
  *   reporter's next reportStatus, which compares with what is visible.
  */
+import { ImmutableString } from '@automerge/automerge'
 import type { z } from 'zod'
 import { DesiredStateSchema, LatticeError, type DesiredState } from '../core/index.ts'
 import { deepFreeze, fromDocValue, isDocMap, jsonEqual, toDocValue, type DocMap, type JsonObject } from './doc-codec.ts'
@@ -90,11 +92,11 @@ function section(draft: ClusterDoc, name: SectionName): DocMap {
   return ensureMap(draft, name)
 }
 
-/** Decodes a stored entry, or undefined when absent or invalid. */
-function tryDecode<E>(decode: (keys: readonly string[], raw: unknown) => E, keys: readonly string[], raw: unknown): E | undefined {
+/** Decodes a stored entry (a plain copy of it first), or undefined when absent or invalid. */
+function tryDecode<E>(decode: (keys: readonly string[], plain: unknown) => E, keys: readonly string[], raw: unknown): E | undefined {
   if (raw === undefined) return undefined
   try {
-    return decode(keys, raw)
+    return decode(keys, fromDocValue(raw))
   } catch {
     return undefined
   }
@@ -233,7 +235,8 @@ export function createTx(draft: ClusterDoc, context: TxContext): ClusterStateTx 
         throw new LatticeError('CONFLICT', `placement ${id}/${key} is at generation ${existing.generation}, newer than ${entry.generation}`)
       }
       if (existing !== undefined && jsonEqual(existing, entry)) return
-      placements[key] = toDocValue(entry)
+      // One immutable scalar of compact JSON (schema.ts, StoredPlacementSchema).
+      placements[key] = new ImmutableString(JSON.stringify(entry))
     },
 
     reportStatus(id, replica, input) {

@@ -11,9 +11,9 @@
  * persisted heads, rather than saveIncremental, which forgets changes whose
  * write failed): a failed put is retried by the next one, never lost.
  */
-import * as A from '@automerge/automerge'
+import type { Heads } from '@automerge/automerge'
 import type { Logger, Store, StoreOp } from '../core/index.ts'
-import type { ClusterDoc } from './document.ts'
+import { createHandle, loadHandle, type DocHandle } from './doc-handle.ts'
 import { seal, unseal } from './envelope.ts'
 
 export const SNAPSHOT_KEY = 'doc/snapshot'
@@ -40,7 +40,7 @@ interface PersistedChunk {
 }
 
 export interface LoadedDocument {
-  doc: A.Doc<ClusterDoc>
+  doc: DocHandle
   /** Blobs (snapshot or chunks) that were damaged or that Automerge refused; each was skipped. */
   corruptBlobs: number
   chunks: PersistedChunk[]
@@ -54,7 +54,7 @@ export interface LoadedDocument {
  * back from its peers by sync.
  */
 export async function loadDocument(store: Store, actor: string, logger: Logger): Promise<LoadedDocument> {
-  let doc = A.init<ClusterDoc>({ actor })
+  let doc = createHandle(actor)
   let corruptBlobs = 0
   let sizeBytes = 0
   const report = (key: string, reason: string): void => {
@@ -70,10 +70,9 @@ export async function loadDocument(store: Store, actor: string, logger: Logger):
       report(SNAPSHOT_KEY, opened.damaged)
     } else {
       try {
-        doc = A.load<ClusterDoc>(opened.payload, { actor })
+        doc = loadHandle(opened.payload, actor)
       } catch (err) {
         report(SNAPSHOT_KEY, (err as Error).message)
-        doc = A.init<ClusterDoc>({ actor })
       }
     }
   }
@@ -92,7 +91,7 @@ export async function loadDocument(store: Store, actor: string, logger: Logger):
       continue
     }
     try {
-      doc = A.loadIncremental(doc, opened.payload)
+      doc.loadIncremental(opened.payload)
     } catch (err) {
       // A failed loadIncremental parses before it applies, so `doc` is intact.
       report(key, (err as Error).message)
@@ -106,7 +105,7 @@ export interface DocPersistenceOptions {
   logger: Logger
   compactAfterChunks: number
   /** The newest document value: tasks run later than they are queued, and older values are outdated. */
-  current: () => A.Doc<ClusterDoc>
+  current: () => DocHandle
   loaded: LoadedDocument
 }
 
@@ -114,8 +113,8 @@ export class DocPersistence {
   private readonly store: Store
   private readonly logger: Logger
   private readonly compactAfterChunks: number
-  private readonly current: () => A.Doc<ClusterDoc>
-  private persistedHeads: A.Heads
+  private readonly current: () => DocHandle
+  private persistedHeads: Heads
   private chunks: PersistedChunk[]
   private nextSeq: number
   private bytes: number
@@ -128,7 +127,7 @@ export class DocPersistence {
     this.compactAfterChunks = options.compactAfterChunks
     this.current = options.current
     // Only what was loaded is on disk; anything added since (genesis) goes into the next chunk.
-    this.persistedHeads = A.getHeads(options.loaded.doc)
+    this.persistedHeads = options.loaded.doc.getHeads()
     this.chunks = [...options.loaded.chunks]
     this.nextSeq = options.loaded.nextSeq
     this.bytes = options.loaded.sizeBytes
@@ -163,8 +162,8 @@ export class DocPersistence {
 
   private async writeChunk(): Promise<void> {
     const doc = this.current()
-    const heads = A.getHeads(doc)
-    const bytes = A.saveSince(doc, this.persistedHeads)
+    const heads = doc.getHeads()
+    const bytes = doc.saveSince(this.persistedHeads)
     if (bytes.length === 0) return
     const key = chunkKey(this.nextSeq++)
     const blob = seal(bytes)
@@ -185,8 +184,8 @@ export class DocPersistence {
   private async writeSnapshot(): Promise<void> {
     this.compactionQueued = false
     const doc = this.current()
-    const heads = A.getHeads(doc)
-    const snapshot = seal(A.save(doc))
+    const heads = doc.getHeads()
+    const snapshot = seal(doc.save())
     const dropped = this.chunks
     // One batch: a crash leaves either the old snapshot with every chunk or
     // the new snapshot without them, never a snapshot missing a chunk's data.
