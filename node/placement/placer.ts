@@ -43,7 +43,7 @@ export interface PlacerInit {
   unschedulableRetryMs: number
   /** Closers each bid is sent to: the first plus a spare in case it is gone. */
   bidRecipients: number
-  /** Fastest re-evaluation after a change: bounds CPU during bursts of changes. */
+  /** Fastest re-evaluation after a change: every node rescans the deployments, so this bounds CPU during bursts; it adds at most this much placement latency. */
   evaluateIntervalMs: number
   /** A bid request that gets no answer by then is given up (the round has spares). */
   bidRequestTimeoutMs: number
@@ -60,7 +60,7 @@ export const PLACER_DEFAULTS: PlacerInit = {
   wavesMax: 3,
   unschedulableRetryMs: 10_000,
   bidRecipients: 2,
-  evaluateIntervalMs: 50,
+  evaluateIntervalMs: 250,
   bidRequestTimeoutMs: 2_000,
   reservationTtlMs: 10_000,
   pendingBidsMax: 10_000,
