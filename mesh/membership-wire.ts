@@ -1,0 +1,144 @@
+/**
+ * The membership wire format: compact JSON validated with zod, each message
+ * kind with a byte bound. Decoding never throws: it answers a value or the
+ * reason the bytes were dropped, which the caller counts.
+ *
+ * Short keys keep a ping under ~100 bytes: p peerId, s state
+ * (a alive, s suspect, d dead, l left), i incarnation, q metadata seq,
+ * b the suspector ("by"), u piggybacked updates, r a record, m metadata.
+ */
+import { z } from 'zod'
+
+export type WireState = 'a' | 's' | 'd' | 'l'
+
+/** Why an inbound message (or one update in it) was dropped. */
+export type DropReason =
+  | 'oversized'
+  | 'malformed'
+  | 'stale'
+  | 'unknownSender'
+  | 'unknownSubject'
+  | 'notSelf'
+  | 'selfLoop'
+  | 'stopped'
+  | 'tableFull'
+
+export const DROP_REASONS: readonly DropReason[] = [
+  'oversized',
+  'malformed',
+  'stale',
+  'unknownSender',
+  'unknownSubject',
+  'notSelf',
+  'selfLoop',
+  'stopped',
+  'tableFull',
+]
+
+const INCARNATION_MAX = 2 ** 40
+const SEQ_MAX = Number.MAX_SAFE_INTEGER
+
+/** libp2p PeerIds are base58/base32 text; the simulator's are too. Printable ASCII, bounded. */
+export const PeerIdSchema = z.string().min(1).max(128).regex(/^[\x21-\x7e]+$/)
+const StateSchema = z.enum(['a', 's', 'd', 'l'])
+const Incarnation = z.number().int().min(0).max(INCARNATION_MAX)
+const Seq = z.number().int().min(0).max(SEQ_MAX)
+
+export const UpdateSchema = z.object({
+  p: PeerIdSchema,
+  s: StateSchema,
+  i: Incarnation,
+  q: Seq,
+  b: PeerIdSchema.optional(),
+})
+export type WireUpdate = z.output<typeof UpdateSchema>
+
+const Quantity = z.number().min(0).max(1e12)
+export const ResourcesSchema = z.object({
+  cpu: Quantity,
+  memoryMB: Quantity,
+  diskMB: Quantity,
+  gpus: Quantity,
+})
+
+export const MetaSchema = z.object({
+  capacity: ResourcesSchema,
+  free: ResourcesSchema,
+  load: z.number().min(0).max(1e6),
+  labels: z.record(z.string().max(128), z.string().max(256)).refine((labels) => Object.keys(labels).length <= 64, 'at most 64 labels'),
+  version: z.string().max(64),
+  addresses: z.array(z.string().max(512)).max(16),
+})
+export type WireMeta = z.output<typeof MetaSchema>
+
+export const RecordSchema = z.object({
+  p: PeerIdSchema,
+  s: StateSchema,
+  i: Incarnation,
+  q: Seq,
+  /** Seq at which the static part (capacity, labels, version, addresses) last changed; deltas name it as their base. */
+  b: Seq.optional(),
+  m: MetaSchema.optional(),
+})
+export type WireRecord = z.output<typeof RecordSchema>
+
+const Updates = (max: number) => z.array(UpdateSchema).max(max)
+
+/** Messages on the membership topic. */
+export const TopicMessageSchema = z.discriminatedUnion('t', [
+  /** State updates (suspect, dead, left, alive: refutation or join). */
+  z.object({ v: z.literal(1), t: z.literal('u'), u: Updates(256).min(1) }),
+  /** The sender's own record with metadata (join, change of its static part). */
+  z.object({ v: z.literal(1), t: z.literal('m'), r: RecordSchema }),
+  /** The sender's dynamic metadata only (free, load) at seq `q`, valid over the static part of seq `b`. */
+  z.object({ v: z.literal(1), t: z.literal('f'), i: Incarnation, q: Seq, b: Seq, f: ResourcesSchema, l: z.number().min(0).max(1e6) }),
+])
+export type TopicWire = z.output<typeof TopicMessageSchema>
+
+/** Requests on the probe protocol. `i`/`q` are always the sender's own incarnation and seq. */
+export const ProbeRequestSchema = z.discriminatedUnion('t', [
+  /** Direct probe; `ts`/`ti` carry the sender's view of the target when it is not alive, so the target refutes at once. */
+  z.object({ v: z.literal(1), t: z.literal('ping'), i: Incarnation, q: Seq, ts: StateSchema.optional(), ti: Incarnation.optional(), u: Updates(64) }),
+  /** Indirect probe: please ping `tg` for me; `w` is how long I will wait for your answer (ms). */
+  z.object({ v: z.literal(1), t: z.literal('preq'), i: Incarnation, q: Seq, tg: PeerIdSchema, w: z.number().int().min(1).max(600_000).optional(), ts: StateSchema.optional(), ti: Incarnation.optional(), u: Updates(64) }),
+  /** Direct delivery of updates (refutation to a suspector, "you are dead" notices). */
+  z.object({ v: z.literal(1), t: z.literal('note'), i: Incarnation, q: Seq, u: Updates(64).min(1) }),
+  /** Metadata pull: answer with your record. */
+  z.object({ v: z.literal(1), t: z.literal('metaq'), i: Incarnation, q: Seq }),
+])
+export type ProbeRequestWire = z.output<typeof ProbeRequestSchema>
+
+export const ProbeResponseSchema = z.discriminatedUnion('t', [
+  z.object({ v: z.literal(1), t: z.literal('ack'), i: Incarnation, q: Seq, u: Updates(64) }),
+  /** Answer to a ping-req: ok (the target acked, with its incarnation and seq) or a nack. */
+  z.object({ v: z.literal(1), t: z.literal('pres'), ok: z.boolean(), i: Incarnation, q: Seq, ti: Incarnation.optional(), tq: Seq.optional(), u: Updates(64) }),
+  z.object({ v: z.literal(1), t: z.literal('meta'), r: RecordSchema }),
+  z.object({ v: z.literal(1), t: z.literal('err'), c: z.string().max(64) }),
+])
+export type ProbeResponseWire = z.output<typeof ProbeResponseSchema>
+
+/** Push-pull full state, both ways. */
+export const SyncMessageSchema = z.object({ v: z.literal(1), t: z.literal('sync'), join: z.boolean(), r: z.array(RecordSchema).max(100_000) })
+export type SyncWire = z.output<typeof SyncMessageSchema>
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
+export function encodeWire(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value))
+}
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: DropReason }
+
+/** Bound → UTF-8 → JSON → schema; never throws. */
+export function decodeWire<T>(schema: z.ZodType<T>, data: Uint8Array, bytesMax: number): Decoded<T> {
+  if (data.byteLength > bytesMax) return { ok: false, reason: 'oversized' }
+  let json: unknown
+  try {
+    json = JSON.parse(decoder.decode(data))
+  } catch {
+    return { ok: false, reason: 'malformed' }
+  }
+  const parsed = schema.safeParse(json)
+  return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: 'malformed' }
+}

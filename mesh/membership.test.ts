@@ -1,0 +1,350 @@
+/**
+ * Membership on the simulated network: a handful of nodes, virtual time, the
+ * `test` preset. Each test is named after the behaviour it proves.
+ */
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { createRng, silentLogger, type Clock, type Transport } from '../core/index.ts'
+import { laggingClock } from '../sim/driver.ts'
+import { createSimNetwork, type SimNetwork } from '../sim/sim-network.ts'
+import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
+import {
+  MEMBERSHIP_TOPIC,
+  PROBE_PROTOCOL,
+  SYNC_PROTOCOL,
+  metaIntervalMs,
+  resolveMembershipConfig,
+  retransmitLimit,
+  suspicionMaxMs,
+  suspicionMinMs,
+  suspicionTimeoutMs,
+} from './membership-config.ts'
+import { createMembership } from './membership.ts'
+import type { MemberMeta, Membership, MembershipEvent } from './membership-types.ts'
+import { encodeWire } from './membership-wire.ts'
+
+const CONFIG = resolveMembershipConfig('test')
+
+interface Node {
+  id: string
+  transport: Transport
+  membership: Membership
+  events: MembershipEvent[]
+}
+
+interface Cluster {
+  clock: VirtualClock
+  network: SimNetwork
+  nodes: Node[]
+  run(ms: number): Promise<void>
+  add(id: string, options?: { clock?: Clock; seeds?: string[] }): Promise<Node>
+  /** Events about `subject` seen by `observer`, as "type@incarnation". */
+  eventsAbout(observer: Node, subject: Node): string[]
+}
+
+const meta = (i: number): Partial<MemberMeta> => ({
+  capacity: { cpu: 4 + i, memoryMB: 8192, diskMB: 100_000, gpus: 0 },
+  free: { cpu: 4 + i, memoryMB: 8192, diskMB: 100_000, gpus: 0 },
+  labels: { zone: `z${i % 2}` },
+  version: '0.1.0',
+})
+
+async function cluster(n: number, seed = 1): Promise<Cluster> {
+  const clock = createVirtualClock()
+  const rng = createRng(seed)
+  const network = createSimNetwork({ latencyMs: { min: 1, max: 5 }, lossRate: 0, duplicateRate: 0 }, { clock, rng: rng.fork('network') })
+  const nodes: Node[] = []
+  const add = async (id: string, options: { clock?: Clock; seeds?: string[] } = {}): Promise<Node> => {
+    const transport = network.transport(id)
+    const membership = createMembership({ preset: 'test', seeds: options.seeds ?? (nodes[0] ? [nodes[0].id] : []), meta: meta(nodes.length) })({
+      transport,
+      clock: options.clock ?? clock,
+      rng: rng.fork(`node/${id}/${nodes.length}`),
+      logger: silentLogger,
+    })
+    const node: Node = { id, transport, membership, events: [] }
+    membership.onEvent((event) => node.events.push(event))
+    await transport.start()
+    await membership.start()
+    nodes.push(node)
+    return node
+  }
+  for (let i = 0; i < n; i++) await add(`peer-${i}`)
+  return {
+    clock,
+    network,
+    nodes,
+    run: (ms) => clock.advance(ms),
+    add,
+    eventsAbout: (observer, subject) => observer.events.filter((e) => e.peerId === subject.id).map((e) => `${e.type}@${e.incarnation}`),
+  }
+}
+
+const stateOf = (observer: Node, subject: Node): string | undefined => observer.membership.member(subject.id)?.state
+const others = (c: Cluster, node: Node): Node[] => c.nodes.filter((other) => other !== node)
+const allAlive = (nodes: Node[]): boolean => nodes.every((o) => nodes.every((s) => o === s || stateOf(o, s) === 'alive'))
+
+/** Publishes raw bytes on the membership topic as `sender` (through its own transport). */
+const publishAs = (sender: Node, value: unknown): Promise<void> => sender.transport.publish(MEMBERSHIP_TOPIC, value instanceof Uint8Array ? value : encodeWire(value))
+
+describe('membership formulas', () => {
+  it('the suspicion timeout shrinks from max to min as independent confirmations arrive (Lifeguard)', () => {
+    const n = 1000
+    const min = suspicionMinMs(CONFIG, n)
+    const max = suspicionMaxMs(CONFIG, n)
+    expect(max).toBe(CONFIG.suspicionMaxMult * min)
+    expect(suspicionTimeoutMs(CONFIG, n, 0)).toBe(max)
+    const one = suspicionTimeoutMs(CONFIG, n, 1)
+    const two = suspicionTimeoutMs(CONFIG, n, 2)
+    expect(one).toBeLessThan(max)
+    expect(two).toBeLessThan(one)
+    expect(suspicionTimeoutMs(CONFIG, n, CONFIG.suspicionConfirmationsExpected)).toBe(min)
+    expect(suspicionTimeoutMs(CONFIG, n, 50)).toBe(min)
+  })
+
+  it('timeouts, retransmits and the metadata interval grow with the cluster', () => {
+    const lan = resolveMembershipConfig('lan')
+    expect(suspicionMinMs(lan, 5)).toBe(lan.suspicionFloorMs)
+    expect(suspicionMinMs(lan, 1000)).toBe(1500)
+    expect(retransmitLimit(lan, 10)).toBe(2)
+    expect(retransmitLimit(lan, 1000)).toBe(4)
+    expect(metaIntervalMs(lan, 10, 100)).toBe(lan.metaIntervalMinMs)
+    expect(metaIntervalMs(lan, 1000, 100)).toBeGreaterThan(90_000)
+  })
+
+  it('an inconsistent configuration is refused', () => {
+    expect(() => resolveMembershipConfig('lan', { probeRoundMs: 100, probeTimeoutMs: 100 })).toThrow(RangeError)
+    expect(() => resolveMembershipConfig('lan', { probeIntervalMs: 0 })).toThrow(RangeError)
+  })
+})
+
+describe('membership on the simulated network', () => {
+  it('five nodes that join through one seed all see each other alive, with capacity', async () => {
+    const c = await cluster(5)
+    await c.run(2_000)
+    expect(allAlive(c.nodes)).toBe(true)
+    for (const observer of c.nodes) {
+      const views = observer.membership.members()
+      expect(views).toHaveLength(5)
+      for (const [i, subject] of c.nodes.entries()) {
+        const seen = observer.membership.member(subject.id)!
+        expect(seen.capacity.cpu).toBe(4 + i)
+        expect(seen.labels).toEqual({ zone: `z${i % 2}` })
+        expect(seen.seq).toBeGreaterThan(0)
+        expect(seen.addresses).toEqual([])
+      }
+    }
+    for (const node of c.nodes) expect(node.events.filter((e) => e.type !== 'joined')).toEqual([])
+  })
+
+  it('a crashed node is declared dead by every other node within the configured bound', async () => {
+    const n = 5
+    const c = await cluster(n)
+    await c.run(2_000)
+    const victim = c.nodes[3]!
+    const crashedAt = c.clock.nowMs()
+    await victim.membership.stop() // silent: no leave
+    await victim.transport.stop()
+    // Worst case: the victim is probed last in two successive round-robin cycles, the round
+    // runs out, the suspicion goes unconfirmed, an observer that missed everything checks itself.
+    const boundMs = 2 * (n - 1) * CONFIG.probeIntervalMs + 2 * CONFIG.probeRoundMs + suspicionMaxMs(CONFIG, n) + CONFIG.suspicionObserverGraceMs
+    let detectedAt = Number.POSITIVE_INFINITY
+    for (let t = 0; t <= boundMs; t += 50) {
+      await c.run(50)
+      if (others(c, victim).every((o) => stateOf(o, victim) === 'dead')) {
+        detectedAt = c.clock.nowMs()
+        break
+      }
+    }
+    expect(detectedAt - crashedAt).toBeLessThanOrEqual(boundMs)
+    for (const observer of others(c, victim)) {
+      const events = c.eventsAbout(observer, victim)
+      expect(events.at(-1)).toBe('dead@0')
+      expect(events).toContain('suspect@0')
+    }
+    expect(allAlive(others(c, victim))).toBe(true)
+  })
+
+  it('a suspected node that is alive refutes and stays alive', async () => {
+    const c = await cluster(5)
+    await c.run(2_000)
+    const [accuser, , suspect] = c.nodes as [Node, Node, Node]
+    await publishAs(accuser, { v: 1, t: 'u', u: [{ p: suspect.id, s: 's', i: 0, q: 0, b: accuser.id }] })
+    await c.run(5_000)
+    expect(suspect.membership.counters().refutations).toBe(1)
+    for (const observer of others(c, suspect)) {
+      expect(stateOf(observer, suspect)).toBe('alive')
+      expect(observer.membership.member(suspect.id)!.incarnation).toBe(1)
+      expect(c.eventsAbout(observer, suspect)).not.toContain('dead@0')
+    }
+    expect(allAlive(c.nodes)).toBe(true)
+  })
+
+  it('a node cut off until it is suspected refutes after the heal and is never dead', async () => {
+    const c = await cluster(5, 3)
+    await c.run(2_000)
+    const isolated = c.nodes[2]!
+    c.network.partition([[isolated.id], others(c, isolated).map((node) => node.id)])
+    let suspected = false
+    for (let t = 0; t < 2_000 && !suspected; t += 10) {
+      await c.run(10)
+      suspected = others(c, isolated).some((o) => stateOf(o, isolated) === 'suspect')
+    }
+    expect(suspected).toBe(true)
+    c.network.heal()
+    await c.run(5_000)
+    expect(allAlive(c.nodes)).toBe(true)
+    expect(isolated.membership.counters().refutations).toBeGreaterThanOrEqual(1)
+    for (const observer of others(c, isolated)) expect(c.eventsAbout(observer, isolated).some((e) => e.startsWith('dead'))).toBe(false)
+  })
+
+  it('a graceful leave is seen as left, not dead', async () => {
+    const c = await cluster(5)
+    await c.run(2_000)
+    const leaver = c.nodes[1]!
+    const leaving = leaver.membership.leave()
+    await c.run(1_000)
+    await leaving
+    await leaver.transport.stop()
+    await c.run(10_000)
+    for (const observer of others(c, leaver)) {
+      expect(stateOf(observer, leaver)).toBe('left')
+      expect(c.eventsAbout(observer, leaver)).toEqual(['joined@0', 'left@0'])
+    }
+    expect(allAlive(others(c, leaver))).toBe(true)
+  })
+
+  it('a replayed suspicion with an old incarnation is ignored and counted as stale', async () => {
+    const c = await cluster(4)
+    await c.run(2_000)
+    const [accuser, observer, suspect] = c.nodes as [Node, Node, Node]
+    await publishAs(accuser, { v: 1, t: 'u', u: [{ p: suspect.id, s: 's', i: 0, q: 0, b: accuser.id }] })
+    await c.run(3_000)
+    expect(observer.membership.member(suspect.id)).toMatchObject({ state: 'alive', incarnation: 1 })
+    const staleBefore = observer.membership.counters().dropped.stale
+    const eventsBefore = observer.events.length
+    await publishAs(accuser, { v: 1, t: 'u', u: [{ p: suspect.id, s: 's', i: 0, q: 0, b: accuser.id }, { p: suspect.id, s: 'd', i: 0, q: 0, b: accuser.id }] })
+    await c.run(1_000)
+    expect(observer.membership.counters().dropped.stale).toBeGreaterThanOrEqual(staleBefore + 2)
+    expect(observer.events.length).toBe(eventsBefore)
+    expect(observer.membership.member(suspect.id)).toMatchObject({ state: 'alive', incarnation: 1 })
+  })
+
+  it('malformed, oversized and random messages on the topic and the streams are dropped and counted, and the node keeps working', async () => {
+    const c = await cluster(4)
+    await c.run(2_000)
+    const victim = c.nodes[0]!
+    // An attacker with a transport on the network (a mesh key holder) and one member (an insider).
+    const attacker = c.network.transport('attacker')
+    await attacker.start()
+    const insider = c.nodes[3]!
+    const garbage = fc.sample(fc.uint8Array({ maxLength: 600 }), { numRuns: 150, seed: 42 })
+    const randomJson = fc.sample(fc.jsonValue(), { numRuns: 150, seed: 43 }).map((value) => encodeWire(value))
+    const nearMisses = [
+      { v: 1, t: 'u', u: [] },
+      { v: 1, t: 'u', u: [{ p: '', s: 'a', i: 0, q: 0 }] },
+      { v: 1, t: 'u', u: [{ p: victim.id, s: 'x', i: 0, q: 0 }] },
+      { v: 1, t: 'u', u: [{ p: victim.id, s: 'a', i: -1, q: 0 }] },
+      { v: 2, t: 'u', u: [{ p: victim.id, s: 'a', i: 0, q: 0 }] },
+      { v: 1, t: 'm', r: { p: insider.id, s: 'a', i: 0, q: 9, m: { capacity: 'lots' } } },
+      { v: 1, t: 'ping', i: 0, q: 0, u: 'x' },
+    ].map((value) => encodeWire(value))
+    const oversized = new Uint8Array(CONFIG.broadcastBytesMax + 1).fill(0x20)
+    for (const data of [...garbage, ...randomJson, ...nearMisses, oversized]) {
+      await attacker.publish(MEMBERSHIP_TOPIC, data)
+      await insider.transport.publish(MEMBERSHIP_TOPIC, data)
+      for (const protocol of [PROBE_PROTOCOL, SYNC_PROTOCOL]) {
+        const reply = attacker.request(victim.id, protocol, data, { timeoutMs: 500, responseBytesMax: 1 << 20 })
+        reply.catch(() => {})
+      }
+    }
+    // Well-formed lies from a stranger about members, and about strangers from an insider.
+    await attacker.publish(MEMBERSHIP_TOPIC, encodeWire({ v: 1, t: 'u', u: [{ p: insider.id, s: 'd', i: 5, q: 0 }] }))
+    await insider.transport.publish(MEMBERSHIP_TOPIC, encodeWire({ v: 1, t: 'u', u: [{ p: 'nobody', s: 'd', i: 0, q: 0 }] }))
+    await insider.transport.publish(MEMBERSHIP_TOPIC, encodeWire({ v: 1, t: 'm', r: { p: c.nodes[1]!.id, s: 'a', i: 0, q: 99 } }))
+    await c.run(3_000)
+
+    const dropped = victim.membership.counters().dropped
+    expect(dropped.malformed).toBeGreaterThan(300)
+    expect(dropped.oversized).toBeGreaterThanOrEqual(2)
+    expect(dropped.unknownSender).toBeGreaterThanOrEqual(1)
+    expect(dropped.unknownSubject).toBeGreaterThanOrEqual(1)
+    expect(dropped.notSelf).toBeGreaterThanOrEqual(1)
+    // Still a working member: the lies changed nothing, the cluster detects a real crash.
+    expect(stateOf(victim, insider)).toBe('alive')
+    expect(allAlive(c.nodes)).toBe(true)
+    const crashed = c.nodes[2]!
+    await crashed.membership.stop()
+    await crashed.transport.stop()
+    await c.run(6_000)
+    expect(stateOf(victim, crashed)).toBe('dead')
+    expect(stateOf(insider, crashed)).toBe('dead')
+  })
+
+  it('metadata changes reach every peer; significant ones within metaIntervalMinMs', async () => {
+    const c = await cluster(4)
+    await c.run(2_000)
+    const changer = c.nodes[1]!
+    changer.membership.setLocalMeta({ capacity: { cpu: 64, memoryMB: 1 << 17, diskMB: 1 << 20, gpus: 2 }, labels: { zone: 'lab', gpu: 'yes' } })
+    await c.run(CONFIG.metaIntervalMinMs + 200)
+    for (const observer of others(c, changer)) {
+      expect(observer.membership.member(changer.id)).toMatchObject({ capacity: { cpu: 64, gpus: 2 }, labels: { zone: 'lab', gpu: 'yes' } })
+    }
+    changer.membership.setLocalMeta({ free: { cpu: 10, memoryMB: 1000, diskMB: 1000, gpus: 1 }, load: 3.5 })
+    await c.run(metaIntervalMs(CONFIG, 4, 200) + 500)
+    for (const observer of others(c, changer)) {
+      expect(observer.membership.member(changer.id)).toMatchObject({ free: { cpu: 10, gpus: 1 }, load: 3.5, capacity: { cpu: 64 } })
+      expect(observer.membership.member(changer.id)!.seq).toBe(changer.membership.member(changer.id)!.seq)
+    }
+    expect(() => changer.membership.setLocalMeta({ load: -1 })).toThrow(RangeError)
+  })
+
+  it('a crashed node that restarts with fresh state rejoins with a higher incarnation', async () => {
+    const c = await cluster(4)
+    await c.run(2_000)
+    const victim = c.nodes[2]!
+    await victim.membership.stop()
+    await victim.transport.stop()
+    await c.run(6_000)
+    expect(stateOf(c.nodes[0]!, victim)).toBe('dead')
+    const reborn = await c.add(victim.id, { seeds: [c.nodes[0]!.id] })
+    await c.run(3_000)
+    expect(reborn.membership.member(victim.id)!.incarnation).toBeGreaterThanOrEqual(1)
+    for (const observer of c.nodes.filter((node) => node.id !== victim.id)) {
+      expect(stateOf(observer, reborn)).toBe('alive')
+      expect(c.eventsAbout(observer, reborn).at(-1)).toMatch(/^alive@[1-9]/)
+    }
+  })
+
+  it('a node whose timers fire late widens its own timeouts instead of declaring others dead (local health)', async () => {
+    const c = await cluster(4)
+    let lagMs = 0
+    const slow = await c.add('slow', { clock: laggingClock(c.clock, () => lagMs) })
+    await c.run(2_000)
+    expect(slow.membership.health().awareness).toBe(0)
+    lagMs = 3 * CONFIG.lagThresholdMs
+    await c.run(3_000)
+    const health = slow.membership.health()
+    expect(health.awareness).toBeGreaterThan(0)
+    expect(health.probeTimeoutMs).toBe(CONFIG.probeTimeoutMs * (health.awareness + 1))
+    expect(slow.membership.counters().lagEvents).toBeGreaterThan(0)
+    expect(slow.events.filter((e) => e.type === 'dead')).toEqual([])
+    lagMs = 0
+    await c.run(CONFIG.lagHoldMs + 5_000)
+    expect(slow.membership.health().awareness).toBe(0)
+    expect(allAlive(c.nodes)).toBe(true)
+  })
+
+  it('counts probes, acks and gossip bytes both ways', async () => {
+    const c = await cluster(3)
+    await c.run(3_000)
+    const counters = c.nodes[0]!.membership.counters()
+    expect(counters.pingsOut).toBeGreaterThan(10)
+    expect(counters.pingsIn).toBeGreaterThan(10)
+    expect(counters.acksIn).toBeGreaterThan(10)
+    expect(counters.acksOut).toBeGreaterThan(10)
+    expect(counters.gossipBytesIn).toBeGreaterThan(1000)
+    expect(counters.gossipBytesOut).toBeGreaterThan(1000)
+    expect(Object.values(counters.dropped).every((count) => count === 0)).toBe(true)
+  })
+})

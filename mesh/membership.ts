@@ -1,0 +1,1468 @@
+/**
+ * Membership: who is in the mesh, who is alive, and what each member offers.
+ * SWIM-style failure detection with Lifeguard's refinements, over the
+ * Transport port only (so the simulator runs this very code):
+ *
+ * - every probeIntervalMs a node probes the next member of a shuffled
+ *   round-robin list (ping → ack over a request); no ack in probeTimeoutMs →
+ *   indirectChecks helpers ping it for us, plus one direct retry; nothing by
+ *   the end of the round → suspect;
+ * - a suspicion is broadcast on the membership topic, piggybacked on probes
+ *   (λ·log n retransmits), verified by a few random receivers, and turns into
+ *   death after a timeout that shrinks with independent confirmations;
+ * - a live node that hears it is suspected (or dead, or left) raises its
+ *   incarnation and broadcasts `alive`; it also tells the suspector directly;
+ * - only a node with its own failed probe of the suspect declares it dead;
+ *   one that merely heard the suspicion probes the suspect itself before it
+ *   does, so a lost refutation cannot make a false death;
+ * - local health (Lifeguard): late timers and failed probes without helpers'
+ *   nacks raise a score that stretches this node's timeouts.
+ *
+ * Metadata (capacity, free, load, labels, version, addresses) is the member's
+ * record, versioned by `seq`, announced at a rate that fits the traffic budget
+ * (metaIntervalMs) and pulled on demand when a peer's seq moves past ours.
+ * A joining node push-pull syncs the full state with a seed; a periodic sync
+ * with a random member is the anti-entropy backstop. docs/membership.md has
+ * the protocol, the messages and the timings.
+ */
+import type { Clock, Logger, RequestContext, Rng, TimerHandle, TopicMessage, Transport } from '../core/index.ts'
+import { TransportError } from '../core/index.ts'
+import {
+  MEMBERSHIP_TOPIC,
+  PROBE_PROTOCOL,
+  SYNC_PROTOCOL,
+  metaIntervalMs,
+  pushPullIntervalMs,
+  resolveMembershipConfig,
+  retransmitLimit,
+  suspicionMaxMs,
+  suspicionMinMs,
+  suspicionTimeoutMs,
+  verifierProbability,
+  type MembershipConfig,
+} from './membership-config.ts'
+import { IndexedSet, PiggybackQueue } from './membership-queues.ts'
+import type {
+  MemberMeta,
+  MemberState,
+  MemberView,
+  Membership,
+  MembershipComponents,
+  MembershipCounterName,
+  MembershipCounters,
+  MembershipEvent,
+  MembershipEventType,
+  MembershipHealth,
+  MembershipInit,
+  MembershipMetrics,
+  Resources,
+} from './membership-types.ts'
+import { zeroMembershipCounters } from './membership-types.ts'
+import {
+  MetaSchema,
+  ProbeRequestSchema,
+  ProbeResponseSchema,
+  SyncMessageSchema,
+  TopicMessageSchema,
+  decodeWire,
+  encodeWire,
+  type DropReason,
+  type ProbeRequestWire,
+  type ProbeResponseWire,
+  type TopicWire,
+  type WireMeta,
+  type WireRecord,
+  type WireState,
+  type WireUpdate,
+} from './membership-wire.ts'
+
+/** Suspectors told directly of one confirmation (the first few are enough to shrink a timeout). */
+const CONFIRMATION_NOTICES_MAX = 3
+
+const ZERO_RESOURCES: Resources = { cpu: 0, memoryMB: 0, diskMB: 0, gpus: 0 }
+
+const STATE_TO_WIRE: Record<MemberState, WireState> = { alive: 'a', suspect: 's', dead: 'd', left: 'l' }
+
+/** Fills and validates a node's metadata; throws RangeError on our own bad input (not on peers'). */
+export function normalizeMeta(meta: Partial<MemberMeta> = {}, base?: MemberMeta, bytesMax = Infinity): MemberMeta {
+  const merged: MemberMeta = {
+    capacity: { ...(meta.capacity ?? base?.capacity ?? ZERO_RESOURCES) },
+    free: { ...(meta.free ?? base?.free ?? ZERO_RESOURCES) },
+    load: meta.load ?? base?.load ?? 0,
+    labels: { ...(meta.labels ?? base?.labels ?? {}) },
+    version: meta.version ?? base?.version ?? '',
+    addresses: [...(meta.addresses ?? base?.addresses ?? [])],
+  }
+  const parsed = MetaSchema.safeParse(merged)
+  if (!parsed.success) throw new RangeError(`invalid member metadata: ${parsed.error.message}`)
+  const bytes = encodeWire(merged).byteLength
+  if (bytes > bytesMax) throw new RangeError(`member metadata of ${bytes} bytes exceeds metaBytesMax ${bytesMax}`)
+  return merged
+}
+
+export function createMembership(init: MembershipInit = {}): (components: MembershipComponents) => Membership {
+  const config = resolveMembershipConfig(init.preset ?? 'lan', init.config)
+  const meta = normalizeMeta(init.meta, undefined, config.metaBytesMax)
+  const seeds = [...(init.seeds ?? [])]
+  return (components) => new MembershipService(config, seeds, meta, components)
+}
+
+interface Suspicion {
+  incarnation: number
+  startedAtMs: number
+  /** Distinct suspectors (Lifeguard's independent confirmations). */
+  confirmers: Set<string>
+  /** This node's own probe of the suspect failed: it may declare death. */
+  originator: boolean
+  timer: TimerHandle | undefined
+  reprobe: TimerHandle | undefined
+}
+
+interface Member {
+  peerId: string
+  state: MemberState
+  incarnation: number
+  /** Highest seq heard of (headers, updates); may run ahead of metaSeq. */
+  seq: number
+  metaSeq: number
+  /** Static seq of the metadata held (see WireRecord.b). */
+  staticSeq: number
+  /** Times others re-announced the death we declared (ends our retransmits). */
+  echoes: number
+  meta: WireMeta | undefined
+  lastSeenAtMs: number
+  stateChangedAtMs: number
+  suspicion: Suspicion | undefined
+  metaPullAtMs: number
+}
+
+type ProbeKind = 'regular' | 'verify' | 'final'
+
+interface AckHeader {
+  i: number
+  q: number
+}
+
+/** An ack, or why not: `refused` when the peer is known not to run (connection refused), not merely silent. */
+type PingResult = { ack: AckHeader; refused: false } | { ack: undefined; refused: boolean }
+
+/** A response, or whether the failure was a refusal (UNREACHABLE / NO_HANDLER) rather than silence. */
+type RequestResult = { data: Uint8Array; refused: false } | { data: undefined; refused: boolean }
+
+class MembershipService implements Membership {
+  readonly selfId: string
+  private readonly transport: Transport
+  private readonly clock: Clock
+  private readonly rng: Rng
+  private readonly log: Logger
+  private readonly metrics: MembershipMetrics | undefined
+
+  private running = false
+  private leaving = false
+  private joined = false
+  private joining = false
+  private joinRetryMs: number
+  private handlersInstalled = false
+  private unsubscribe: (() => void) | undefined
+  private offPeerEvent: (() => void) | undefined
+
+  private selfIncarnation = 0
+  private selfSeq = 1
+  /**
+   * The seq peers are told about (headers, updates): the last one announced.
+   * Advertising every local change would make everyone pull it at once and
+   * defeat the announcement rate limit.
+   */
+  private announcedSeq = 1
+  /** Seq of the last change to the static part of our metadata. */
+  private staticSeq = 1
+  /** Static seq of our last full announcement: a delta suffices while it holds. */
+  private announcedStaticSeq = 0
+  private deltaBytes = 0
+  private selfMeta: MemberMeta
+  private selfRecordBytes = 0
+  private lastMetaAnnounceAtMs = Number.NEGATIVE_INFINITY
+  private metaTimer: { handle: TimerHandle; atMs: number } | undefined
+
+  private readonly table = new Map<string, Member>()
+  private readonly aliveIds = new IndexedSet()
+  private readonly suspectIds = new IndexedSet()
+  private readonly deadIds = new IndexedSet()
+  private probeOrder: string[] = []
+  private probeIndex = 0
+  private readonly probing = new Set<string>()
+  private readonly piggyback: PiggybackQueue
+  private due: WireUpdate[] = []
+  private flushArmed = false
+  private readonly metaWanted = new IndexedSet()
+  private metaPullsInFlight = 0
+  private pumpArmed = false
+
+  private lastSyncAtMs = Number.NEGATIVE_INFINITY
+  private lastRecoverySyncAtMs = Number.NEGATIVE_INFINITY
+  private pushPullJitter = 1
+  private readonly timers = new Set<TimerHandle>()
+  private readonly listeners = new Set<(event: MembershipEvent) => void>()
+  private readonly count: MembershipCounters = zeroMembershipCounters()
+  private piggybackEvicted = 0
+  private awareness = 0
+  private lagMsMax = 0
+  private lastLagAtMs = Number.NEGATIVE_INFINITY
+
+  constructor(
+    readonly config: MembershipConfig,
+    private readonly seeds: string[],
+    meta: MemberMeta,
+    components: MembershipComponents,
+  ) {
+    this.transport = components.transport
+    this.clock = components.clock
+    this.rng = components.rng
+    this.log = components.logger.child({ module: 'membership' })
+    this.metrics = components.metrics
+    this.selfId = this.transport.selfId
+    this.selfMeta = meta
+    this.selfRecordBytes = encodeWire(this.selfRecord()).byteLength
+    this.deltaBytes = encodeWire(this.selfDelta()).byteLength
+    this.piggyback = new PiggybackQueue(config.piggybackQueueMax)
+    this.joinRetryMs = config.joinRetryMs
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  async start(): Promise<void> {
+    if (this.running) return
+    this.running = true
+    this.leaving = false
+    this.joined = false
+    this.joinRetryMs = this.config.joinRetryMs
+    this.lastSyncAtMs = this.now()
+    this.pushPullJitter = 0.5 + this.rng.next()
+    this.unsubscribe = this.transport.subscribe(MEMBERSHIP_TOPIC, (message) => this.onTopic(message))
+    if (!this.handlersInstalled) {
+      // Transport has no "unhandle": the handlers stay and answer `stopped` while we are not running.
+      this.transport.handle(PROBE_PROTOCOL, (request) => this.onProbeRequest(request), { requestBytesMax: this.config.probeBytesMax })
+      this.transport.handle(SYNC_PROTOCOL, (request) => this.onSyncRequest(request), { requestBytesMax: this.config.syncBytesMax })
+      this.handlersInstalled = true
+    }
+    this.offPeerEvent = this.transport.onPeerEvent((event) => {
+      if (event.type === 'connect' && !this.joined) void this.join()
+    })
+    // A random phase, so nodes started together do not probe in lockstep.
+    this.scheduleProbe(this.rng.int(Math.max(1, this.config.probeIntervalMs)))
+    this.scheduleDeadProbe()
+    this.schedulePushPull()
+    this.scheduleReap()
+    // Suspicions held from before a stop get their timers back.
+    for (const member of this.table.values()) {
+      if (member.suspicion === undefined) continue
+      this.armSuspicion(member)
+      if (member.suspicion.originator) this.scheduleReprobe(member)
+    }
+    this.announceMeta(this.config.aliveBroadcastCopies)
+    void this.join()
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    for (const timer of this.timers) timer.cancel()
+    this.timers.clear()
+    this.unsubscribe?.()
+    this.offPeerEvent?.()
+    this.unsubscribe = undefined
+    this.offPeerEvent = undefined
+    this.due = []
+    this.flushArmed = false
+    this.pumpArmed = false
+    this.metaTimer = undefined
+    this.piggyback.clear()
+    for (const member of this.table.values()) {
+      if (member.suspicion !== undefined) member.suspicion = { ...member.suspicion, timer: undefined, reprobe: undefined }
+    }
+  }
+
+  async leave(): Promise<void> {
+    if (!this.running) return
+    this.leaving = true
+    const update: WireUpdate = { p: this.selfId, s: 'l', i: this.selfIncarnation, q: this.announcedSeq }
+    this.piggyback.push(update, retransmitLimit(this.config, this.liveCount()))
+    this.broadcast(update, this.config.leftBroadcastCopies)
+    await this.clock.sleep(this.config.leftBroadcastCopies * this.config.broadcastCopyIntervalMs + 1)
+    await this.stop()
+  }
+
+  // ------------------------------------------------------------------ queries
+
+  members(): MemberView[] {
+    const views = [this.selfView(), ...[...this.table.values()].map((member) => this.view(member))]
+    return views.sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0))
+  }
+
+  member(peerId: string): MemberView | undefined {
+    if (peerId === this.selfId) return this.selfView()
+    const member = this.table.get(peerId)
+    return member === undefined ? undefined : this.view(member)
+  }
+
+  onEvent(listener: (event: MembershipEvent) => void): () => void {
+    const entry = (event: MembershipEvent): void => listener(event)
+    this.listeners.add(entry)
+    return () => {
+      this.listeners.delete(entry)
+    }
+  }
+
+  counters(): MembershipCounters {
+    return { ...this.count, dropped: { ...this.count.dropped } }
+  }
+
+  /** Piggyback updates evicted because the queue was full (not an inbound drop). */
+  piggybackEvictions(): number {
+    return this.piggybackEvicted
+  }
+
+  health(): MembershipHealth {
+    const scale = this.awareness + 1
+    return {
+      awareness: this.awareness,
+      probeTimeoutMs: this.config.probeTimeoutMs * scale,
+      probeRoundMs: this.config.probeRoundMs * scale,
+      suspicionMinMs: suspicionMinMs(this.config, this.liveCount()) * this.suspicionScale(),
+      lagMsMax: this.lagMsMax,
+      liveMembers: this.liveCount(),
+    }
+  }
+
+  setLocalMeta(meta: Partial<MemberMeta>): void {
+    const next = normalizeMeta(meta, this.selfMeta, this.config.metaBytesMax)
+    if (JSON.stringify(next) === JSON.stringify(this.selfMeta)) return
+    const significant =
+      JSON.stringify([next.capacity, next.labels, next.version, next.addresses]) !==
+      JSON.stringify([this.selfMeta.capacity, this.selfMeta.labels, this.selfMeta.version, this.selfMeta.addresses])
+    this.selfMeta = next
+    this.selfSeq++
+    if (significant) this.staticSeq = this.selfSeq
+    this.selfRecordBytes = encodeWire(this.selfRecord()).byteLength
+    this.deltaBytes = encodeWire(this.selfDelta()).byteLength
+    if (this.running && !this.leaving) this.scheduleMetaAnnounce(significant)
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private now(): number {
+    return this.clock.nowMs()
+  }
+
+  /** Members not dead or left, self included: the n of every formula. */
+  private liveCount(): number {
+    return this.aliveIds.size + this.suspectIds.size + 1
+  }
+
+  /** Probe timeouts and rounds: stretched by the local health score (Lifeguard's LHA-probe). */
+  private scale(): number {
+    return this.awareness + 1
+  }
+
+  /**
+   * Suspicion timeouts: stretched only while our own timers run late. A
+   * score raised by missed nacks says our network path is lossy — probes get
+   * longer to succeed — but the suspicion itself already waits for
+   * independent confirmations (Lifeguard's LHA-suspicion); stretching it too
+   * would only delay true deaths.
+   */
+  private suspicionScale(): number {
+    return this.now() - this.lastLagAtMs < this.config.lagHoldMs ? this.awareness + 1 : 1
+  }
+
+  private bump(counter: Exclude<keyof MembershipCounters, 'dropped'>, delta = 1): void {
+    this.count[counter] += delta
+    this.metrics?.increment(counter as MembershipCounterName, delta)
+  }
+
+  private drop(reason: DropReason, delta = 1): void {
+    this.count.dropped[reason] += delta
+    this.metrics?.increment(`dropped.${reason}`, delta)
+  }
+
+  private after(delayMs: number, fn: () => void): TimerHandle {
+    const handle = this.clock.setTimer(Math.max(0, delayMs), () => {
+      this.timers.delete(handle)
+      if (this.running) fn()
+    })
+    this.timers.add(handle)
+    return {
+      cancel: () => {
+        handle.cancel()
+        this.timers.delete(handle)
+      },
+    }
+  }
+
+  /** A successful probe lowers the score, except within lagHoldMs of a late timer: a loaded node stays cautious. */
+  private healthy(): void {
+    if (this.awareness > 0 && this.now() - this.lastLagAtMs >= this.config.lagHoldMs) this.awareness--
+  }
+
+  private unhealthy(reason: string): void {
+    if (this.awareness < this.config.awarenessMax - 1) {
+      this.awareness++
+      this.log.debug({ awareness: this.awareness, reason }, 'local health degraded')
+    }
+  }
+
+  private measureLag(lagMs: number): void {
+    if (lagMs > this.lagMsMax) this.lagMsMax = lagMs
+    if (lagMs > this.config.lagThresholdMs) {
+      this.lastLagAtMs = this.now()
+      this.bump('lagEvents')
+      this.unhealthy('timer lag')
+    }
+  }
+
+  private selfRecord(): WireRecord {
+    return { p: this.selfId, s: this.leaving ? 'l' : 'a', i: this.selfIncarnation, q: this.selfSeq, b: this.staticSeq, m: this.selfMeta }
+  }
+
+  private selfDelta(): TopicWire {
+    return { v: 1, t: 'f', i: this.selfIncarnation, q: this.selfSeq, b: this.staticSeq, f: this.selfMeta.free, l: this.selfMeta.load }
+  }
+
+  private selfView(): MemberView {
+    return {
+      peerId: this.selfId,
+      state: this.leaving ? 'left' : 'alive',
+      incarnation: this.selfIncarnation,
+      seq: this.selfSeq,
+      ...cloneMeta(this.selfMeta),
+      lastSeenAtMs: this.now(),
+    }
+  }
+
+  private view(member: Member): MemberView {
+    const meta = member.meta ?? EMPTY_META
+    return {
+      peerId: member.peerId,
+      state: member.state,
+      incarnation: member.incarnation,
+      seq: member.metaSeq,
+      ...cloneMeta(meta),
+      lastSeenAtMs: member.lastSeenAtMs,
+    }
+  }
+
+  private emit(type: MembershipEventType, member: Member): void {
+    if (this.listeners.size === 0) return
+    const event: MembershipEvent = { type, peerId: member.peerId, incarnation: member.incarnation, atMs: this.now(), member: this.view(member) }
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(event)
+      } catch (err) {
+        this.log.warn({ err: String(err) }, 'membership listener failed')
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ member table
+
+  private addMember(peerId: string, incarnation: number, seq: number): Member | undefined {
+    if (this.table.size >= this.config.membersMax) {
+      this.drop('tableFull')
+      return undefined
+    }
+    const now = this.now()
+    const member: Member = {
+      peerId,
+      state: 'alive',
+      incarnation,
+      seq,
+      metaSeq: 0,
+      staticSeq: 0,
+      echoes: 0,
+      meta: undefined,
+      lastSeenAtMs: now,
+      stateChangedAtMs: now,
+      suspicion: undefined,
+      metaPullAtMs: Number.NEGATIVE_INFINITY,
+    }
+    this.table.set(peerId, member)
+    this.aliveIds.add(peerId)
+    this.insertIntoProbeOrder(peerId)
+    this.bump('updatesApplied')
+    this.emit('joined', member)
+    if (seq > 0) this.wantMeta(member)
+    return member
+  }
+
+  /**
+   * Into the rest of this round-robin cycle at a random place (SWIM's
+   * randomized round-robin), for a new member or one back from dead or left
+   * (a reshuffle drops those; waiting for the next one would take n intervals).
+   * A duplicate in the cycle only means one extra probe.
+   */
+  private insertIntoProbeOrder(peerId: string): void {
+    const at = this.probeIndex + this.rng.int(this.probeOrder.length - this.probeIndex + 1)
+    this.probeOrder.push(peerId)
+    const last = this.probeOrder.length - 1
+    ;[this.probeOrder[at], this.probeOrder[last]] = [this.probeOrder[last] as string, this.probeOrder[at] as string]
+  }
+
+  private transition(member: Member, state: MemberState, incarnation: number): void {
+    const previous = member.state
+    member.incarnation = incarnation
+    if (state !== 'suspect') this.clearSuspicion(member)
+    if (previous === state) return
+    member.state = state
+    member.stateChangedAtMs = this.now()
+    for (const set of [this.aliveIds, this.suspectIds, this.deadIds]) set.delete(member.peerId)
+    if (state === 'alive') {
+      this.aliveIds.add(member.peerId)
+      if (previous === 'dead' || previous === 'left') this.insertIntoProbeOrder(member.peerId)
+      if (previous === 'dead') this.recoverySync()
+    } else if (state === 'suspect') this.suspectIds.add(member.peerId)
+    else if (state === 'dead') this.deadIds.add(member.peerId)
+    this.emit(state === 'alive' ? 'alive' : state, member)
+  }
+
+  private clearSuspicion(member: Member): void {
+    member.suspicion?.timer?.cancel()
+    member.suspicion?.reprobe?.cancel()
+    member.suspicion = undefined
+  }
+
+  private isCurrent(update: WireUpdate): boolean {
+    if (update.p === this.selfId) {
+      return update.i === this.selfIncarnation && (this.leaving ? update.s === 'l' : update.s === 'a')
+    }
+    const member = this.table.get(update.p)
+    return member !== undefined && member.incarnation === update.i && STATE_TO_WIRE[member.state] === update.s
+  }
+
+  private updateFor(member: Member, by?: string): WireUpdate {
+    const update: WireUpdate = { p: member.peerId, s: STATE_TO_WIRE[member.state], i: member.incarnation, q: member.seq }
+    if (by !== undefined) update.b = by
+    return update
+  }
+
+  private spread(update: WireUpdate): void {
+    this.bump('updatesApplied')
+    if (!this.piggyback.push(update, retransmitLimit(this.config, this.liveCount()))) this.piggybackEvicted++
+  }
+
+  /**
+   * A message the peer itself sent us (authenticated by the transport), with
+   * its own incarnation and seq: proof of life. Answers the member, or
+   * undefined when it could not be added.
+   */
+  private observeDirect(peerId: string, incarnation: number, seq: number): Member | undefined {
+    if (peerId === this.selfId) {
+      this.drop('selfLoop')
+      return undefined
+    }
+    let member = this.table.get(peerId)
+    if (member === undefined) {
+      member = this.addMember(peerId, incarnation, seq)
+      if (member !== undefined) this.spread(this.updateFor(member))
+      return member
+    }
+    member.lastSeenAtMs = this.now()
+    if (incarnation > member.incarnation) {
+      // Refuted, or (from dead or left) back with a higher incarnation.
+      this.transition(member, 'alive', incarnation)
+      this.spread(this.updateFor(member))
+    } else if (member.state === 'suspect' && member.suspicion !== undefined && incarnation === member.incarnation) {
+      // Alive but not refuted yet (the refutation is on its way): hold off the verdict.
+      member.suspicion.startedAtMs = this.now()
+      this.armSuspicion(member)
+    }
+    if (seq > member.seq) {
+      member.seq = seq
+      this.wantMeta(member)
+    }
+    return member
+  }
+
+  /** Applies one update heard from `sender` (gossip, broadcast or sync); true when it changed our view. */
+  private applyUpdate(update: WireUpdate, sender: string, via: 'gossip' | 'sync'): boolean {
+    if (update.p === this.selfId) {
+      this.onSelfUpdate(update)
+      return false
+    }
+    const member = this.table.get(update.p)
+    if (member === undefined) {
+      if (update.s === 'a' || (via === 'sync' && update.s === 's')) {
+        const added = this.addMember(update.p, update.i, update.q)
+        if (added !== undefined && via === 'gossip') this.spread(this.updateFor(added))
+        return added !== undefined
+      }
+      this.drop('unknownSubject')
+      return false
+    }
+    if (update.q > member.seq) {
+      member.seq = update.q
+      this.wantMeta(member)
+    }
+    const by = update.b ?? sender
+    switch (update.s) {
+      case 'a':
+        if (update.i > member.incarnation) {
+          this.transition(member, 'alive', update.i)
+          this.spread(this.updateFor(member))
+          return true
+        }
+        break
+      case 's':
+        if (member.state === 'alive' ? update.i >= member.incarnation : update.i > member.incarnation) {
+          this.startSuspicion(member, update.i, by, false)
+          this.spread(this.updateFor(member, by))
+          if (via === 'gossip' && this.rng.next() < verifierProbability(this.config, this.liveCount())) void this.probeRound(member.peerId, 'verify')
+          return true
+        }
+        if (member.state === 'suspect' && update.i === member.incarnation && member.suspicion !== undefined) {
+          if (member.suspicion.confirmers.has(by)) break
+          member.suspicion.confirmers.add(by)
+          this.armSuspicion(member)
+          this.spread(this.updateFor(member, by))
+          return true
+        }
+        break
+      case 'd':
+        if (via === 'sync' && (member.state === 'alive' || member.state === 'suspect')) {
+          // Old news from a full state: give the member a chance to refute (memberlist does the same).
+          if (member.state === 'alive' && update.i >= member.incarnation) {
+            this.startSuspicion(member, update.i, by, false)
+            return true
+          }
+          break
+        }
+        if (member.state === 'left' ? update.i > member.incarnation : member.state === 'dead' ? update.i > member.incarnation : update.i >= member.incarnation) {
+          const wasDead = member.state === 'dead'
+          this.transition(member, 'dead', update.i)
+          if (!wasDead) this.spread(this.updateFor(member, by))
+          return true
+        }
+        if (member.state === 'dead' && update.i === member.incarnation && by !== this.selfId) member.echoes++
+        break
+      case 'l':
+        if (member.state === 'left' ? update.i > member.incarnation : update.i >= member.incarnation) {
+          this.transition(member, 'left', update.i)
+          this.spread(this.updateFor(member))
+          return true
+        }
+        break
+    }
+    // News we already hold (it came by broadcast and by piggyback) is normal; older news is a replay or a laggard.
+    if (update.i === member.incarnation && (STATE_TO_WIRE[member.state] === update.s || (update.s === 's' && member.state === 'suspect'))) this.bump('updatesDuplicate')
+    else this.drop('stale')
+    return false
+  }
+
+  /** Something said about this node. Refute anything but alive at >= our incarnation. */
+  private onSelfUpdate(update: WireUpdate): void {
+    if (this.leaving) return
+    if (update.q >= this.selfSeq) {
+      // A peer holds a newer record of us than we do (we restarted): jump past it.
+      this.selfSeq = update.q + 1
+      this.selfRecordBytes = encodeWire(this.selfRecord()).byteLength
+      this.scheduleMetaAnnounce(true)
+    }
+    if (update.s === 'a') {
+      if (update.i > this.selfIncarnation) this.selfIncarnation = update.i
+      return
+    }
+    if (update.i < this.selfIncarnation) {
+      this.drop('stale')
+      return
+    }
+    this.selfIncarnation = update.i + 1
+    this.bump('refutations')
+    if (update.s !== 'l') this.unhealthy('refuting a suspicion of self')
+    const alive: WireUpdate = { p: this.selfId, s: 'a', i: this.selfIncarnation, q: this.announcedSeq }
+    this.broadcast(alive, this.config.aliveBroadcastCopies)
+    this.spread(alive)
+    if (update.b !== undefined && update.b !== this.selfId) void this.notice(update.b, [alive], 2)
+  }
+
+  private applyMeta(record: WireRecord): boolean {
+    const member = this.table.get(record.p)
+    if (member === undefined || record.m === undefined || record.q <= member.metaSeq) return false
+    member.meta = record.m
+    member.metaSeq = record.q
+    member.staticSeq = record.b ?? record.q
+    if (record.q > member.seq) member.seq = record.q
+    this.metaWanted.delete(member.peerId)
+    return true
+  }
+
+  // --------------------------------------------------------------- suspicion
+
+  private startSuspicion(member: Member, incarnation: number, by: string, originator: boolean): void {
+    this.transition(member, 'suspect', incarnation)
+    this.clearSuspicion(member)
+    member.suspicion = { incarnation, startedAtMs: this.now(), confirmers: new Set([by]), originator, timer: undefined, reprobe: undefined }
+    this.bump('suspicionsStarted')
+    this.armSuspicion(member)
+    if (originator) this.scheduleReprobe(member)
+  }
+
+  private armSuspicion(member: Member): void {
+    const suspicion = member.suspicion
+    if (suspicion === undefined || !this.running) return
+    suspicion.timer?.cancel()
+    const n = this.liveCount()
+    const scale = this.suspicionScale()
+    const timeoutMs = suspicion.originator
+      ? suspicionTimeoutMs(this.config, n, suspicion.confirmers.size - 1) * scale
+      : suspicionMaxMs(this.config, n) * scale + this.config.suspicionObserverGraceMs
+    const incarnation = suspicion.incarnation
+    suspicion.timer = this.after(suspicion.startedAtMs + timeoutMs - this.now(), () => this.onSuspicionExpired(member.peerId, incarnation))
+  }
+
+  private scheduleReprobe(member: Member): void {
+    const suspicion = member.suspicion
+    if (suspicion === undefined) return
+    suspicion.reprobe?.cancel()
+    suspicion.reprobe = this.after(this.config.probeIntervalMs * this.scale(), () => {
+      const current = this.table.get(member.peerId)
+      if (current?.suspicion !== suspicion || current.state !== 'suspect') return
+      // The ping carries "you are suspect": a live target refutes before it acks.
+      if (!this.probing.has(member.peerId)) void this.ping(member.peerId, this.config.probeTimeoutMs * this.scale())
+      this.scheduleReprobe(current)
+    })
+  }
+
+  private onSuspicionExpired(peerId: string, incarnation: number): void {
+    const member = this.table.get(peerId)
+    if (member === undefined || member.state !== 'suspect' || member.incarnation !== incarnation || member.suspicion === undefined) return
+    if (member.suspicion.originator) this.declareDead(member)
+    else void this.probeRound(peerId, 'final')
+  }
+
+  private declareDead(member: Member): void {
+    this.transition(member, 'dead', member.incarnation)
+    this.bump('deathsDeclared')
+    member.echoes = 0
+    const update = this.updateFor(member, this.selfId)
+    this.broadcast(update, this.config.deadBroadcastCopies, member)
+    this.spread(update)
+  }
+
+  // ----------------------------------------------------------------- probing
+
+  private scheduleProbe(delayMs: number): void {
+    const expectedAtMs = this.now() + delayMs
+    this.after(delayMs, () => {
+      this.measureLag(this.now() - expectedAtMs)
+      this.scheduleProbe(this.config.probeIntervalMs)
+      if (this.leaving) return
+      const target = this.nextProbeTarget()
+      if (target !== undefined) void this.probeRound(target, 'regular')
+    })
+  }
+
+  private nextProbeTarget(): string | undefined {
+    for (let scanned = 0; scanned <= this.probeOrder.length; scanned++) {
+      if (this.probeIndex >= this.probeOrder.length) {
+        this.probeOrder = shuffle([...this.aliveIds.values(), ...this.suspectIds.values()], this.rng)
+        this.probeIndex = 0
+        if (this.probeOrder.length === 0) return undefined
+      }
+      const peerId = this.probeOrder[this.probeIndex++] as string
+      const member = this.table.get(peerId)
+      if (member !== undefined && (member.state === 'alive' || member.state === 'suspect') && !this.probing.has(peerId)) return peerId
+    }
+    return undefined
+  }
+
+  /**
+   * One SWIM probe round; true when the target answered by some path. A
+   * direct ping first; if it fails, until the round's deadline: `indirectChecks`
+   * helpers ping the target for us (each retrying within its budget) while we
+   * keep retrying directly. A lost leg thus rarely decides anything.
+   */
+  private async probeRound(target: string, kind: ProbeKind): Promise<boolean> {
+    if (this.probing.has(target) || !this.running) return true
+    const member = this.table.get(target)
+    if (member === undefined) return true
+    const incarnationAtStart = member.incarnation
+    this.probing.add(target)
+    try {
+      const scale = this.scale()
+      const probeTimeoutMs = this.config.probeTimeoutMs * scale
+      const deadlineMs = this.now() + this.config.probeRoundMs * scale
+      const first = await this.ping(target, probeTimeoutMs)
+      if (first.ack !== undefined) {
+        this.healthy()
+        return true
+      }
+      if (!this.running) return true
+      const remainingMs = deadlineMs - this.now()
+      const helpers = remainingMs > 0 ? this.aliveIds.sample(this.rng, this.config.indirectChecks, new Set([target, this.selfId])) : []
+      let nacks = 0
+      let acked = false
+      // A refused direct ping plus a helper's nack is conclusive: the round ends there, without
+      // waiting out helpers whose answers were lost (a refusal is "connection refused", not silence).
+      let settle: (() => void) | undefined
+      const conclusive = new Promise<void>((resolve) => (settle = resolve))
+      let refused = first.refused
+      const onRefused = (): void => {
+        refused = true
+        if (nacks > 0) settle?.()
+      }
+      const attempts: Promise<boolean>[] = refused ? [] : [this.retryPing(target, probeTimeoutMs, deadlineMs, () => acked, undefined, onRefused)]
+      for (const helper of helpers) {
+        attempts.push(
+          this.pingReq(helper, target, remainingMs).then((answer) => {
+            if (answer === 'nack') {
+              nacks++
+              if (refused) settle?.()
+            }
+            return answer === 'ack'
+          }),
+        )
+      }
+      for (const attempt of attempts) void attempt.then((ok) => (acked ||= ok))
+      await Promise.race([Promise.all(attempts), conclusive])
+      if (!this.running) return true
+      if (acked) {
+        this.healthy()
+        return true
+      }
+      this.bump('probeRoundsFailed')
+      // Lifeguard: helpers that did not even nack suggest the problem is here (not when we ended early).
+      if (helpers.length > 0 && nacks === 0) this.unhealthy('missed nacks')
+      this.onProbeFailed(target, kind, incarnationAtStart)
+      return false
+    } finally {
+      this.probing.delete(target)
+    }
+  }
+
+  /**
+   * Pings until an ack, a refusal (the peer does not run), `stop()`, or too
+   * little time left before `deadlineMs`; attempts start at least `timeoutMs`
+   * apart. Retries beat loss; a refusal is an answer, not a loss.
+   */
+  private async retryPing(
+    target: string,
+    timeoutMs: number,
+    deadlineMs: number,
+    stop: () => boolean,
+    view?: { ts?: WireState; ti?: number },
+    onRefused?: () => void,
+  ): Promise<boolean> {
+    for (;;) {
+      const startedAtMs = this.now()
+      const leftMs = deadlineMs - startedAtMs
+      if (leftMs < timeoutMs / 2 || stop() || !this.running) return false
+      const result = await this.ping(target, Math.min(timeoutMs, leftMs), view)
+      if (result.ack !== undefined) return true
+      if (result.refused) {
+        onRefused?.()
+        return false
+      }
+      const waitMs = startedAtMs + timeoutMs - this.now()
+      if (waitMs > 0 && deadlineMs - this.now() > waitMs + timeoutMs / 2) await this.clock.sleep(waitMs)
+    }
+  }
+
+  private onProbeFailed(target: string, kind: ProbeKind, incarnationAtStart: number): void {
+    const member = this.table.get(target)
+    if (member === undefined || member.incarnation > incarnationAtStart || this.leaving) return
+    if (member.state === 'alive') {
+      this.startSuspicion(member, member.incarnation, this.selfId, true)
+      const update = this.updateFor(member, this.selfId)
+      this.broadcast(update, this.config.suspectBroadcastCopies)
+      this.spread(update)
+      return
+    }
+    if (member.state !== 'suspect' || member.suspicion === undefined) return
+    if (!member.suspicion.confirmers.has(this.selfId) || !member.suspicion.originator) {
+      // Our own probe failed too: an independent confirmation, and the right to declare.
+      // After a final check the clock restarts: the suspect gets a full timeout to refute us.
+      if (kind === 'final') member.suspicion.startedAtMs = this.now()
+      const suspectors = [...member.suspicion.confirmers].filter((peerId) => peerId !== this.selfId)
+      member.suspicion.confirmers.add(this.selfId)
+      member.suspicion.originator = true
+      this.armSuspicion(member)
+      this.scheduleReprobe(member)
+      const update = this.updateFor(member, this.selfId)
+      // Only suspectors time a suspicion by its confirmations: tell them directly rather than
+      // broadcast to everyone (piggyback still spreads it).
+      for (const peerId of suspectors.slice(0, CONFIRMATION_NOTICES_MAX)) void this.notice(peerId, [update], 2)
+      this.spread(update)
+    }
+  }
+
+  /** Our view of a peer when it is not plainly alive, so the peer can refute at once. */
+  private viewOf(peerId: string): { ts?: WireState; ti?: number } {
+    const member = this.table.get(peerId)
+    if (member === undefined || member.state === 'alive') return {}
+    return { ts: STATE_TO_WIRE[member.state], ti: member.incarnation }
+  }
+
+  /** Updates to piggyback on a message to `peerId`: first what it should refute, then the queue. */
+  private piggybackFor(peerId: string): WireUpdate[] {
+    const out: WireUpdate[] = []
+    const member = this.table.get(peerId)
+    if (member !== undefined && member.state !== 'alive') out.push(this.updateFor(member))
+    if (this.leaving) out.push({ p: this.selfId, s: 'l', i: this.selfIncarnation, q: this.announcedSeq })
+    const room = this.config.piggybackEntriesMax - out.length
+    if (room > 0) out.push(...this.piggyback.take(room, (update) => !this.isCurrent(update) && update.p !== this.selfId))
+    return out
+  }
+
+  private async ping(target: string, timeoutMs: number, view?: { ts?: WireState; ti?: number }): Promise<PingResult> {
+    const request: ProbeRequestWire = { v: 1, t: 'ping', i: this.selfIncarnation, q: this.announcedSeq, ...(view ?? this.viewOf(target)), u: this.piggybackFor(target) }
+    this.bump('pingsOut')
+    const response = await this.request(target, PROBE_PROTOCOL, request, timeoutMs, this.config.probeBytesMax)
+    const ack = response.data === undefined ? undefined : this.decodeResponse(response.data)
+    if (ack === undefined || ack.t !== 'ack') {
+      this.bump('pingsFailed')
+      return { ack: undefined, refused: response.refused }
+    }
+    this.bump('acksIn')
+    if (this.running) {
+      this.observeDirect(target, ack.i, ack.q)
+      this.applyUpdates(ack.u, target)
+    }
+    return { ack: { i: ack.i, q: ack.q }, refused: false }
+  }
+
+  private async pingReq(helper: string, target: string, timeoutMs: number): Promise<'ack' | 'nack' | 'none'> {
+    const request: ProbeRequestWire = {
+      v: 1,
+      t: 'preq',
+      i: this.selfIncarnation,
+      q: this.announcedSeq,
+      tg: target,
+      w: Math.max(1, Math.floor(timeoutMs)),
+      ...this.viewOf(target),
+      u: this.piggybackFor(helper),
+    }
+    this.bump('pingReqsOut')
+    const response = await this.request(helper, PROBE_PROTOCOL, request, timeoutMs, this.config.probeBytesMax)
+    const answer = response.data === undefined ? undefined : this.decodeResponse(response.data)
+    if (answer === undefined || answer.t !== 'pres' || !this.running) return 'none'
+    this.observeDirect(helper, answer.i, answer.q)
+    this.applyUpdates(answer.u, helper)
+    if (!answer.ok) {
+      this.bump('nacksIn')
+      return 'nack'
+    }
+    if (answer.ti !== undefined) {
+      // The target answered the helper: its own claim, relayed.
+      const member = this.table.get(target)
+      if (member !== undefined) {
+        if (answer.ti > member.incarnation) this.applyUpdate({ p: target, s: 'a', i: answer.ti, q: answer.tq ?? 0 }, helper, 'gossip')
+        else if (member.state === 'suspect' && member.suspicion !== undefined && answer.ti === member.incarnation) {
+          member.suspicion.startedAtMs = this.now()
+          this.armSuspicion(member)
+        }
+      }
+    }
+    return 'ack'
+  }
+
+  /** Delivers updates directly; up to `attempts` tries while the peer stays silent (not when it refuses). */
+  private async notice(peerId: string, updates: WireUpdate[], attempts = 1): Promise<void> {
+    for (let attempt = 0; attempt < attempts && this.running; attempt++) {
+      const request: ProbeRequestWire = { v: 1, t: 'note', i: this.selfIncarnation, q: this.announcedSeq, u: updates }
+      this.bump('noticesOut')
+      const response = await this.request(peerId, PROBE_PROTOCOL, request, this.config.noticeTimeoutMs, this.config.probeBytesMax)
+      const ack = response.data === undefined ? undefined : this.decodeResponse(response.data)
+      if (ack?.t === 'ack' && this.running) {
+        this.observeDirect(peerId, ack.i, ack.q)
+        this.applyUpdates(ack.u, peerId)
+        return
+      }
+      if (response.refused) return
+    }
+  }
+
+  private applyUpdates(updates: readonly WireUpdate[], sender: string): void {
+    for (const update of updates) this.applyUpdate(update, sender, 'gossip')
+  }
+
+  private decodeResponse(data: Uint8Array): ProbeResponseWire | undefined {
+    const decoded = decodeWire(ProbeResponseSchema, data, this.config.probeBytesMax)
+    if (!decoded.ok) {
+      this.drop(decoded.reason)
+      return undefined
+    }
+    return decoded.value
+  }
+
+  private async request(peerId: string, protocol: string, message: unknown, timeoutMs: number, responseBytesMax: number): Promise<RequestResult> {
+    const data = message instanceof Uint8Array ? message : encodeWire(message)
+    this.bump('gossipBytesOut', data.byteLength)
+    try {
+      const response = await this.transport.request(peerId, protocol, data, { timeoutMs: Math.max(1, Math.round(timeoutMs)), responseBytesMax })
+      this.bump('gossipBytesIn', response.byteLength)
+      return { data: response, refused: false }
+    } catch (err) {
+      return { data: undefined, refused: err instanceof TransportError && (err.code === 'UNREACHABLE' || err.code === 'NO_HANDLER') }
+    }
+  }
+
+  // ---------------------------------------------------------- inbound: probe
+
+  private reply(value: ProbeResponseWire): Uint8Array {
+    const bytes = encodeWire(value)
+    this.bump('gossipBytesOut', bytes.byteLength)
+    return bytes
+  }
+
+  private ack(to: string): Uint8Array {
+    this.bump('acksOut')
+    return this.reply({ v: 1, t: 'ack', i: this.selfIncarnation, q: this.announcedSeq, u: this.piggybackFor(to) })
+  }
+
+  private async onProbeRequest(request: RequestContext): Promise<Uint8Array> {
+    this.bump('gossipBytesIn', request.data.byteLength)
+    if (!this.running) {
+      this.drop('stopped')
+      return this.reply({ v: 1, t: 'err', c: 'stopped' })
+    }
+    if (request.from === this.selfId) {
+      this.drop('selfLoop')
+      return this.reply({ v: 1, t: 'err', c: 'self' })
+    }
+    const decoded = decodeWire(ProbeRequestSchema, request.data, this.config.probeBytesMax)
+    if (!decoded.ok) {
+      this.drop(decoded.reason)
+      return this.reply({ v: 1, t: 'err', c: decoded.reason })
+    }
+    const message = decoded.value
+    const from = request.from
+    if (this.observeDirect(from, message.i, message.q) === undefined) return this.reply({ v: 1, t: 'err', c: 'refused' })
+    switch (message.t) {
+      case 'ping': {
+        this.bump('pingsIn')
+        if (message.ts !== undefined && message.ti !== undefined) this.onSelfUpdate({ p: this.selfId, s: message.ts, i: message.ti, q: 0, b: from })
+        this.applyUpdates(message.u, from)
+        return this.ack(from)
+      }
+      case 'note': {
+        this.bump('noticesIn')
+        this.applyUpdates(message.u, from)
+        return this.ack(from)
+      }
+      case 'metaq': {
+        this.bump('metaPullsIn')
+        return this.reply({ v: 1, t: 'meta', r: this.selfRecord() })
+      }
+      case 'preq': {
+        this.bump('pingReqsIn')
+        this.applyUpdates(message.u, from)
+        if (message.tg === this.selfId || message.tg === from) return this.reply({ v: 1, t: 'pres', ok: false, i: this.selfIncarnation, q: this.announcedSeq, u: [] })
+        const view = message.ts !== undefined && message.ti !== undefined ? { ts: message.ts, ti: message.ti } : undefined
+        // 70 % of the requester's wait is ours to retry in; the rest carries our answer back.
+        const deadlineMs = this.now() + Math.max(1, 0.7 * (message.w ?? this.config.probeRoundMs))
+        const acked = await this.retryPing(message.tg, this.config.probeTimeoutMs * this.scale(), deadlineMs, () => false, view)
+        if (!this.running) return this.reply({ v: 1, t: 'err', c: 'stopped' })
+        const answer: ProbeResponseWire = { v: 1, t: 'pres', ok: acked, i: this.selfIncarnation, q: this.announcedSeq, u: this.piggybackFor(from) }
+        const target = this.table.get(message.tg)
+        if (acked && target !== undefined) {
+          answer.ti = target.incarnation
+          answer.tq = target.seq
+        }
+        return this.reply(answer)
+      }
+    }
+  }
+
+  // ---------------------------------------------------------- inbound: topic
+
+  private onTopic(message: TopicMessage): void {
+    if (!this.running) return
+    this.bump('broadcastsIn')
+    this.bump('gossipBytesIn', message.data.byteLength)
+    if (message.from === this.selfId) {
+      this.drop('selfLoop')
+      return
+    }
+    const decoded = decodeWire(TopicMessageSchema, message.data, this.config.broadcastBytesMax)
+    if (!decoded.ok) {
+      this.drop(decoded.reason)
+      return
+    }
+    const from = message.from
+    const wire = decoded.value
+    if (wire.t === 'f') {
+      const member = this.observeDirect(from, wire.i, wire.q)
+      if (member === undefined) return
+      if (member.meta !== undefined && member.staticSeq === wire.b && wire.q > member.metaSeq) {
+        member.meta = { ...member.meta, free: wire.f, load: wire.l }
+        member.metaSeq = wire.q
+        this.metaWanted.delete(from)
+      } else if (wire.q < member.metaSeq) {
+        this.drop('stale')
+      } else if (wire.q === member.metaSeq) {
+        this.bump('updatesDuplicate')
+      } else {
+        this.wantMeta(member, true) // our static part is older than the delta's base
+      }
+      return
+    }
+    if (wire.t === 'm') {
+      if (wire.r.p !== from) {
+        this.drop('notSelf')
+        return
+      }
+      const member = this.observeDirect(from, wire.r.i, wire.r.q)
+      if (member === undefined) return
+      if (wire.r.s === 'l') this.applyUpdate({ p: from, s: 'l', i: wire.r.i, q: wire.r.q }, from, 'gossip')
+      if (!this.applyMeta(wire.r)) {
+        if (wire.r.q === member.metaSeq) this.bump('updatesDuplicate')
+        else this.drop('stale')
+      }
+      return
+    }
+    const senderKnown = this.table.has(from)
+    for (const update of wire.u) {
+      if (update.p === from) {
+        if (update.s === 'a') {
+          const member = this.table.get(from)
+          const before = member?.incarnation
+          const after = this.observeDirect(from, update.i, update.q)
+          if (after !== undefined && member !== undefined && before !== undefined && update.i < before) this.drop('stale')
+          else if (after !== undefined && before !== undefined && update.i === before) this.bump('updatesDuplicate')
+        } else if (update.s === 'l') {
+          if (this.observeDirect(from, update.i, update.q) !== undefined) this.applyUpdate(update, from, 'gossip')
+        } else {
+          this.drop('malformed') // a peer does not suspect or bury itself
+        }
+      } else if (!senderKnown) {
+        this.drop('unknownSender')
+      } else {
+        this.applyUpdate(update, from, 'gossip')
+      }
+    }
+    const sender = this.table.get(from)
+    if (sender !== undefined) sender.lastSeenAtMs = this.now()
+  }
+
+  // -------------------------------------------------------------- broadcasts
+
+  /**
+   * Publishes `update` now and `copies − 1` more times, broadcastCopyIntervalMs
+   * apart, while it still holds. With `echoOf`, a copy is skipped once another
+   * node has broadcast the same news (several suspectors declaring one death
+   * need not each send every copy).
+   */
+  private broadcast(update: WireUpdate, copies: number, echoOf?: Member): void {
+    if (copies <= 0) return
+    this.enqueueDue(update)
+    for (let copy = 1; copy < copies; copy++) {
+      this.after(copy * this.config.broadcastCopyIntervalMs, () => {
+        if (this.isCurrent(update) && (echoOf === undefined || echoOf.echoes === 0)) this.enqueueDue(update)
+      })
+    }
+  }
+
+  private enqueueDue(update: WireUpdate): void {
+    this.due = this.due.filter((queued) => queued.p !== update.p)
+    this.due.push(update)
+    if (this.flushArmed) return
+    this.flushArmed = true
+    // Zero delay: updates made in the same turn leave in one message.
+    this.after(0, () => this.flush())
+  }
+
+  private flush(): void {
+    this.flushArmed = false
+    while (this.due.length > 0) {
+      const batch = this.due.splice(0, this.config.broadcastEntriesMax)
+      this.publish({ v: 1, t: 'u', u: batch })
+    }
+  }
+
+  private publish(message: unknown): void {
+    const data = encodeWire(message)
+    if (data.byteLength > this.config.broadcastBytesMax) {
+      this.log.warn({ bytes: data.byteLength }, 'membership broadcast over broadcastBytesMax not sent')
+      return
+    }
+    this.bump('broadcastsOut')
+    this.bump('gossipBytesOut', data.byteLength)
+    this.transport.publish(MEMBERSHIP_TOPIC, data).catch((err: unknown) => this.log.debug({ err: String(err) }, 'membership publish failed'))
+  }
+
+  // ---------------------------------------------------------------- metadata
+
+  /** Full record when the static part changed since the last one (or on join), else the small delta. */
+  private announceMeta(copies: number): void {
+    this.lastMetaAnnounceAtMs = this.now()
+    this.metaTimer?.handle.cancel()
+    this.metaTimer = undefined
+    const seq = this.selfSeq
+    this.announcedSeq = seq
+    const full = this.announcedStaticSeq !== this.staticSeq || copies > 1
+    this.announcedStaticSeq = this.staticSeq
+    for (let copy = 0; copy < copies; copy++) {
+      this.after(copy * this.config.broadcastCopyIntervalMs, () => {
+        if (this.selfSeq !== seq && copy > 0) return
+        this.bump('metaAnnouncements')
+        this.publish(full ? { v: 1, t: 'm', r: this.selfRecord() } : this.selfDelta())
+      })
+    }
+  }
+
+  private scheduleMetaAnnounce(significant: boolean): void {
+    if (!this.running) return
+    const intervalMs = significant ? this.config.metaIntervalMinMs : metaIntervalMs(this.config, this.liveCount(), this.deltaBytes)
+    const atMs = Math.max(this.now(), this.lastMetaAnnounceAtMs + intervalMs)
+    if (this.metaTimer !== undefined && this.metaTimer.atMs <= atMs) return
+    this.metaTimer?.handle.cancel()
+    this.metaTimer = { atMs, handle: this.after(atMs - this.now(), () => this.announceMeta(1)) }
+  }
+
+  /**
+   * Queues a pull of the member's record. A seq hint (header, update) pulls
+   * only when we hold no metadata at all: a lost load delta is repaired by the
+   * next one, so pulling on every gap would cost more than the deltas.
+   * `force`: a delta arrived over a static part we do not hold.
+   */
+  private wantMeta(member: Member, force = false): void {
+    if (member.seq <= member.metaSeq) return
+    if (!force && member.metaSeq > 0) return
+    this.metaWanted.add(member.peerId)
+    if (this.pumpArmed || !this.running) return
+    this.pumpArmed = true
+    // Later in this turn's wake: a record arriving with the same message may satisfy it first.
+    this.after(0, () => {
+      this.pumpArmed = false
+      this.pumpMetaPulls()
+    })
+  }
+
+  private pumpMetaPulls(): void {
+    const now = this.now()
+    for (const peerId of [...this.metaWanted.values()]) {
+      if (this.metaPullsInFlight >= this.config.metaPullsInFlightMax) return
+      const member = this.table.get(peerId)
+      if (member === undefined || member.seq <= member.metaSeq || member.state === 'dead' || member.state === 'left') {
+        this.metaWanted.delete(peerId)
+        continue
+      }
+      if (now - member.metaPullAtMs < this.config.metaPullRetryMs) continue
+      member.metaPullAtMs = now
+      this.metaWanted.delete(peerId)
+      this.metaPullsInFlight++
+      void this.pullMeta(peerId).finally(() => {
+        this.metaPullsInFlight--
+        if (this.running && this.metaWanted.size > 0) this.pumpMetaPulls()
+      })
+    }
+  }
+
+  private async pullMeta(peerId: string): Promise<void> {
+    this.bump('metaPullsOut')
+    const request: ProbeRequestWire = { v: 1, t: 'metaq', i: this.selfIncarnation, q: this.announcedSeq }
+    const response = await this.request(peerId, PROBE_PROTOCOL, request, this.config.noticeTimeoutMs, this.config.probeBytesMax)
+    const answer = response.data === undefined ? undefined : this.decodeResponse(response.data)
+    if (answer?.t !== 'meta' || !this.running) return
+    if (answer.r.p !== peerId) {
+      this.drop('notSelf')
+      return
+    }
+    this.observeDirect(peerId, answer.r.i, answer.r.q)
+    this.applyMeta(answer.r)
+  }
+
+  // -------------------------------------------------------- push-pull, join
+
+  /**
+   * Our full state as one sync message, within syncBytesMax: self and the
+   * live members first, then the dead and left, cut when the bound is hit.
+   */
+  private encodeSync(join: boolean): Uint8Array {
+    const live: WireRecord[] = [this.selfRecord()]
+    const gone: WireRecord[] = []
+    for (const member of this.table.values()) {
+      const record: WireRecord = { p: member.peerId, s: STATE_TO_WIRE[member.state], i: member.incarnation, q: member.metaSeq }
+      if (member.meta !== undefined) {
+        record.b = member.staticSeq
+        record.m = member.meta
+      }
+      if (member.state === 'alive' || member.state === 'suspect') live.push(record)
+      else gone.push(record)
+    }
+    const all = [...live, ...gone]
+    const whole = encodeWire({ v: 1, t: 'sync', join, r: all })
+    if (whole.byteLength <= this.config.syncBytesMax) return whole
+    const budget = this.config.syncBytesMax - 64
+    const out: WireRecord[] = []
+    let bytes = 0
+    for (const record of all) {
+      const size = encodeWire(record).byteLength + 1
+      if (bytes + size > budget) break
+      bytes += size
+      out.push(record)
+    }
+    return encodeWire({ v: 1, t: 'sync', join, r: out })
+  }
+
+  private mergeRecords(records: readonly WireRecord[], sender: string): void {
+    for (const record of records) {
+      if (record.p === sender) {
+        if (this.observeDirect(sender, record.i, record.q) === undefined) continue
+        if (record.s === 'l') this.applyUpdate({ p: sender, s: 'l', i: record.i, q: record.q }, sender, 'sync')
+      } else {
+        this.applyUpdate({ p: record.p, s: record.s, i: record.i, q: record.q }, sender, 'sync')
+      }
+      if (record.p !== this.selfId) this.applyMeta(record)
+    }
+  }
+
+  private async syncWith(peerId: string, join: boolean): Promise<boolean> {
+    this.bump('syncsOut')
+    const response = await this.request(peerId, SYNC_PROTOCOL, this.encodeSync(join), this.config.syncTimeoutMs, this.config.syncBytesMax)
+    if (response.data === undefined || !this.running) {
+      this.bump('syncsFailed')
+      return false
+    }
+    const decoded = decodeWire(SyncMessageSchema, response.data, this.config.syncBytesMax)
+    if (!decoded.ok) {
+      this.drop(decoded.reason)
+      this.bump('syncsFailed')
+      return false
+    }
+    this.mergeRecords(decoded.value.r, peerId)
+    this.lastSyncAtMs = this.now()
+    return true
+  }
+
+  private async onSyncRequest(request: RequestContext): Promise<Uint8Array> {
+    this.bump('gossipBytesIn', request.data.byteLength)
+    const refuse = (code: string): Uint8Array => {
+      const bytes = encodeWire({ v: 1, t: 'err', c: code })
+      this.bump('gossipBytesOut', bytes.byteLength)
+      return bytes
+    }
+    if (!this.running) {
+      this.drop('stopped')
+      return refuse('stopped')
+    }
+    if (request.from === this.selfId) {
+      this.drop('selfLoop')
+      return refuse('self')
+    }
+    const decoded = decodeWire(SyncMessageSchema, request.data, this.config.syncBytesMax)
+    if (!decoded.ok) {
+      this.drop(decoded.reason)
+      return refuse(decoded.reason)
+    }
+    this.bump('syncsIn')
+    this.mergeRecords(decoded.value.r, request.from)
+    this.lastSyncAtMs = this.now()
+    const bytes = this.encodeSync(false)
+    this.bump('gossipBytesOut', bytes.byteLength)
+    return bytes
+  }
+
+  private async join(): Promise<void> {
+    if (this.joining || this.joined || !this.running) return
+    this.joining = true
+    try {
+      const candidates = [...new Set([...this.seeds, ...this.transport.connectedPeers(), ...this.aliveIds.sample(this.rng, 3, new Set())])].filter(
+        (peerId) => peerId !== this.selfId,
+      )
+      for (const peerId of shuffle(candidates, this.rng)) {
+        if (!this.running) return
+        if (await this.syncWith(peerId, true)) {
+          this.joined = true
+          this.log.debug({ via: peerId, members: this.table.size }, 'joined the mesh')
+          return
+        }
+      }
+      if (candidates.length > 0 && this.running) {
+        const delayMs = this.joinRetryMs
+        this.joinRetryMs = Math.min(this.config.joinRetryMaxMs, this.joinRetryMs * 2)
+        this.after(delayMs, () => void this.join())
+      }
+    } finally {
+      this.joining = false
+    }
+  }
+
+  /**
+   * Checks every pushPullIntervalMs whether a sync is due; the interval is
+   * re-computed with the current n each time (a node that just joined knows
+   * n = 1 at start), jittered ±50 % per sync so syncs do not bunch. A
+   * successful sync of any kind (the join's included) resets the wait.
+   */
+  /**
+   * A member came back from dead: our table may hold more stale deaths (a
+   * healed partition, where a missed refutation would otherwise wait for a
+   * random dead-probe). One full sync with a random member repairs them all;
+   * at most once per recoverySyncMinIntervalMs, recoverySyncDelayMs (×1–2)
+   * after the first recovery, once the wave of refutations has spread.
+   */
+  private recoverySync(): void {
+    if (this.now() - this.lastRecoverySyncAtMs < this.config.recoverySyncMinIntervalMs || this.leaving) return
+    this.lastRecoverySyncAtMs = this.now()
+    this.after(this.config.recoverySyncDelayMs * (1 + this.rng.next()), () => {
+      const peerId = this.aliveIds.random(this.rng)
+      if (peerId !== undefined) void this.syncWith(peerId, false)
+    })
+  }
+
+  private schedulePushPull(): void {
+    this.after(this.config.pushPullIntervalMs, () => {
+      const dueMs = pushPullIntervalMs(this.config, this.liveCount(), this.selfRecordBytes) * this.pushPullJitter
+      if (this.now() - this.lastSyncAtMs >= dueMs && !this.leaving) {
+        const peerId = this.aliveIds.random(this.rng)
+        this.pushPullJitter = 0.5 + this.rng.next()
+        if (peerId !== undefined) void this.syncWith(peerId, false)
+      }
+      this.schedulePushPull()
+    })
+  }
+
+  private scheduleDeadProbe(): void {
+    this.after(this.config.deadProbeIntervalMs, () => {
+      const peerId = this.deadIds.random(this.rng)
+      // The ping says "you are dead": a live target refutes, and its ack brings it back.
+      if (peerId !== undefined && !this.leaving && !this.probing.has(peerId)) void this.ping(peerId, this.config.probeTimeoutMs * this.scale())
+      this.scheduleDeadProbe()
+    })
+  }
+
+  private scheduleReap(): void {
+    const everyMs = Math.max(1_000, Math.min(this.config.deadRetentionMs, this.config.leftRetentionMs) / 10)
+    this.after(everyMs, () => {
+      const now = this.now()
+      for (const member of [...this.table.values()]) {
+        const retentionMs = member.state === 'dead' ? this.config.deadRetentionMs : member.state === 'left' ? this.config.leftRetentionMs : undefined
+        if (retentionMs === undefined || now - member.stateChangedAtMs < retentionMs) continue
+        this.table.delete(member.peerId)
+        this.deadIds.delete(member.peerId)
+        this.metaWanted.delete(member.peerId)
+      }
+      this.scheduleReap()
+    })
+  }
+}
+
+const EMPTY_META: MemberMeta = { capacity: ZERO_RESOURCES, free: ZERO_RESOURCES, load: 0, labels: {}, version: '', addresses: [] }
+
+function cloneMeta(meta: MemberMeta | WireMeta): MemberMeta {
+  return {
+    capacity: { ...meta.capacity },
+    free: { ...meta.free },
+    load: meta.load,
+    labels: { ...meta.labels },
+    version: meta.version,
+    addresses: [...meta.addresses],
+  }
+}
+
+function shuffle<T>(items: T[], rng: Rng): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1)
+    ;[items[i], items[j]] = [items[j] as T, items[i] as T]
+  }
+  return items
+}
