@@ -286,20 +286,20 @@ describe('failures the reconciler handles', () => {
       const health = await eventually(async () => {
         const body = (await t.node.api.inject({ method: 'GET', url: '/v1/health' })).json()
         return body.runtime?.available === false ? body : undefined
-      }, 10_000, 'runtime unavailable')
+      }, 30_000, 'runtime unavailable')
       expect(health.runtime.hint.length).toBeGreaterThan(0)
       const id = await deploy({ name: 'patient', ...HTTPD, ports: [] })
       const pending = await eventually(async () => {
         const v = await view(id)
         return v.replicas[0]?.state === 'pending' && v.replicas[0].error !== null ? v : undefined
-      }, 10_000, 'pending')
+      }, 30_000, 'pending')
       expect(pending.replicas[0]?.error).toContain('unavailable')
     } finally {
       t.runtime.setAvailable(true)
     }
     await runningView('patient')
     await api('DELETE', '/v1/deployments/patient')
-  })
+  }, 90_000)
 })
 
 describe('observability', () => {

@@ -110,8 +110,8 @@ describe('a cluster of three real nodes', () => {
     const id = (await api(nodes[0]!, 'POST', '/v1/deployments', spec('while-away'))).json<{ id: string }>().id
     const back = await away.restart()
     nodes[2] = back
-    await eventually(async () => ((await list(back)).some((d) => d.id === id) ? true : undefined), 20_000, 'caught up')
-  }, 60_000)
+    await eventually(async () => ((await list(back)).some((d) => d.id === id) ? true : undefined), 45_000, 'caught up')
+  }, 90_000)
 
   it('a deploy that no node could ever take is refused with 422 and the reason', async () => {
     const response = await api(nodes[0]!, 'POST', '/v1/deployments', spec('huge', { resources: { cpu: 0.1, memoryMB: 1_000_000 } }))

@@ -204,6 +204,14 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       return result
     }
 
+    /** A reservation holds only while its round is open: the deployment lives and no record of that generation exists. */
+    const roundStillOpen = (keyText: string): boolean => {
+      const [deploymentId, replicaText, generationText] = keyText.split('/')
+      const deployment = deploymentId === undefined ? undefined : state.deployment(deploymentId)
+      if (deployment === undefined || deployment.desired === 'deleted') return false
+      return (state.placement(deployment.id, Number(replicaText))?.generation ?? 0) < Number(generationText)
+    }
+
     const freeForBidding = (): ResourceFigures => {
       const capacity = components.capacity()
       let cpu = capacity.cpu
@@ -215,7 +223,7 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       }
       const nowMs = clock.nowMs()
       for (const [key, reservation] of reservations) {
-        if (reservation.expiresAtMs <= nowMs) {
+        if (reservation.expiresAtMs <= nowMs || !roundStillOpen(key)) {
           reservations.delete(key)
           continue
         }
