@@ -62,6 +62,8 @@ export const NodeConfigSchema = z.strictObject({
   stateSyncPreset: z.enum(['lan', 'test', 'sim']).default('lan'),
   /** How long `POST /v1/deployments?ack=1` waits for another peer to hold the deployment before answering 202. */
   ackTimeoutMs: z.number().int().min(0).default(5_000),
+  /** How often alive members' addresses are saved to D/peers.json (also on membership changes and at stop), for restarts. */
+  rememberPeersIntervalMs: z.number().int().min(100).default(30_000),
   /** Connections a node keeps at least: below it, it dials members it hears of (membership carries their addresses). */
   connectionsTarget: z.number().int().min(1).max(1_000).default(8),
   /** Labels this node offers to placement constraints (e.g. zone=home). */
@@ -87,6 +89,7 @@ export const CONFIG_PRESETS = {
     meshTransportPreset: 'test',
     stateSyncPreset: 'test',
     ackTimeoutMs: 3_000,
+    rememberPeersIntervalMs: 2_000,
     logLevel: 'silent',
   } satisfies NodeConfigInput,
 } as const

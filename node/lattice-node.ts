@@ -137,20 +137,23 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
 
   let apiUrl = ''
   let started = false
-  // Remember members' addresses (debounced), so a restart finds the mesh even if its bootstrap peers moved.
+  // Remember alive members' addresses, so a restart finds the mesh even if its bootstrap peers moved:
+  // shortly after membership changes, every rememberPeersIntervalMs (addresses arrive with metadata), and at stop.
+  const rememberNow = async (): Promise<void> => {
+    const addresses = core.membership.members()
+      .filter((m) => m.state === 'alive' && m.peerId !== peerId && m.addresses.length > 0)
+      .sort((a, b) => b.lastSeenAtMs - a.lastSeenAtMs)
+      .map((m) => m.addresses.find((a) => a.includes('/p2p/')) ?? `${m.addresses[0]}/p2p/${m.peerId}`)
+    if (addresses.length > 0) await rememberPeers(dataDir, addresses).catch((error: unknown) => logger.warn({ err: String(error) }, 'could not remember peers'))
+  }
   let rememberTimer: NodeJS.Timeout | undefined
-  const offRemember = core.membership.onEvent((event) => {
-    if (event.type !== 'joined' && event.type !== 'alive') return
+  const offRemember = core.membership.onEvent(() => {
     clearTimeout(rememberTimer)
-    rememberTimer = setTimeout(() => {
-      const addresses = core.membership.members()
-        .filter((m) => m.state === 'alive' && m.peerId !== peerId && m.addresses.length > 0)
-        .sort((a, b) => b.lastSeenAtMs - a.lastSeenAtMs)
-        .map((m) => m.addresses.find((a) => a.includes('/p2p/')) ?? `${m.addresses[0]}/p2p/${m.peerId}`)
-      rememberPeers(dataDir, addresses).catch((error: unknown) => logger.warn({ err: String(error) }, 'could not remember peers'))
-    }, 1_000)
+    rememberTimer = setTimeout(() => void rememberNow(), 1_000)
     rememberTimer.unref()
   })
+  const rememberInterval = setInterval(() => void rememberNow(), config.rememberPeersIntervalMs)
+  rememberInterval.unref()
 
   return {
     peerId,
@@ -177,7 +180,9 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     },
     async stop(stopOptions = { graceful: true }) {
       clearTimeout(rememberTimer)
+      clearInterval(rememberInterval)
       offRemember()
+      if (started) await rememberNow()
       await api.close()
       if (started) await core.stop(stopOptions)
       started = false
