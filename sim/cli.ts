@@ -12,9 +12,12 @@
 import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
+import { writeReport } from './report/index.ts'
+import { runClusterScenario, type ClusterScenarioReport } from './scenarios/cluster.ts'
 import { runMembershipScenario, type MembershipScenarioReport } from './scenarios/membership.ts'
 
-export const SCENARIOS = ['membership'] as const
+/** `membership` runs the membership code alone; the others run the whole node core (sim/scenarios/cluster.ts). */
+export const SCENARIOS = ['membership', 'state', 'placement', 'failover', 'partition'] as const
 
 const Fraction = z.coerce.number().min(0).max(1)
 
@@ -27,13 +30,17 @@ export const SimFlagsSchema = z.strictObject({
   kill: Fraction.default(0.01),
   killMode: z.enum(['crash', 'vanish']).default('crash'),
   partition: z.boolean().default(false),
+  /** Deployments created by the cluster scenarios. */
+  deployments: z.coerce.number().int().min(1).max(100_000).default(50),
   json: z.string().min(1).optional(),
+  /** Writes report.json, report.md and SVG plots into this directory. */
+  report: z.string().min(1).optional(),
   quiet: z.boolean().default(false),
   verbose: z.boolean().default(false),
 })
 export type SimFlags = z.output<typeof SimFlagsSchema>
 
-const USAGE = 'usage: lattice sim --scenario membership --nodes N --seed S [--duration-s T] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--json FILE] [--quiet | --verbose]'
+const USAGE = 'usage: lattice sim --scenario membership|state|placement|failover|partition --nodes N --seed S [--duration-s T] [--deployments M] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--json FILE] [--report DIR] [--quiet | --verbose]\n       lattice sim campaign --seeds N --scenario S --nodes N [--duration-s T] [--concurrency C] [--report DIR]'
 
 /** Parses argv (the words after `sim`; a leading `sim` is skipped). Returns flags or a one-line error. */
 export function parseSimFlags(argv: readonly string[]): { ok: true; flags: SimFlags } | { ok: false; error: string } {
@@ -53,7 +60,9 @@ export function parseSimFlags(argv: readonly string[]): { ok: true; flags: SimFl
         kill: { type: 'string' },
         'kill-mode': { type: 'string' },
         partition: { type: 'boolean' },
+        deployments: { type: 'string' },
         json: { type: 'string' },
+        report: { type: 'string' },
         quiet: { type: 'boolean' },
         verbose: { type: 'boolean' },
       },
@@ -76,13 +85,19 @@ export function parseSimFlags(argv: readonly string[]): { ok: true; flags: SimFl
 export function replayCommand(flags: SimFlags): string {
   const parts = ['npm run sim --', `--scenario ${flags.scenario}`, `--nodes ${flags.nodes}`, `--seed ${flags.seed}`, `--duration-s ${flags.durationS}`, `--loss ${flags.loss}`, `--kill ${flags.kill}`, `--kill-mode ${flags.killMode}`]
   if (flags.partition) parts.push('--partition')
+  if (flags.scenario !== 'membership') parts.push(`--deployments ${flags.deployments}`)
   return parts.join(' ')
 }
 
-export async function runScenario(flags: SimFlags, log: (line: string) => void): Promise<MembershipScenarioReport> {
+export async function runScenario(flags: SimFlags, log: (line: string) => void): Promise<MembershipScenarioReport | ClusterScenarioReport> {
   switch (flags.scenario) {
     case 'membership':
       return runMembershipScenario({ nodes: flags.nodes, seed: flags.seed, durationS: flags.durationS, loss: flags.loss, kill: flags.kill, killMode: flags.killMode, partition: flags.partition, verbose: flags.verbose, log })
+    case 'state':
+    case 'placement':
+    case 'failover':
+    case 'partition':
+      return runClusterScenario({ scenario: flags.scenario, nodes: flags.nodes, seed: flags.seed, deployments: flags.deployments, kill: flags.kill, loss: flags.loss, durationS: flags.durationS, partition: flags.partition, log })
   }
 }
 
@@ -98,6 +113,10 @@ export async function runSimCommand(argv: string[]): Promise<number> {
   const text = JSON.stringify(report, null, 2)
   process.stdout.write(`${text}\n`)
   if (flags.json !== undefined) await writeFile(flags.json, `${text}\n`)
+  if (flags.report !== undefined) {
+    const written = await writeReport(flags.report, report, { replay: replayCommand(flags) })
+    log(`report written to ${written.dir}`)
+  }
   if (!report.invariants.ok) {
     process.stderr.write(`lattice sim: ${report.invariants.violations.length} invariant(s) failed:\n`)
     for (const violation of report.invariants.violations) process.stderr.write(`  - ${violation}\n`)

@@ -5,6 +5,7 @@
 import '../../core/polyfills.ts'
 import { crdtBench } from './crdt-bench.ts'
 import { failoverBench } from './failover-bench.ts'
+import { membershipBench } from './membership-bench.ts'
 import { meshBench } from './mesh-bench.ts'
 import { runtimeBench } from './runtime-bench.ts'
 
@@ -12,6 +13,7 @@ const BENCHMARKS: Record<string, { what: string; run: () => Promise<Record<strin
   runtime: { what: '20 deploys of the busybox httpd through the API on Docker: accept→running p50/p99, node RSS', run: runtimeBench },
   crdt: { what: 'a document with 10,000 deployments, placements and statuses: save size, load time, apply time, fresh-node sync bytes', run: crdtBench },
   failover: { what: 'three node processes with Docker: SIGKILL the winner, time until a replacement runs (target ≤ 8 s)', run: failoverBench },
+  membership: { what: 'the membership simulator at 1,000 nodes, 10 virtual minutes at 10 % loss: detection, false deaths, traffic, heap', run: membershipBench },
   mesh: { what: '100 real libp2p nodes in one process: time until all see all alive, gossip to all, RSS per node', run: meshBench },
 }
 

@@ -24,6 +24,7 @@ import type { DeploymentSpecInput } from '../../core/index.ts'
 import { percentile } from '../bench/stats.ts'
 import { checkEqualHeads, checkEqualMembershipViews, checkNoAcceptedDeploymentLost, checkReplicaPlacement, takeCensus } from '../invariants.ts'
 import { createSimCluster, type SimCluster, type SimNode } from '../sim-cluster.ts'
+import { SeriesRecorder, type SimSeries } from '../report/series.ts'
 import { Trace } from '../trace.ts'
 
 export type ClusterScenarioName = 'state' | 'placement' | 'failover' | 'partition'
@@ -65,6 +66,7 @@ export interface ClusterScenarioReport {
     heapBytesPerNode: number
   }
   details: Record<string, unknown>
+  series: SimSeries
 }
 
 const LIVENESS_BUDGET_MS = 120_000
@@ -91,6 +93,22 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
   const { driver } = cluster
   const rng = cluster.rng.fork('scenario')
   const trace = new Trace()
+  const recorder = new SeriesRecorder()
+  let lastSampleMs = -1_000
+  let lastGossipBytes = 0
+  const totalGossipBytes = (): number => cluster.nodes.reduce((sum, n) => sum + n.core.membership.counters().gossipBytesIn + n.core.stateSync.counters().syncBytesIn, 0)
+  /** About once a virtual second: alive counts seen by a few observers, distinct heads, gossip bytes. */
+  const sample = (): void => {
+    const t = driver.elapsedMs()
+    if (t - lastSampleMs < 1_000) return
+    const alive = cluster.alive()
+    for (const observer of alive.slice(0, 4)) recorder.aliveCount(t, observer.index, observer.core.membership.members().filter((m) => m.state === 'alive').length)
+    recorder.heads(t, new Set(alive.map((n) => [...n.core.state.heads()].sort().join())).size)
+    const bytes = totalGossipBytes()
+    recorder.gossipBytes(t, Math.round(((bytes - lastGossipBytes) / Math.max(1, cluster.nodes.length)) / ((t - lastSampleMs) / 1000)))
+    lastGossipBytes = bytes
+    lastSampleMs = t
+  }
   const violations: string[] = []
   const accepted: string[] = []
   const deleted = new Set<string>()
@@ -145,6 +163,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
     const endMs = driver.elapsedMs() + budgetMs
     while (driver.elapsedMs() < endMs) {
       await driver.runFor(CHECK_EVERY_MS)
+      sample()
       last = await checkAll()
       if (last.length === 0) {
         log(`${phase}: converged at ${driver.elapsedMs()} virtual ms`)
@@ -179,6 +198,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
       }
     }
     placeLatencies = latencies
+    for (const latency of latencies) recorder.placeLatency(latency)
     placementsPerSecond = latencies.length > 0 && lastClosed > firstCreated ? Math.round((latencies.length / ((lastClosed - firstCreated) / 1000)) * 10) / 10 : null
   }
 
@@ -213,6 +233,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
         // Concurrent deletes and the like: the document refuses, the scenario moves on.
       }
       await driver.runFor(200 + rng.int(600))
+      sample()
     }
     log(`state: ${accepted.length} deployments accepted, ${deleted.size} deleted; converging`)
     await converge('state liveness')
@@ -243,6 +264,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
       const endMs = killedAt + budgetMs
       while (pending.size > 0 && driver.elapsedMs() < endMs) {
         await driver.runFor(100)
+        sample()
         const census = await takeCensus(cluster.alive())
         for (const h of held) {
           const key = `${h.id}/${h.replica}`
@@ -250,6 +272,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
           if (census.running.some((r) => r.container.deploymentId === h.id && r.container.replica === h.replica && r.container.generation > h.generation)) {
             pending.delete(key)
             failovers.push(driver.elapsedMs() - killedAt)
+            recorder.failover(key, killedAt, driver.elapsedMs())
           }
         }
         for (const observer of cluster.alive()) {
@@ -257,6 +280,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
           if (victims.every((v) => observer.core.membership.member(v.peerId)?.state === 'dead')) {
             detectedBy.add(observer.index)
             detections.push(driver.elapsedMs() - killedAt)
+            recorder.detection(victims[0]!.index, killedAt, driver.elapsedMs(), observer.index)
           }
         }
       }
@@ -312,6 +336,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
       eventsProcessed: driver.eventsProcessed(),
       placements: placeLatencies.length,
     },
+    series: recorder.toSeries(),
   }
   await cluster.stopAll()
   return report
