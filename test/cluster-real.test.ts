@@ -5,6 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { DeploymentView } from '../node/index.ts'
+import { join } from 'node:path'
+import { createLevelStore } from '../crdt/index.ts'
 import { createFakeEngine } from '../runtime/index.ts'
 import { eventually, startTestNode, type TestNode } from './helpers/test-node.ts'
 
@@ -111,6 +113,26 @@ describe('a cluster of three real nodes', () => {
     const back = await away.restart()
     nodes[2] = back
     await eventually(async () => ((await list(back)).some((d) => d.id === id) ? true : undefined), 45_000, 'caught up')
+  }, 90_000)
+
+  it('a node whose stored document has a corrupted chunk starts, reports it, and recovers the state from its peers', async () => {
+    const victim = nodes[1]!
+    const expected = (await list(nodes[0]!)).map((d) => d.id).sort()
+    await victim.stop({ graceful: true })
+    const store = createLevelStore({ path: join(victim.dataDir, 'state') })
+    await store.open()
+    const chunks = await store.list('doc/chunk/')
+    expect(chunks.length).toBeGreaterThan(0)
+    const target = chunks[Math.floor(chunks.length / 2)]!
+    await store.put(target.key, new Uint8Array(target.value.length).fill(0x5a))
+    await store.close()
+    const back = await victim.restart()
+    nodes[1] = back
+    expect(back.node.state.stats().corruptChunks).toBeGreaterThan(0)
+    await eventually(async () => {
+      const ids = (await list(back)).map((d) => d.id).sort()
+      return expected.every((id) => ids.includes(id)) ? true : undefined
+    }, 45_000, 'recovered from peers')
   }, 90_000)
 
   it('a deploy that no node could ever take is refused with 422 and the reason', async () => {
