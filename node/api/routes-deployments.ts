@@ -57,7 +57,9 @@ export function registerDeploymentRoutes(server: FastifyInstance, init: ApiInit,
     if (never !== undefined) throw new LatticeError('UNPROCESSABLE', `this deployment can never be placed: ${never}`)
     const clash = state.deployments().find((d) => d.name === spec.name && d.desired !== 'deleted')
     if (clash !== undefined) throw new LatticeError('CONFLICT', `a deployment named "${spec.name}" exists (${clash.id}); remove it or pick another name`, { id: clash.id })
-    const id = components.newDeploymentId()
+    // Ids are random; a clash with an existing one (a badly seeded generator) draws again rather than failing.
+    let id = components.newDeploymentId()
+    for (let draws = 0; state.deployment(id) !== undefined && draws < 8; draws++) id = components.newDeploymentId()
     await state.createDeployment({ id, spec, owner: state.selfId })
     events.emit({ type: 'deployment.created', deploymentId: id, name: spec.name })
     logger.info({ deploymentId: id, name: spec.name, image: spec.image }, 'deployment accepted')

@@ -2,6 +2,7 @@
  * A Lattice node for tests: the real composition root on a temp data dir,
  * with the fake runtime (its engine survives restarts) and LevelDB there.
  */
+import { randomInt } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -39,7 +40,8 @@ export async function startTestNode(options: { config?: NodeConfigInput; engine?
     ...(options.join !== undefined ? { join: options.join } : {}),
     store,
     clock,
-    rng: createRng(42),
+    // A distinct seed per node and per start: deployment ids come from it, and two nodes must not mint the same ids.
+    rng: createRng(randomInt(0x7fff_ffff)),
     logger: silentLogger,
     runtime: (nodeId) => {
       runtime = createFakeRuntime({ nodeId, engine, ...(options.images !== undefined ? { images: options.images } : {}) })({ clock, rng: createRng(7) })
