@@ -61,6 +61,8 @@ export interface MembershipCounters {
   nacksIn: number
   /** Probe rounds that ended with no ack by any path. */
   probeRoundsFailed: number
+  /** Probe rounds started early because an alive member refused a request (connection refused). */
+  refusalProbes: number
   broadcastsOut: number
   broadcastsIn: number
   noticesOut: number
@@ -69,6 +71,8 @@ export interface MembershipCounters {
   updatesApplied: number
   /** Updates we already held (the same news by broadcast and by piggyback): normal, not a drop. */
   updatesDuplicate: number
+  /** Pending piggyback updates evicted because the queue was full (piggybackQueueMax). */
+  piggybackEvicted: number
   suspicionsStarted: number
   /** Suspicions of this node that it refuted by raising its incarnation. */
   refutations: number
@@ -153,12 +157,14 @@ export function zeroMembershipCounters(): MembershipCounters {
     pingReqsIn: 0,
     nacksIn: 0,
     probeRoundsFailed: 0,
+    refusalProbes: 0,
     broadcastsOut: 0,
     broadcastsIn: 0,
     noticesOut: 0,
     noticesIn: 0,
     updatesApplied: 0,
     updatesDuplicate: 0,
+    piggybackEvicted: 0,
     suspicionsStarted: 0,
     refutations: 0,
     deathsDeclared: 0,

@@ -105,7 +105,7 @@ describe('membership formulas', () => {
   it('timeouts, retransmits and the metadata interval grow with the cluster', () => {
     const lan = resolveMembershipConfig('lan')
     expect(suspicionMinMs(lan, 5)).toBe(lan.suspicionFloorMs)
-    expect(suspicionMinMs(lan, 1000)).toBe(1500)
+    expect(suspicionMinMs(lan, 1000)).toBe(1200)
     expect(retransmitLimit(lan, 10)).toBe(2)
     expect(retransmitLimit(lan, 1000)).toBe(4)
     expect(metaIntervalMs(lan, 10, 100)).toBe(lan.metaIntervalMinMs)

@@ -204,7 +204,6 @@ class MembershipService implements Membership {
   private readonly timers = new Set<TimerHandle>()
   private readonly listeners = new Set<(event: MembershipEvent) => void>()
   private readonly count: MembershipCounters = zeroMembershipCounters()
-  private piggybackEvicted = 0
   private awareness = 0
   private lagMsMax = 0
   private lastLagAtMs = Number.NEGATIVE_INFINITY
@@ -315,11 +314,6 @@ class MembershipService implements Membership {
 
   counters(): MembershipCounters {
     return { ...this.count, dropped: { ...this.count.dropped } }
-  }
-
-  /** Piggyback updates evicted because the queue was full (not an inbound drop). */
-  piggybackEvictions(): number {
-    return this.piggybackEvicted
   }
 
   health(): MembershipHealth {
@@ -546,7 +540,7 @@ class MembershipService implements Membership {
 
   private spread(update: WireUpdate): void {
     this.bump('updatesApplied')
-    if (!this.piggyback.push(update, retransmitLimit(this.config, this.liveCount()))) this.piggybackEvicted++
+    if (!this.piggyback.push(update, retransmitLimit(this.config, this.liveCount()))) this.bump('piggybackEvicted')
   }
 
   /**
@@ -1001,8 +995,22 @@ class MembershipService implements Membership {
       this.bump('gossipBytesIn', response.byteLength)
       return { data: response, refused: false }
     } catch (err) {
-      return { data: undefined, refused: err instanceof TransportError && (err.code === 'UNREACHABLE' || err.code === 'NO_HANDLER') }
+      const refused = err instanceof TransportError && (err.code === 'UNREACHABLE' || err.code === 'NO_HANDLER')
+      if (refused) this.onRefused(peerId)
+      return { data: undefined, refused }
     }
+  }
+
+  /**
+   * A member we think alive refused a request (picked as a helper, sent a
+   * notice, a pull, a sync): free evidence that it may have crashed. Probe it
+   * now rather than wait for its turn in the round-robin.
+   */
+  private onRefused(peerId: string): void {
+    const member = this.table.get(peerId)
+    if (member === undefined || member.state !== 'alive' || this.probing.has(peerId) || this.leaving || !this.running) return
+    this.bump('refusalProbes')
+    void this.probeRound(peerId, 'regular')
   }
 
   // ---------------------------------------------------------- inbound: probe

@@ -13,6 +13,8 @@ import { TransportError } from '../core/index.ts'
 export interface RequestFaults {
   /** Probability that one leg (request or response) is lost; read at each request. */
   requestLossRate(): number
+  /** Sees every request this transport sends (the scenario measures when a crashed node is first contacted). */
+  onRequest?(to: string, protocol: string): void
 }
 
 export interface RequestFaultCounters {
@@ -59,6 +61,7 @@ export class FaultyTransport implements Transport {
   }
 
   request(peerId: string, protocol: string, data: Uint8Array, options: RequestOptions): Promise<Uint8Array> {
+    this.faults.onRequest?.(peerId, protocol)
     const loss = this.faults.requestLossRate()
     if (loss <= 0) return this.inner.request(peerId, protocol, data, options)
     const deadlineMs = this.clock.nowMs() + options.timeoutMs

@@ -145,6 +145,10 @@ export async function runMembershipScenario(options: MembershipScenarioOptions):
   const joinLatencyMax = new Float64Array(n)
   const detections: number[] = []
   const detectionsByVictim = new Map<number, number[]>()
+  const firstSuspectOf = new Map<number, { atMs: number; observer: number }>()
+  /** Crash → first request any node sent to the victim. */
+  const firstContactOf = new Map<number, number>()
+  const killedByPeerId = new Map<string, SimNode>()
   const detected = new Uint8Array(n * n)
   let phase: 'join' | 'steady' | 'partition' | 'heal' | 'settle' = 'join'
   const falseDeathIncidents = new Set<string>()
@@ -155,7 +159,13 @@ export async function runMembershipScenario(options: MembershipScenarioOptions):
 
   const nodes: SimNode[] = ids.map((peerId, index) => {
     const rng = driver.rng.fork(`node/${index}`)
-    const transport = new FaultyTransport(network.transport(peerId), clock, rng.fork('request-faults'), { requestLossRate: () => requestLoss })
+    const transport = new FaultyTransport(network.transport(peerId), clock, rng.fork('request-faults'), {
+      requestLossRate: () => requestLoss,
+      onRequest: (to) => {
+        const victim = killedByPeerId.get(to)
+        if (victim !== undefined && !firstContactOf.has(victim.index)) firstContactOf.set(victim.index, driver.elapsedMs() - victim.killedAtMs)
+      },
+    })
     const seeds = index === 0 ? [] : [ids[rng.int(index)] as string]
     const membership = createMembership({ preset: 'sim', seeds, meta: initialMeta(rng) })({ transport, clock, rng: rng.fork('membership'), logger: silentLogger })
     return { index, peerId, transport, membership, rng, startedAtMs: 0, started: false, running: false, killedAtMs: -1, side: -1, off: () => {} }
@@ -199,6 +209,7 @@ export async function runMembershipScenario(options: MembershipScenarioOptions):
       }
     }
     if (code === SUSPECT && subject.running && phase !== 'partition') falseSuspicionIncidents.add(`${j}/${event.incarnation}`)
+    if (code === SUSPECT && subject.killedAtMs >= 0 && !firstSuspectOf.has(j)) firstSuspectOf.set(j, { atMs: t - subject.killedAtMs, observer: o })
   }
 
   const startNode = async (node: SimNode): Promise<void> => {
@@ -233,21 +244,22 @@ export async function runMembershipScenario(options: MembershipScenarioOptions):
 
   const kill = async (node: SimNode): Promise<void> => {
     node.killedAtMs = driver.elapsedMs()
+    killedByPeerId.set(node.peerId, node)
     node.running = false
     node.off()
     await node.membership.stop()
     if (options.killMode === 'vanish') {
-      for (const other of nodes) {
-        if (other === node) continue
-        network.block(other.peerId, node.peerId)
-        network.block(node.peerId, other.peerId)
-      }
+      vanished.push(node.peerId)
+      network.partition(islands())
     } else {
       await node.transport.stop()
     }
   }
 
   const running = (): SimNode[] => nodes.filter((node) => node.running)
+  /** Vanished nodes, each an island of its own; everyone else is the unlisted island (or `groups`). */
+  const vanished: string[] = []
+  const islands = (groups: string[][] = []): string[][] => [...groups, ...vanished.map((peerId) => [peerId])]
 
   /** Every running observer sees `pred(state, subject)` for every other subject of `subjects`. */
   const allSee = (observers: SimNode[], subjects: SimNode[], ok: (state: number) => boolean): boolean => {
@@ -357,7 +369,7 @@ export async function runMembershipScenario(options: MembershipScenarioOptions):
     const sideB = shuffled.slice(half)
     for (const node of sideA) node.side = 0
     for (const node of sideB) node.side = 1
-    network.partition([sideA.map((node) => node.peerId), sideB.map((node) => node.peerId)])
+    network.partition(islands([sideA.map((node) => node.peerId), sideB.map((node) => node.peerId)]))
     const splitStart = driver.elapsedMs()
     const splitBudgetMs = 120_000
     const split = await waitUntil(
@@ -371,7 +383,8 @@ export async function runMembershipScenario(options: MembershipScenarioOptions):
     else violations.push(`partition: sides did not see each other dead within ${splitBudgetMs} ms (${countNotSeeing(sideA, sideB, (s) => s === DEAD) + countNotSeeing(sideB, sideA, (s) => s === DEAD)} pairs missing)`)
     endPhase('partition', `split in ${partitionSplitMs ?? 'n/a'} ms`)
     phase = 'heal'
-    network.heal()
+    if (vanished.length > 0) network.partition(islands())
+    else network.heal()
     const healStart = driver.elapsedMs()
     const healBudgetMs = 180_000
     const healed = await waitUntil(
@@ -434,7 +447,16 @@ export async function runMembershipScenario(options: MembershipScenarioOptions):
       /** Per crash: the first and the median survivor to mark it dead, and the last. */
       deathDetectionMsByKill: victims.map((victim) => {
         const times = detectionsByVictim.get(victim.index) ?? []
-        return { node: victim.index, first: Math.round(percentile(times, 0)), p50: Math.round(percentile(times, 0.5)), max: Math.round(times.length > 0 ? Math.max(...times) : 0) }
+        const suspect = firstSuspectOf.get(victim.index)
+        return {
+          node: victim.index,
+          firstContact: firstContactOf.has(victim.index) ? Math.round(firstContactOf.get(victim.index) as number) : null,
+          firstSuspect: suspect === undefined ? null : Math.round(suspect.atMs),
+          firstSuspectBy: suspect?.observer ?? null,
+          first: Math.round(percentile(times, 0)),
+          p50: Math.round(percentile(times, 0.5)),
+          max: Math.round(times.length > 0 ? Math.max(...times) : 0),
+        }
       }),
       falseDeathObservations,
       falseSuspicions: falseSuspicionIncidents.size,
