@@ -10,6 +10,7 @@ import { createRng, silentLogger, type Store } from '../../core/index.ts'
 import { createLevelStore } from '../../crdt/index.ts'
 import { createLatticeNode, createSystemClock, resolveConfig, type LatticeNode, type NodeConfigInput } from '../../node/index.ts'
 import { createFakeEngine, createFakeRuntime, type FakeEngine, type FakeRuntime } from '../../runtime/index.ts'
+import { waitFor } from '../../sim/bench/node-processes.ts'
 
 export interface TestNode {
   node: LatticeNode
@@ -73,17 +74,6 @@ export async function startTestNode(options: { config?: NodeConfigInput; engine?
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after timeoutMs. */
-export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const value = await check()
-      if (value !== undefined) return value
-    } catch (error) {
-      last = error
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
+export function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  return waitFor(async () => check(), timeoutMs, what)
 }
