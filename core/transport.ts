@@ -49,6 +49,33 @@ export interface Transport {
   dial(address: string): Promise<void>
   connectedPeers(): string[]
   onPeerEvent(handler: (event: PeerEvent) => void): () => void
+  /**
+   * Reports a peer that sent input which failed validation. The libp2p
+   * adapter lowers its gossipsub score (application-specific score, decaying);
+   * the simulated network counts it. Never throws.
+   */
+  penalize(peerId: string, reason: string): void
+  /** This node's current penalty of a peer (0: none); decays over time. */
+  penaltyOf(peerId: string): number
+}
+
+/** Penalty points of misbehaving peers, halving every halfLifeMs; bounded in size. */
+export class PeerPenalties {
+  private readonly points = new Map<string, { value: number; atMs: number }>()
+  constructor(private readonly nowMs: () => number, private readonly halfLifeMs = 60_000, private readonly peersMax = 4_096) {}
+
+  add(peerId: string, amount = 1): void {
+    const value = this.of(peerId) + amount
+    this.points.delete(peerId)
+    if (this.points.size >= this.peersMax) this.points.delete(this.points.keys().next().value as string)
+    this.points.set(peerId, { value, atMs: this.nowMs() })
+  }
+
+  of(peerId: string): number {
+    const entry = this.points.get(peerId)
+    if (entry === undefined) return 0
+    return entry.value * 0.5 ** ((this.nowMs() - entry.atMs) / this.halfLifeMs)
+  }
 }
 
 export type TransportErrorCode = 'TIMEOUT' | 'TOO_LARGE' | 'UNREACHABLE' | 'NO_HANDLER' | 'HANDLER_FAILED' | 'STOPPED'

@@ -80,6 +80,16 @@ export function createManualNetwork(): ManualNetwork {
       return [...peers.keys()].filter((peer) => peer !== this.selfId && peers.get(peer)?.started === true)
     }
 
+    readonly penalties = new Map<string, number>()
+
+    penalize(peerId: string): void {
+      this.penalties.set(peerId, (this.penalties.get(peerId) ?? 0) + 1)
+    }
+
+    penaltyOf(peerId: string): number {
+      return this.penalties.get(peerId) ?? 0
+    }
+
     onPeerEvent(_handler: (event: PeerEvent) => void): () => void {
       return () => undefined
     }

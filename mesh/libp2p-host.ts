@@ -31,6 +31,8 @@ export interface Libp2pHostConfig {
   dht: boolean
   dhtProtocol: string
   rpcBytesMax: number
+  /** Gossipsub's application-specific score of a peer (<= 0: our penalties for bad input). */
+  appSpecificScore: (peerId: string) => number
 }
 
 export interface LatticeServices extends Record<string, unknown> {
@@ -83,6 +85,9 @@ export async function createLibp2pHost(config: Libp2pHostConfig, privateKey: Pri
       maxInboundDataLength: config.rpcBytesMax,
       scoreParams: {
         IPColocationFactorWeight: config.ipColocationFactorWeight,
+        // Peers that send input failing validation lose score (Transport.penalize).
+        appSpecificScore: config.appSpecificScore,
+        appSpecificWeight: 1,
         topics: Object.fromEntries(config.topics.map((topic) => [topic, LATTICE_TOPIC_SCORE])),
       },
     }),

@@ -11,7 +11,7 @@ import type { Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Clock, HandlerOptions, Logger, PeerEvent, RequestContext, RequestOptions, TopicMessage, Transport } from '../core/index.ts'
-import { TransportError } from '../core/index.ts'
+import { PeerPenalties, TransportError } from '../core/index.ts'
 import { createBootstrapDialer, type BootstrapDialer } from './bootstrap-dialer.ts'
 import { assertMeshKey } from './identity.ts'
 import { createLibp2pHost, type Libp2pHost, type Libp2pHostConfig } from './libp2p-host.ts'
@@ -116,7 +116,11 @@ export interface Libp2pTransportCounters extends RpcCounters {
   dialsFailed: number
 }
 
+/** Gossip score lost per penalty point: a few bad messages push a peer below gossipsub's gossip threshold (-10). */
+const PENALTY_SCORE_PER_POINT = 5
+
 export interface Libp2pTransport extends Transport {
+  gossipScoreOf(peerId: string): number
   counters(): Readonly<Libp2pTransportCounters>
 }
 
@@ -159,6 +163,7 @@ class Libp2pTransportImpl implements Libp2pTransport {
     dialsFailed: 0,
   }
   private readonly log: Logger
+  private readonly penalties = new PeerPenalties(() => this.components.clock.nowMs())
 
   constructor(
     private readonly config: Libp2pTransportConfig,
@@ -307,7 +312,22 @@ class Libp2pTransportImpl implements Libp2pTransport {
   private hostConfig(): Libp2pHostConfig {
     const { listen, meshKey, topics, dialConcurrencyMax, dialTimeoutMs, connectionsMax, allowLoopback, ipColocationFactorWeight, dht, dhtProtocol, rpcBytesMax } =
       this.config
-    return { listen, meshKey, topics, dialConcurrencyMax, dialTimeoutMs, connectionsMax, allowLoopback, ipColocationFactorWeight, dht, dhtProtocol, rpcBytesMax }
+    return { listen, meshKey, topics, dialConcurrencyMax, dialTimeoutMs, connectionsMax, allowLoopback, ipColocationFactorWeight, dht, dhtProtocol, rpcBytesMax, appSpecificScore: (peerId) => -PENALTY_SCORE_PER_POINT * this.penalties.of(peerId) }
+  }
+
+  penalize(peerId: string, reason: string): void {
+    this.penalties.add(peerId)
+    this.log.debug({ peer: peerId, reason }, 'peer penalized')
+  }
+
+  penaltyOf(peerId: string): number {
+    return this.penalties.of(peerId)
+  }
+
+  /** Gossipsub's score of a peer as this node sees it (0 when stopped). */
+  gossipScoreOf(peerId: string): number {
+    // The GossipSub interface type omits getScore; the instance has it.
+    return (this.node?.services.pubsub as unknown as { getScore?: (id: string) => number } | undefined)?.getScore?.(peerId) ?? 0
   }
 
   /** Registers a dispatcher that looks the handler up per stream, so handle() can replace it. */

@@ -270,6 +270,10 @@ describe('membership on the simulated network', () => {
     expect(dropped.unknownSender).toBeGreaterThanOrEqual(1)
     expect(dropped.unknownSubject).toBeGreaterThanOrEqual(1)
     expect(dropped.notSelf).toBeGreaterThanOrEqual(1)
+    // The senders of undecodable input lost score; an honest member did not.
+    expect(victim.transport.penaltyOf('attacker')).toBeGreaterThan(10)
+    expect(victim.transport.penaltyOf(insider.id)).toBeGreaterThan(10)
+    expect(victim.transport.penaltyOf(c.nodes[1]!.id)).toBe(0)
     // Still a working member: the lies changed nothing, the cluster detects a real crash.
     expect(stateOf(victim, insider)).toBe('alive')
     expect(allAlive(c.nodes)).toBe(true)

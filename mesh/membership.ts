@@ -379,6 +379,12 @@ class MembershipService implements Membership {
     this.metrics?.increment(`dropped.${reason}`, delta)
   }
 
+  /** A message that failed to decode: counted, and its sender's gossip score lowered. */
+  private dropFrom(sender: string, reason: DropReason): void {
+    this.drop(reason)
+    this.transport.penalize(sender, `membership:${reason}`)
+  }
+
   private after(delayMs: number, fn: () => void): TimerHandle {
     const handle = this.clock.setTimer(Math.max(0, delayMs), () => {
       this.timers.delete(handle)
@@ -1038,7 +1044,7 @@ class MembershipService implements Membership {
     }
     const decoded = decodeWire(ProbeRequestSchema, request.data, this.config.probeBytesMax)
     if (!decoded.ok) {
-      this.drop(decoded.reason)
+      this.dropFrom(request.from, decoded.reason)
       return this.reply({ v: 1, t: 'err', c: decoded.reason })
     }
     const message = decoded.value
@@ -1092,7 +1098,7 @@ class MembershipService implements Membership {
     }
     const decoded = decodeWire(TopicMessageSchema, message.data, this.config.broadcastBytesMax)
     if (!decoded.ok) {
-      this.drop(decoded.reason)
+      this.dropFrom(message.from, decoded.reason)
       return
     }
     const from = message.from
@@ -1359,7 +1365,7 @@ class MembershipService implements Membership {
     }
     const decoded = decodeWire(SyncMessageSchema, request.data, this.config.syncBytesMax)
     if (!decoded.ok) {
-      this.drop(decoded.reason)
+      this.dropFrom(request.from, decoded.reason)
       return refuse(decoded.reason)
     }
     this.bump('syncsIn')

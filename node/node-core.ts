@@ -158,6 +158,8 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
           placer.membershipChanged()
           if ((event.type === 'joined' || event.type === 'alive') && event.peerId !== peerId) dialIfSparse(event.member.addresses)
         }))
+        // A peer whose state changes or sync messages fail validation loses gossip score.
+        offs.push(stateSync.onMisbehaviour((peer, reason) => transport.penalize(peer, `state:${reason}`)))
         offs.push(state.onChange(() => {
           placer.markDirty()
           reconciler.trigger()

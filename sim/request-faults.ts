@@ -92,6 +92,14 @@ export class FaultyTransport implements Transport {
     return this.inner.connectedPeers()
   }
 
+  penalize(peerId: string, reason: string): void {
+    this.inner.penalize(peerId, reason)
+  }
+
+  penaltyOf(peerId: string): number {
+    return this.inner.penaltyOf(peerId)
+  }
+
   onPeerEvent(handler: (event: PeerEvent) => void): () => void {
     return this.inner.onPeerEvent(handler)
   }

@@ -29,7 +29,7 @@ import type {
   TopicMessage,
   Transport,
 } from '../core/index.ts'
-import { TransportError } from '../core/index.ts'
+import { PeerPenalties, TransportError } from '../core/index.ts'
 
 /** Uniform in [min, max] ms, or any distribution drawn from the network's Rng. */
 export type LatencyModel = { min: number; max: number } | ((rng: Rng) => number)
@@ -230,8 +230,17 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
     private readonly handlers = new Map<string, HandlerEntry>()
     private readonly peerListeners = new Set<(event: PeerEvent) => void>()
     private readonly pending = new Set<PendingRequest>()
+    private readonly penalties = new PeerPenalties(() => clock.nowMs())
 
     constructor(readonly selfId: string) {}
+
+    penalize(peerId: string, _reason: string): void {
+      this.penalties.add(peerId)
+    }
+
+    penaltyOf(peerId: string): number {
+      return this.penalties.of(peerId)
+    }
 
     private get current(): boolean {
       return instances.get(this.selfId) === this

@@ -85,6 +85,23 @@ describe('libp2p transport', () => {
     }
   })
 
+  it("a penalized peer's gossipsub score falls below zero", async () => {
+    const a = await makeTransport()
+    await a.start()
+    const b = await makeTransport({ bootstrap: a.addresses() })
+    try {
+      await b.start()
+      a.subscribe('news', () => {})
+      b.subscribe('news', () => {})
+      await eventually(() => a.connectedPeers().includes(b.selfId), 'the connection')
+      for (let i = 0; i < 5; i++) a.penalize(b.selfId, 'malformed')
+      await eventually(() => a.gossipScoreOf(b.selfId) < 0, 'a negative score', 10_000)
+      expect(a.gossipScoreOf(b.selfId)).toBeLessThan(0)
+    } finally {
+      await Promise.all([a.stop(), b.stop()])
+    }
+  })
+
   it('connects to its bootstrap peers at start and redials one that restarts', async () => {
     const port = await freePort()
     const hub = await makeTransport({ listen: [`/ip4/127.0.0.1/tcp/${port}`] })

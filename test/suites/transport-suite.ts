@@ -299,5 +299,18 @@ export function runTransportSuite(name: string, makeCluster: MakeTransportCluste
       await c.settle(QUIET_MS)
       expect(own).toEqual([])
     })
+
+    it('a penalized peer carries a penalty that grows with each report and never throws', async () => {
+      const c = await setup(2)
+      await startAll(c)
+      const [a, b] = c.transports as [Transport, Transport]
+      expect(a.penaltyOf(b.selfId)).toBe(0)
+      a.penalize(b.selfId, 'malformed')
+      a.penalize(b.selfId, 'malformed')
+      expect(a.penaltyOf(b.selfId)).toBeGreaterThan(1)
+      expect(a.penaltyOf(b.selfId)).toBeLessThanOrEqual(2)
+      a.penalize('12D3KooWunknownpeer', 'malformed')
+      expect(b.penaltyOf(a.selfId)).toBe(0)
+    })
   })
 }
