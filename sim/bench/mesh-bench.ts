@@ -11,6 +11,7 @@ import { createSystemClock } from '../../node/index.ts'
 import { percentile } from './stats.ts'
 
 const NODES = Number(process.env.LATTICE_BENCH_MESH_NODES ?? 100)
+// LATTICE_BENCH_MESH_DHT=0 runs without kad-dht, to tell its cost from membership's.
 /** Each node dials this many earlier nodes (STACK-NOTES: 3 keeps connect time low). */
 const BOOTSTRAP_PEERS = 3
 const TOPIC = 'lattice/bench/1'
@@ -28,7 +29,7 @@ export async function meshBench(): Promise<Record<string, unknown>> {
   for (let i = 0; i < NODES; i++) {
     const privateKey = await generateKeyPair('Ed25519')
     const bootstrap = i === 0 ? [] : Array.from({ length: Math.min(i, BOOTSTRAP_PEERS) }, () => transports[rng.int(i)]!.addresses()[0]!)
-    const transport = createLibp2pTransport({ ...LIBP2P_TRANSPORT_PRESETS.test, meshKey, topics: [MEMBERSHIP_TOPIC, TOPIC], bootstrap: [...new Set(bootstrap)] })({ privateKey, logger: silentLogger, clock })
+    const transport = createLibp2pTransport({ ...LIBP2P_TRANSPORT_PRESETS.test, meshKey, topics: [MEMBERSHIP_TOPIC, TOPIC], bootstrap: [...new Set(bootstrap)], dht: process.env.LATTICE_BENCH_MESH_DHT !== '0' })({ privateKey, logger: silentLogger, clock })
     await transport.start()
     transports.push(transport)
     const seeds = bootstrap.map((address) => address.split('/p2p/')[1]!).filter(Boolean)
