@@ -6,113 +6,21 @@
  * on, and every message bound holds.
  */
 import { describe, expect, it } from 'vitest'
+import { sameHeads, simCluster, type SimCluster, type SimNode } from '../test/helpers/sync-sim-cluster.ts'
 import * as A from '@automerge/automerge'
-import { createRng, silentLogger, type RequestContext, type Store, type Transport } from '../core/index.ts'
-import { createSimNetwork, type SimNetwork } from '../sim/sim-network.ts'
-import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
+import { createRng, silentLogger, type RequestContext, type Transport } from '../core/index.ts'
+import { createVirtualClock } from '../sim/virtual-clock.ts'
 import { createClusterState, type ClusterState } from './cluster-state.ts'
 import { toDocValue, type DocMap } from './doc-codec.ts'
 import { genesisChange } from './document.ts'
 import { createMemoryStore } from './level-store.ts'
 import { CHUNK_PREFIX } from './persistence.ts'
 import { createStateSync } from './state-sync.ts'
-import { STATE_SYNC_PROTOCOL, STATE_TOPIC, type StateSyncConfig } from './sync-config.ts'
+import { STATE_SYNC_PROTOCOL, STATE_TOPIC } from './sync-config.ts'
 import { createManualNetwork, replicaView } from './sync-test-support.ts'
 import type { StateSync } from './sync-types.ts'
 import { decodeSyncResponse, encodeSyncRequest, encodeTopicChange, syncFrameBytes, type DropReason } from './sync-wire.ts'
 import { sampleNode, sampleStatus } from './test-support.ts'
-
-interface SimNode {
-  id: string
-  store: Store
-  state: ClusterState
-  transport: Transport
-  sync: StateSync
-}
-
-interface SimCluster {
-  clock: VirtualClock
-  net: SimNetwork
-  nodes: Map<string, SimNode>
-  node(id: string): SimNode
-  /** Starts (or restarts, on its old store) a node. */
-  start(id: string, options?: { store?: Store; compactAfterChunks?: number }): Promise<SimNode>
-  stop(id: string): Promise<void>
-  /** Advances virtual time in small steps so store writes and timers interleave as on a real clock. */
-  run(ms: number): Promise<void>
-  /** Runs until every running node has the same heads, or fails after `budgetMs`; returns the time it took. */
-  converge(budgetMs: number): Promise<number>
-  stopAll(): Promise<void>
-}
-
-async function simCluster(ids: string[], options: { seed?: number; lossRate?: number; duplicateRate?: number; config?: Partial<StateSyncConfig> } = {}): Promise<SimCluster> {
-  const clock = createVirtualClock()
-  const rng = createRng(options.seed ?? 1)
-  const net = createSimNetwork(
-    { latencyMs: { min: 1, max: 10 }, lossRate: options.lossRate ?? 0, duplicateRate: options.duplicateRate ?? 0 },
-    { clock, rng: rng.fork('network') },
-  )
-  const nodes = new Map<string, SimNode>()
-  let restarts = 0
-  const cluster: SimCluster = {
-    clock,
-    net,
-    nodes,
-    node: (id) => {
-      const found = nodes.get(id)
-      if (found === undefined) throw new Error(`no running node ${id}`)
-      return found
-    },
-    async start(id, startOptions = {}) {
-      const store = startOptions.store ?? createMemoryStore()
-      const state = createClusterState({ selfId: id, compactAfterChunks: startOptions.compactAfterChunks ?? 1_000 })({ store, clock, logger: silentLogger })
-      await state.start()
-      const transport = net.transport(id)
-      await transport.start()
-      const sync = createStateSync({ preset: 'test', config: options.config })({
-        state,
-        transport,
-        clock,
-        rng: rng.fork(`${id}/${restarts++}`),
-        logger: silentLogger,
-        // What membership would say: the running peers this node can reach.
-        peers: () => [...nodes.keys()].filter((peer) => peer !== id && net.reachable(id, peer)),
-      })
-      await sync.start()
-      const node = { id, store, state, transport, sync }
-      nodes.set(id, node)
-      return node
-    },
-    async stop(id) {
-      const node = cluster.node(id)
-      nodes.delete(id)
-      await node.sync.stop()
-      await node.transport.stop()
-      await node.state.stop()
-    },
-    async run(ms) {
-      for (let elapsed = 0; elapsed < ms; elapsed += 25) await clock.advance(Math.min(25, ms - elapsed))
-    },
-    async converge(budgetMs) {
-      const startedAtMs = clock.nowMs()
-      while (!sameHeads([...nodes.values()])) {
-        if (clock.nowMs() - startedAtMs > budgetMs) throw new Error(`no convergence within ${budgetMs} ms of virtual time`)
-        await cluster.run(100)
-      }
-      return clock.nowMs() - startedAtMs
-    },
-    async stopAll() {
-      for (const id of [...nodes.keys()]) await cluster.stop(id)
-    },
-  }
-  for (const id of ids) await cluster.start(id)
-  return cluster
-}
-
-function sameHeads(nodes: SimNode[]): boolean {
-  const [first, ...rest] = nodes.map((node) => [...node.state.heads()].sort().join())
-  return rest.every((heads) => heads === first)
-}
 
 function expectConverged(nodes: SimNode[]): void {
   const [first, ...rest] = nodes
