@@ -23,6 +23,11 @@
  *   init, unprivileged); stats() is a fixed sample (4 MiB, 2 pids, 0 % CPU).
  * - Only containers labelled with this runtime's nodeId exist for it.
  *
+ * Slow starts: with `slowStartRate` a start waits `slowStartDelayMs` longer
+ * (an image pull, a cold disk), drawn from the rng at create time like the
+ * failure. `setStartFaults()` changes both rates and the delay while running
+ * (the simulator's fault schedule turns them on and off).
+ *
  * Test controls: crash(), setAvailable() (false makes every call but health()
  * throw RUNTIME_UNAVAILABLE), respond() (what HTTP GET / on a host port would
  * answer), emitLog(). Pass one FakeEngine to several instances to share
@@ -69,6 +74,10 @@ export interface FakeRuntimeInit {
   startDelayMs?: number
   /** Probability (0..1) that a start fails, drawn from the rng. Default 0. */
   startFailureRate?: number
+  /** Probability (0..1) that a start is slow: it waits `slowStartDelayMs` more. Default 0. */
+  slowStartRate?: number
+  /** Extra virtual time of a slow start. Default 30_000: a slow image pull over a home uplink. */
+  slowStartDelayMs?: number
   /** Lowest host port handed out. Default 40_000. */
   hostPortStart?: number
   /** Whether the engine answers at first. Default true. */
@@ -94,6 +103,25 @@ export interface FakeRuntime extends Runtime {
   respond(hostPort: number): string | undefined
   /** Appends a line to a container's log, as if its process wrote it. */
   emitLog(id: string, stream: LogLine['stream'], line: string): void
+  /** Changes the injected start faults from now on (omitted fields keep their value). */
+  setStartFaults(faults: StartFaults): void
+  /** The injected start faults in force. */
+  startFaults(): Required<StartFaults>
+}
+
+export interface StartFaults {
+  /** Probability (0..1) that a start fails with START_FAILED. */
+  failureRate?: number
+  /** Probability (0..1) that a start waits `slowDelayMs` longer. */
+  slowRate?: number
+  slowDelayMs?: number
+}
+
+/** Default extra time of a slow start: a slow image pull over a home uplink. */
+export const SLOW_START_DELAY_MS_DEFAULT = 30_000
+
+function assertRate(name: string, rate: number): void {
+  if (!(rate >= 0 && rate <= 1)) throw new RangeError(`FakeRuntimeInit.${name} must be in 0..1, got ${rate}`)
 }
 
 const BYTES_PER_MB = 1024 * 1024
@@ -116,7 +144,9 @@ class FakeRuntimeImpl implements FakeRuntime {
   readonly engine: FakeEngine
   private readonly images: Set<string>
   private readonly startDelayMs: number
-  private readonly startFailureRate: number
+  private startFailureRate: number
+  private slowStartRate: number
+  private slowStartDelayMs: number
   private readonly hostPortStart: number
   private readonly containerNamePrefix: string
   private available: boolean
@@ -127,12 +157,15 @@ class FakeRuntimeImpl implements FakeRuntime {
   constructor(init: FakeRuntimeInit, components: FakeRuntimeComponents) {
     if (init.nodeId.length === 0) throw new RangeError('FakeRuntimeInit.nodeId must not be empty')
     const rate = init.startFailureRate ?? 0
-    if (!(rate >= 0 && rate <= 1)) throw new RangeError(`FakeRuntimeInit.startFailureRate must be in 0..1, got ${rate}`)
+    assertRate('startFailureRate', rate)
+    assertRate('slowStartRate', init.slowStartRate ?? 0)
     this.nodeId = init.nodeId
     this.engine = init.engine ?? createFakeEngine()
     this.images = new Set(init.images ?? [FAKE_TEST_IMAGE])
     this.startDelayMs = Math.max(0, init.startDelayMs ?? 0)
     this.startFailureRate = rate
+    this.slowStartRate = init.slowStartRate ?? 0
+    this.slowStartDelayMs = Math.max(0, init.slowStartDelayMs ?? SLOW_START_DELAY_MS_DEFAULT)
     this.hostPortStart = init.hostPortStart ?? 40_000
     this.containerNamePrefix = init.containerNamePrefix ?? 'lattice'
     this.available = init.available ?? true
@@ -157,7 +190,9 @@ class FakeRuntimeImpl implements FakeRuntime {
     const container = this.create(spec, env)
     // Drawn at create time so the draw sequence does not depend on how the delay interleaves.
     const injectedFailure = this.startFailureRate > 0 && this.rng.next() < this.startFailureRate
-    if (this.startDelayMs > 0) await this.clock.sleep(this.startDelayMs)
+    const slow = this.slowStartRate > 0 && this.rng.next() < this.slowStartRate
+    const delayMs = this.startDelayMs + (slow ? this.slowStartDelayMs : 0)
+    if (delayMs > 0) await this.clock.sleep(delayMs)
 
     if (container.removed) throw startFailed(`container ${container.name} was removed while starting`)
     if (!program.ok || injectedFailure) {
@@ -228,6 +263,22 @@ class FakeRuntimeImpl implements FakeRuntime {
     if (container.state !== 'running') return
     this.log.info({ id, exitCode, error }, 'container crashed (injected)')
     exitContainer(this.engine, container, exitCode, this.clock.nowMs(), error)
+  }
+
+  setStartFaults(faults: StartFaults): void {
+    if (faults.failureRate !== undefined) {
+      assertRate('startFailureRate', faults.failureRate)
+      this.startFailureRate = faults.failureRate
+    }
+    if (faults.slowRate !== undefined) {
+      assertRate('slowStartRate', faults.slowRate)
+      this.slowStartRate = faults.slowRate
+    }
+    if (faults.slowDelayMs !== undefined) this.slowStartDelayMs = Math.max(0, faults.slowDelayMs)
+  }
+
+  startFaults(): Required<StartFaults> {
+    return { failureRate: this.startFailureRate, slowRate: this.slowStartRate, slowDelayMs: this.slowStartDelayMs }
   }
 
   setAvailable(available: boolean): void {

@@ -1,49 +1,111 @@
 /**
  * `lattice sim …` (and `npm run sim -- …`, `tsx sim/main.ts …`):
  *
- *   lattice sim --scenario membership --nodes N --seed S [--duration-s T]
- *               [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--json FILE] [--quiet | --verbose]
+ *   lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T]
+ *               [--deployments M] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition]
+ *               [--network sim] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]
  *
- * Flags are validated with zod. Prints the report as JSON on stdout (progress
- * on stderr); `--json FILE` also writes it to FILE. Exit code 0 when every
- * invariant held, 1 when one failed (the command that replays the run is
- * printed on stderr), 2 on bad flags.
+ * A scenario is a file (YAML or JSON, sim/scenario-file.ts) — a library one
+ * by name (`--scenario chaos`, sim/scenarios/library/) or any file
+ * (`--scenario-file F`). Flags override the file's values. Everything is
+ * validated with zod. Prints the report as JSON on stdout (progress on
+ * stderr); `--json FILE` also writes it to FILE, `--report DIR` writes
+ * report.json, report.md and plots, `--trace FILE` the event trace as JSON
+ * lines. Exit code 0 when every invariant held, 1 when one failed (the
+ * command that replays the run is printed on stderr), 2 on bad flags or a
+ * bad scenario file.
  */
 import { writeFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
+import { createProgressLine } from './progress.ts'
 import { writeReport } from './report/index.ts'
+import { libraryNames, loadLibraryScenario, loadScenarioFile, ScenarioFileSchema, SCRIPTS, type ScenarioSpec } from './scenario-file.ts'
 import { runClusterScenario, type ClusterScenarioReport } from './scenarios/cluster.ts'
 import { runMembershipScenario, type MembershipScenarioReport } from './scenarios/membership.ts'
+import { runScheduledScenario, type ScheduledScenarioReport } from './scenarios/scheduled.ts'
+import { createTraceFile } from './trace.ts'
 
-/** `membership` runs the membership code alone; the others run the whole node core (sim/scenarios/cluster.ts). */
+/** The scripted scenarios that existed before scenario files; the library (sim/scenarios/library/) adds `churn` and `chaos`. */
 export const SCENARIOS = ['membership', 'state', 'placement', 'failover', 'partition'] as const
+
+/** `--partition` on a scheduled scenario whose file has no partition fault turns it on with this probability per tick: about one partition a minute and a half. */
+export const PARTITION_FLAG_PROBABILITY = 0.01
+
+/**
+ * `--network`: `sim` is the simulated network in virtual time. `libp2p`
+ * (real libp2p nodes in one process, wall clock) is planned in
+ * sim/network-libp2p/ and refused until that runner exists.
+ */
+export const NETWORKS = ['sim', 'libp2p'] as const
 
 const Fraction = z.coerce.number().min(0).max(1)
 
-export const SimFlagsSchema = z.strictObject({
-  scenario: z.enum(SCENARIOS),
-  nodes: z.coerce.number().int().min(3).max(5_000).default(100),
+/** The flags as given (nothing defaulted but the booleans: the scenario file supplies the rest). */
+const RawFlagsSchema = z.strictObject({
+  scenario: z.string().min(1).optional(),
+  scenarioFile: z.string().min(1).optional(),
+  nodes: z.coerce.number().int().min(3).max(5_000).optional(),
   seed: z.coerce.number().int().min(0).max(0xffff_ffff).default(1),
-  durationS: z.coerce.number().min(0).max(24 * 3600).default(600),
-  loss: Fraction.default(0.1),
-  kill: Fraction.default(0.01),
-  killMode: z.enum(['crash', 'vanish']).default('crash'),
-  partition: z.boolean().default(false),
+  durationS: z.coerce.number().min(0).max(24 * 3600).optional(),
+  loss: Fraction.optional(),
+  kill: Fraction.optional(),
+  killMode: z.enum(['crash', 'vanish']).optional(),
+  partition: z.boolean().optional(),
   /** Deployments created by the cluster scenarios. */
-  deployments: z.coerce.number().int().min(1).max(100_000).default(50),
+  deployments: z.coerce.number().int().min(1).max(100_000).optional(),
+  network: z.enum(NETWORKS).default('sim'),
   json: z.string().min(1).optional(),
   /** Writes report.json, report.md and SVG plots into this directory. */
   report: z.string().min(1).optional(),
+  /** Writes the run's event trace (JSON lines) to this file. */
+  trace: z.string().min(1).optional(),
   quiet: z.boolean().default(false),
   verbose: z.boolean().default(false),
 })
-export type SimFlags = z.output<typeof SimFlagsSchema>
 
-const USAGE = 'usage: lattice sim --scenario membership|state|placement|failover|partition --nodes N --seed S [--duration-s T] [--deployments M] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--json FILE] [--report DIR] [--quiet | --verbose]\n       lattice sim campaign --seeds N --scenario S --nodes N [--duration-s T] [--concurrency C] [--report DIR]'
+/** The resolved run: the scenario (file + flags) and the run's own settings. */
+export interface SimFlags {
+  /** The scenario's name (a library name, or the file's `name`). */
+  scenario: string
+  /** Absolute path of the scenario file when given with --scenario-file. */
+  scenarioFile?: string
+  script: ScenarioSpec['script']
+  nodes: number
+  seed: number
+  durationS: number
+  /** Scripted: loss of each message copy during the faults. Scheduled: the baseline loss (`network.loss`). */
+  loss: number
+  /** Scripted: fraction of nodes crashed. Scheduled: probability of a crash per fault tick (`faults.kill.probability`). */
+  kill: number
+  killMode: 'crash' | 'vanish'
+  /** Scripted: add the partition phase. Scheduled: the partition fault is on. */
+  partition: boolean
+  deployments: number
+  network: 'sim'
+  json?: string
+  report?: string
+  trace?: string
+  quiet: boolean
+  verbose: boolean
+  /** The scenario after the flags' overrides, validated. */
+  spec: ScenarioSpec
+}
 
-/** Parses argv (the words after `sim`; a leading `sim` is skipped). Returns flags or a one-line error. */
-export function parseSimFlags(argv: readonly string[]): { ok: true; flags: SimFlags } | { ok: false; error: string } {
+const USAGE = [
+  'usage: lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T] [--deployments M] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--network sim] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]',
+  `       scenarios: ${libraryNames().join(', ')} (sim/scenarios/library/), or any YAML/JSON file (docs/simulator-reports.md)`,
+  '       lattice sim campaign --seeds N (--scenario NAME | --scenario-file FILE) [--nodes N] [--duration-s T] [--concurrency C] [--report DIR]',
+].join('\n')
+
+const FLAG_NAMES: Record<string, string> = { durationS: 'duration-s', killMode: 'kill-mode', scenarioFile: 'scenario-file' }
+const flagName = (key: string): string => FLAG_NAMES[key] ?? key
+
+type Parsed = { ok: true; flags: SimFlags } | { ok: false; error: string }
+
+/** Parses argv (the words after `sim`; a leading `sim` is skipped), loads the scenario and applies the flags. */
+export function parseSimFlags(argv: readonly string[]): Parsed {
   const args = argv[0] === 'sim' ? argv.slice(1) : [...argv]
   let values: Record<string, unknown>
   try {
@@ -53,6 +115,7 @@ export function parseSimFlags(argv: readonly string[]): { ok: true; flags: SimFl
       allowPositionals: false,
       options: {
         scenario: { type: 'string' },
+        'scenario-file': { type: 'string' },
         nodes: { type: 'string' },
         seed: { type: 'string' },
         'duration-s': { type: 'string' },
@@ -61,8 +124,10 @@ export function parseSimFlags(argv: readonly string[]): { ok: true; flags: SimFl
         'kill-mode': { type: 'string' },
         partition: { type: 'boolean' },
         deployments: { type: 'string' },
+        network: { type: 'string' },
         json: { type: 'string' },
         report: { type: 'string' },
+        trace: { type: 'string' },
         quiet: { type: 'boolean' },
         verbose: { type: 'boolean' },
       },
@@ -71,33 +136,106 @@ export function parseSimFlags(argv: readonly string[]): { ok: true; flags: SimFl
   } catch (err) {
     return { ok: false, error: (err as Error).message }
   }
-  const { 'duration-s': durationS, 'kill-mode': killMode, ...rest } = values
-  const result = SimFlagsSchema.safeParse({ ...rest, ...(durationS === undefined ? {} : { durationS }), ...(killMode === undefined ? {} : { killMode }) })
+  const { 'duration-s': durationS, 'kill-mode': killMode, 'scenario-file': scenarioFile, ...rest } = values
+  const result = RawFlagsSchema.safeParse({ ...rest, durationS, killMode, scenarioFile })
   if (!result.success) {
     const issue = result.error.issues[0]
-    const flag = String(issue?.path[0] ?? '?').replace('durationS', 'duration-s').replace('killMode', 'kill-mode')
-    return { ok: false, error: `--${flag}: ${issue?.message ?? 'invalid'}` }
+    return { ok: false, error: `--${flagName(String(issue?.path[0] ?? '?'))}: ${issue?.message ?? 'invalid'}` }
   }
-  return { ok: true, flags: result.data }
+  const raw = result.data
+  if (raw.network === 'libp2p') {
+    return { ok: false, error: '--network libp2p: not available in this build — the real-network runner (sim/network-libp2p/) does not exist yet; use --network sim (the default)' }
+  }
+  if (raw.scenario !== undefined && raw.scenarioFile !== undefined) return { ok: false, error: '--scenario-file: give either --scenario NAME or --scenario-file FILE, not both' }
+  if (raw.scenario === undefined && raw.scenarioFile === undefined) return { ok: false, error: `--scenario: required (one of ${libraryNames().join(', ')}), or --scenario-file FILE` }
+
+  let spec: ScenarioSpec
+  try {
+    spec = raw.scenarioFile !== undefined ? loadScenarioFile(raw.scenarioFile) : loadLibraryScenario(raw.scenario as string)
+  } catch (err) {
+    return { ok: false, error: `--${raw.scenarioFile !== undefined ? 'scenario-file' : 'scenario'}: ${(err as Error).message}` }
+  }
+  const applied = applyFlags(spec, raw)
+  if (typeof applied === 'string') return { ok: false, error: applied }
+  spec = applied
+  const common = {
+    scenario: spec.name,
+    ...(raw.scenarioFile === undefined ? {} : { scenarioFile: resolve(raw.scenarioFile) }),
+    script: spec.script,
+    nodes: spec.nodes,
+    seed: raw.seed,
+    durationS: spec.durationS,
+    network: 'sim' as const,
+    ...(raw.json === undefined ? {} : { json: raw.json }),
+    ...(raw.report === undefined ? {} : { report: raw.report }),
+    ...(raw.trace === undefined ? {} : { trace: raw.trace }),
+    quiet: raw.quiet,
+    verbose: raw.verbose,
+  }
+  const flags: SimFlags =
+    spec.script === 'scheduled'
+      ? { ...common, loss: spec.network.loss, kill: spec.faults.kill.probability, killMode: 'crash', partition: spec.faults.partition.probability > 0, deployments: spec.deployments.count, spec }
+      : { ...common, loss: spec.knobs.loss, kill: spec.knobs.kill, killMode: spec.knobs.killMode, partition: spec.knobs.partition, deployments: spec.deployments.count, spec }
+  return { ok: true, flags }
 }
 
-/** The command that replays a run with these flags. */
+/** The scenario with the flags' values in place of the file's, validated again. Returns the spec or an error line. */
+function applyFlags(spec: ScenarioSpec, raw: z.output<typeof RawFlagsSchema>): ScenarioSpec | string {
+  const next = structuredClone(spec) as ScenarioSpec
+  if (raw.nodes !== undefined) next.nodes = raw.nodes
+  if (raw.durationS !== undefined) next.durationS = raw.durationS
+  if (next.script === 'scheduled') {
+    if (raw.killMode !== undefined) return `--kill-mode: applies to the membership scenario only (scenario "${spec.name}" is scheduled)`
+    if (raw.deployments !== undefined) next.deployments.count = raw.deployments
+    if (raw.loss !== undefined) next.network.loss = raw.loss
+    if (raw.kill !== undefined) next.faults.kill.probability = raw.kill
+    if (raw.partition === true) next.faults.partition.probability = Math.max(next.faults.partition.probability, PARTITION_FLAG_PROBABILITY)
+  } else {
+    if (raw.deployments !== undefined) next.deployments.count = raw.deployments
+    if (raw.loss !== undefined) next.knobs.loss = raw.loss
+    if (raw.kill !== undefined) next.knobs.kill = raw.kill
+    if (raw.killMode !== undefined) next.knobs.killMode = raw.killMode
+    if (raw.partition === true) next.knobs.partition = true
+  }
+  const checked = ScenarioFileSchema.safeParse(next)
+  if (!checked.success) {
+    const issue = checked.error.issues[0]
+    return `scenario "${spec.name}" with these flags: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`
+  }
+  return checked.data
+}
+
+const shellWord = (word: string): string => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`)
+
+/** The command that replays a run with these flags (the scenario file included, by absolute path). */
 export function replayCommand(flags: SimFlags): string {
-  const parts = ['npm run sim --', `--scenario ${flags.scenario}`, `--nodes ${flags.nodes}`, `--seed ${flags.seed}`, `--duration-s ${flags.durationS}`, `--loss ${flags.loss}`, `--kill ${flags.kill}`, `--kill-mode ${flags.killMode}`]
+  const parts = ['npm run sim --', flags.scenarioFile !== undefined ? `--scenario-file ${shellWord(flags.scenarioFile)}` : `--scenario ${flags.scenario}`, `--nodes ${flags.nodes}`, `--seed ${flags.seed}`, `--duration-s ${flags.durationS}`, `--loss ${flags.loss}`, `--kill ${flags.kill}`]
+  if (flags.script !== 'scheduled') parts.push(`--kill-mode ${flags.killMode}`)
   if (flags.partition) parts.push('--partition')
-  if (flags.scenario !== 'membership') parts.push(`--deployments ${flags.deployments}`)
+  if (flags.script !== 'membership') parts.push(`--deployments ${flags.deployments}`)
   return parts.join(' ')
 }
 
-export async function runScenario(flags: SimFlags, log: (line: string) => void): Promise<MembershipScenarioReport | ClusterScenarioReport> {
-  switch (flags.scenario) {
+export type AnySimReport = MembershipScenarioReport | ClusterScenarioReport | ScheduledScenarioReport
+
+export interface RunHooks {
+  onProgress?: (sample: { virtualMs: number; events: number; violations: number; note?: string }) => void
+  traceSink?: (line: { tMs: number; observer: number; subject: number; event: string }) => void
+}
+
+export async function runScenario(flags: SimFlags, log: (line: string) => void, hooks: RunHooks = {}): Promise<AnySimReport> {
+  const spec = flags.spec
+  const extra = { ...(hooks.onProgress === undefined ? {} : { onProgress: hooks.onProgress }), ...(hooks.traceSink === undefined ? {} : { traceSink: hooks.traceSink }) }
+  switch (spec.script) {
+    case 'scheduled':
+      return runScheduledScenario({ spec, seed: flags.seed, log, ...extra })
     case 'membership':
-      return runMembershipScenario({ nodes: flags.nodes, seed: flags.seed, durationS: flags.durationS, loss: flags.loss, kill: flags.kill, killMode: flags.killMode, partition: flags.partition, verbose: flags.verbose, log })
+      return runMembershipScenario({ nodes: flags.nodes, seed: flags.seed, durationS: flags.durationS, loss: flags.loss, kill: flags.kill, killMode: flags.killMode, partition: flags.partition, verbose: flags.verbose, log, ...extra })
     case 'state':
     case 'placement':
     case 'failover':
     case 'partition':
-      return runClusterScenario({ scenario: flags.scenario, nodes: flags.nodes, seed: flags.seed, deployments: flags.deployments, kill: flags.kill, loss: flags.loss, durationS: flags.durationS, partition: flags.partition, log })
+      return runClusterScenario({ scenario: spec.script, nodes: flags.nodes, seed: flags.seed, deployments: flags.deployments, kill: flags.kill, loss: flags.loss, durationS: flags.durationS, partition: flags.partition, log, ...extra })
   }
 }
 
@@ -109,10 +247,28 @@ export async function runSimCommand(argv: string[]): Promise<number> {
   }
   const flags = parsed.flags
   const log = flags.quiet ? () => {} : (line: string) => process.stderr.write(`${line}\n`)
-  const report = await runScenario(flags, log)
+  const progress = createProgressLine({ label: `${flags.scenario} n=${flags.nodes} seed=${flags.seed}`, enabled: !flags.quiet })
+  let traceFile: ReturnType<typeof createTraceFile> | undefined
+  try {
+    traceFile = flags.trace === undefined ? undefined : createTraceFile(flags.trace)
+  } catch (err) {
+    process.stderr.write(`lattice sim: --trace: cannot write ${flags.trace} (${(err as Error).message})\n`)
+    return 2
+  }
+  let report: AnySimReport
+  try {
+    report = await runScenario(flags, log, {
+      onProgress: (sample) => progress.update(sample),
+      ...(traceFile === undefined ? {} : { traceSink: traceFile.sink }),
+    })
+  } finally {
+    traceFile?.close()
+  }
+  progress.done()
   const text = JSON.stringify(report, null, 2)
   process.stdout.write(`${text}\n`)
   if (flags.json !== undefined) await writeFile(flags.json, `${text}\n`)
+  if (flags.trace !== undefined) log(`trace written to ${flags.trace} (${traceFile?.lines() ?? 0} lines)`)
   if (flags.report !== undefined) {
     const written = await writeReport(flags.report, report, { replay: replayCommand(flags) })
     log(`report written to ${written.dir}`)
@@ -125,3 +281,5 @@ export async function runSimCommand(argv: string[]): Promise<number> {
   }
   return 0
 }
+
+export { SCRIPTS }

@@ -7,10 +7,9 @@
  * on, as they would on a real event loop. A run is therefore a pure function
  * of the seed: same seed, same event order, same trace.
  *
- * Clock skew: all nodes share this clock. The membership protocol uses only
- * durations, never another node's timestamps, so skew would change nothing
- * it computes; local lag (a node whose timers fire late) is modelled with
- * `laggingClock` instead.
+ * Clock skew: all nodes share this clock's time; a node's own view of it
+ * (offset, jumps, pauses) is a NodeClock over it (sim/node-clock.ts). Local
+ * lag (a node whose timers fire late) is modelled with `laggingClock`.
  */
 import { createRng, sleepOn, type Clock, type Rng, type TimerHandle } from '../core/index.ts'
 import { createVirtualClock, type VirtualClock } from './virtual-clock.ts'
@@ -30,10 +29,15 @@ export interface SimDriver {
   eventsProcessed(): number
 }
 
+export interface SimDriverHooks {
+  /** Called after every advance of virtual time (runFor, each runUntil step): the progress line hangs here. */
+  onAdvance?(elapsedMs: number, eventsProcessed: number): void
+}
+
 /** Node's macrotask turn: every queued microtask (promise continuation) runs before it resolves. */
 const drainMicrotasks = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
-export function createSimDriver(seed: number, startMs = 1_700_000_000_000): SimDriver {
+export function createSimDriver(seed: number, startMs = 1_700_000_000_000, hooks: SimDriverHooks = {}): SimDriver {
   const clock = createVirtualClock(startMs)
   const rng = createRng(seed)
   let events = 0
@@ -51,6 +55,7 @@ export function createSimDriver(seed: number, startMs = 1_700_000_000_000): SimD
     }
     if (clock.nowMs() < targetMs) clock.jumpTo(targetMs)
     await drainMicrotasks()
+    hooks.onAdvance?.(clock.nowMs() - startMs, events)
   }
 
   const driver: SimDriver = {

@@ -99,3 +99,96 @@ export function checkReplicaPlacement(reference: SimNode, alive: readonly SimNod
   }
   return violations
 }
+
+// ---- safety checkers: they must hold at every moment of the faults
+
+/**
+ * No accepted deployment is lost, while faults go on: each accepted id is
+ * held by at least one node that may come back (running, crashed, paused —
+ * a crashed node's store keeps what it accepted), not only by alive ones.
+ */
+export function checkAcceptedDeploymentsDurable(nodes: readonly SimNode[], acceptedIds: readonly string[]): string[] {
+  const holders = nodes.filter((n) => !n.left)
+  const missing = acceptedIds.filter((id) => !holders.some((n) => n.core.state.deployment(id) !== undefined))
+  return missing.length === 0 ? [] : [`${missing.length} accepted deployment(s) held by no node at all, e.g. ${missing[0]}`]
+}
+
+export interface UnwonRun {
+  node: SimNode
+  container: ContainerInfo
+}
+
+/**
+ * Containers whose generation their node did not win according to its own
+ * document: neither the current round nor one in the record's history lists
+ * the node among the winners of that generation.
+ */
+export function findUnwonRuns(census: ContainerCensus): UnwonRun[] {
+  const out: UnwonRun[] = []
+  for (const entry of census.running) {
+    const { node, container } = entry
+    const record = node.core.state.placements(container.deploymentId).get(container.replica)
+    const won =
+      record !== undefined &&
+      ((record.generation === container.generation && record.winners.includes(node.peerId)) ||
+        record.history.some((h) => h.generation === container.generation && h.winners.includes(node.peerId)))
+    if (!won) out.push(entry)
+  }
+  return out
+}
+
+/**
+ * No node runs a replica of a generation it did not win — checked during the
+ * faults. Two concurrent closes of one round converge in the CRDT to one
+ * record, so a node may briefly run what it won in a record that lost the
+ * merge; its reconciler must stop it within `graceMs` of running time (time
+ * a node spends paused or crashed does not count). A container still
+ * running against its node's own document after that is a violation.
+ */
+export class UnwonRunWatch {
+  /** First time (virtual ms) each offending container was seen, by container id. */
+  private readonly since = new Map<string, number>()
+  private readonly reported = new Set<string>()
+
+  constructor(readonly graceMs: number) {}
+
+  /** Feeds one census (of running, unpaused nodes); returns new violations. */
+  observe(nowMs: number, census: ContainerCensus): string[] {
+    const offending = findUnwonRuns(census)
+    const seen = new Set<string>()
+    const violations: string[] = []
+    for (const { node, container } of offending) {
+      const key = `${node.peerId}/${container.id}`
+      seen.add(key)
+      const first = this.since.get(key) ?? nowMs
+      this.since.set(key, first)
+      if (nowMs - first > this.graceMs && !this.reported.has(key)) {
+        this.reported.add(key)
+        const record = node.core.state.placements(container.deploymentId).get(container.replica)
+        violations.push(`node ${node.index} runs ${container.deploymentId}/${container.replica} generation ${container.generation}, which it did not win (its record: generation ${record?.generation ?? 'none'}, winners ${record?.winners.length ?? 0}), for over ${this.graceMs} ms`)
+      }
+    }
+    for (const key of [...this.since.keys()]) if (!seen.has(key)) this.since.delete(key)
+    return violations
+  }
+}
+
+export interface DeathDeclaration {
+  atMs: number
+  observer: number
+  /** The node declared dead, as the cluster holds it when declared (undefined: not a node of the run). */
+  subject: SimNode | undefined
+  /** Whether the subject was paused when declared. */
+  subjectPaused: boolean
+}
+
+/**
+ * When only message loss, delay and duplication were injected, no healthy
+ * node may be declared dead: a declaration about a node that runs and is not
+ * paused is a false death.
+ */
+export function checkNoHealthyNodeDeclaredDead(declarations: readonly DeathDeclaration[]): string[] {
+  return declarations
+    .filter((d) => d.subject !== undefined && d.subject.running && !d.subject.left && !d.subjectPaused)
+    .map((d) => `node ${d.observer} declared healthy node ${d.subject?.index} dead at ${d.atMs} ms with only loss/jitter injected`)
+}

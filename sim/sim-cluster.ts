@@ -6,6 +6,13 @@
  * their containers keep running in the engine, as a crashed machine's would
  * until it returns), restarted on their store and engine, and deploys can be
  * accepted through any node, as the API does.
+ *
+ * Faults on single nodes (used by the fault schedule, sim/faults.ts): each
+ * node has its own Clock over the shared virtual one (sim/node-clock.ts) —
+ * skew and jumps — and can be paused (timers and message handling freeze,
+ * state is kept) and resumed; brand-new nodes join (`addNode`) and nodes
+ * leave gracefully (`leave`); container starts can be made slow or failing
+ * per node (`node.runtime.setStartFaults`).
  */
 import { silentLogger, type DeploymentSpecInput, type Rng, type Store } from '../core/index.ts'
 import { createMemoryStore } from '../crdt/index.ts'
@@ -14,8 +21,9 @@ import { createNodeMetrics } from '../node/metrics.ts'
 import { createNodeCore, type NodeCore, type NodeCoreInit } from '../node/node-core.ts'
 import { createIdGenerator } from '../node/ids.ts'
 import { createFakeEngine, createFakeRuntime, type FakeEngine, type FakeRuntime } from '../runtime/index.ts'
-import { createSimDriver, type SimDriver } from './driver.ts'
-import { simPeerIds } from './peer-ids.ts'
+import { createSimDriver, type SimDriver, type SimDriverHooks } from './driver.ts'
+import { createNodeClock, type NodeClock } from './node-clock.ts'
+import { simPeerId, simPeerIds } from './peer-ids.ts'
 import { createSimNetwork, type SimNetwork } from './sim-network.ts'
 
 export interface SimClusterOptions {
@@ -28,6 +36,8 @@ export interface SimClusterOptions {
   containerStartMs?: number
   /** Overrides of the node core's settings (placement, reconciler, …). */
   core?: Partial<Omit<NodeCoreInit, 'name' | 'capacity' | 'labels' | 'seeds'>>
+  /** Called after the driver advances (the progress line). */
+  driverHooks?: SimDriverHooks
 }
 
 export interface SimNode {
@@ -38,6 +48,10 @@ export interface SimNode {
   events: EventBus
   store: Store
   running: boolean
+  /** This node's clock (skew, jumps, pause); kept across restarts, as a machine's clock is. */
+  clock: NodeClock
+  /** Left gracefully (churn); never restarted. */
+  left: boolean
 }
 
 export interface SimCluster {
@@ -52,10 +66,19 @@ export interface SimCluster {
   deploy(via: SimNode, spec: DeploymentSpecInput): Promise<string>
   /** Crash: the node stops without a word; its containers stay in the engine. */
   kill(node: SimNode): Promise<void>
-  /** The crashed node comes back on its store and engine namespace. */
-  restart(node: SimNode): Promise<void>
+  /** The crashed node comes back on its store and engine namespace (with `wait: false`, resolves at once; the node is running once `nodes[index].running`). */
+  restart(node: SimNode, options?: { wait?: boolean }): Promise<void>
   alive(): SimNode[]
   stopAll(): Promise<void>
+  /** Freezes a running node: its timers and message handling wait; its state stays. */
+  pause(node: SimNode): void
+  /** Lets a paused node run again; everything held runs in order. */
+  resume(node: SimNode): void
+  isPaused(node: SimNode): boolean
+  /** A brand-new node (new PeerId, empty store) joins through node 0's successor set; resolves once started. */
+  addNode(options?: { wait?: boolean }): Promise<SimNode>
+  /** Graceful leave: the node announces `left` and stops for good. */
+  leave(node: SimNode): Promise<void>
 }
 
 const RECONCILE_SIM = {
@@ -68,26 +91,31 @@ const RECONCILE_SIM = {
 }
 
 export function createSimCluster(options: SimClusterOptions): SimCluster {
-  const driver = createSimDriver(options.seed)
+  const driver = createSimDriver(options.seed, undefined, options.driverHooks)
   const rng = driver.rng
   const network = createSimNetwork(
     { latencyMs: options.latencyMs ?? { min: 1, max: 10 }, lossRate: options.loss ?? 0, duplicateRate: 0 },
     { clock: driver.clock, rng: rng.fork('network') },
   )
   const engine = createFakeEngine()
-  const peerIds = simPeerIds(rng.fork('peer-ids'), options.nodes)
+  const peerIdRng = rng.fork('peer-ids')
+  const peerIds = simPeerIds(peerIdRng, options.nodes)
   const layoutRng = rng.fork('layout')
   // A resource mix: small and large machines, two zones.
-  const capacities = peerIds.map(() => ({ cpu: [2, 4, 8, 16][layoutRng.int(4)]!, memoryMB: [4_096, 8_192, 16_384, 65_536][layoutRng.int(4)]!, diskMB: 100_000, gpus: 0 }))
+  const drawCapacity = (): { cpu: number; memoryMB: number; diskMB: number; gpus: number } => ({ cpu: [2, 4, 8, 16][layoutRng.int(4)]!, memoryMB: [4_096, 8_192, 16_384, 65_536][layoutRng.int(4)]!, diskMB: 100_000, gpus: 0 })
+  const capacities = peerIds.map(() => drawCapacity())
   const zones = peerIds.map(() => (layoutRng.next() < 0.5 ? 'home' : 'office'))
+  const clocks: NodeClock[] = []
+  const clockOf = (index: number): NodeClock => (clocks[index] ??= createNodeClock(driver.clock))
   const idRng = rng.fork('deployment-ids')
   const newId = createIdGenerator({ rng: idRng })
 
   const build = (index: number, store: Store, seeds: string[]): SimNode => {
     const peerId = peerIds[index]!
     const transport = network.transport(peerId)
-    const events = createEventBus({ bufferMax: 100 }, { clock: driver.clock })
-    const runtime = createFakeRuntime({ nodeId: peerId, engine, startDelayMs: options.containerStartMs ?? 300 })({ clock: driver.clock, rng: rng.fork(`runtime-${index}`) })
+    const clock = clockOf(index)
+    const events = createEventBus({ bufferMax: 100 }, { clock })
+    const runtime = createFakeRuntime({ nodeId: peerId, engine, startDelayMs: options.containerStartMs ?? 300 })({ clock, rng: rng.fork(`runtime-${index}`) })
     const core = createNodeCore({
       name: `n${index}`,
       version: 'sim',
@@ -100,8 +128,8 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
       connectionsTarget: 8,
       seeds,
       ...options.core,
-    })({ transport, store, runtime, clock: driver.clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }) })
-    return { index, peerId, core, runtime, events, store, running: false }
+    })({ transport, store, runtime, clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }) })
+    return { index, peerId, core, runtime, events, store, running: false, clock, left: false }
   }
 
   const nodes: SimNode[] = []
@@ -132,21 +160,57 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     },
     async kill(node) {
       if (!node.running) return
+      // A frozen process dies as it is: what it held back never runs (its stop must not wait on frozen timers).
+      cluster.resume(node)
       node.running = false
       await node.core.stop({ graceful: false })
     },
-    async restart(node) {
-      if (node.running) return
+    async restart(node, restartOptions = {}) {
+      if (node.running || node.left || nodes[node.index] !== node) return
       const fresh = build(node.index, node.store, seedsFor(node.index))
       nodes[node.index] = fresh
       void fresh.core.start().then(() => {
         fresh.running = true
       })
-      await driver.runUntil(() => fresh.running, 60_000)
+      if (restartOptions.wait !== false) await driver.runUntil(() => fresh.running, 60_000)
     },
     alive: () => nodes.filter((n) => n.running),
     async stopAll() {
       for (const node of nodes) if (node.running) await cluster.kill(node)
+    },
+    pause(node) {
+      if (!node.running) return
+      node.clock.pause()
+      network.pause(node.peerId)
+    },
+    resume(node) {
+      node.clock.resume()
+      network.resume(node.peerId)
+    },
+    isPaused: (node) => node.clock.paused(),
+    async addNode(addOptions = {}) {
+      const index = peerIds.length
+      let peerId = simPeerId(peerIdRng)
+      while (peerIds.includes(peerId)) peerId = simPeerId(peerIdRng)
+      peerIds.push(peerId)
+      capacities.push(drawCapacity())
+      zones.push(layoutRng.next() < 0.5 ? 'home' : 'office')
+      const live = nodes.filter((n) => n.running)
+      const seeds = [...new Set([live[0]?.peerId ?? peerIds[0]!, live[layoutRng.int(Math.max(1, live.length))]?.peerId ?? peerIds[0]!])]
+      const node = build(index, createMemoryStore(), seeds)
+      nodes.push(node)
+      void node.core.start().then(() => {
+        node.running = true
+      })
+      if (addOptions.wait !== false) await driver.runUntil(() => node.running, 60_000)
+      return node
+    },
+    async leave(node) {
+      if (!node.running) return
+      cluster.resume(node)
+      node.running = false
+      node.left = true
+      await node.core.stop({ graceful: true })
     },
   }
   return cluster

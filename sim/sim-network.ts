@@ -18,6 +18,12 @@
  * - a stopped transport neither sends nor receives; it may start again with
  *   its subscriptions and handlers (like the libp2p adapter), or a restarted
  *   node asks `transport(peerId)` for a fresh instance.
+ * - a paused peer (`pause`) keeps its links but handles nothing: messages,
+ *   requests, responses, request deadlines and peer events addressed to it
+ *   wait and are handled in order on `resume` (a frozen process whose
+ *   sockets keep buffering). Its peers' requests to it time out meanwhile.
+ * - `partitionOneWay(from, to)` drops everything sent from a peer of `from`
+ *   to a peer of `to` (an asymmetric partition: a broken route one way).
  */
 import type {
   Clock,
@@ -78,8 +84,15 @@ export interface SimNetwork {
   partition(groups: string[][]): void
   /** Drops everything sent from `from` to `to` (one direction only). */
   block(from: string, to: string): void
-  /** Removes every partition and block. */
+  /** Drops every message from a peer in `from` to a peer in `to` (one direction; replaces the previous one-way cut). */
+  partitionOneWay(from: readonly string[], to: readonly string[]): void
+  /** Removes every partition, one-way cut and block. */
   heal(): void
+  /** Freezes message handling of `peerId` (see the header); its links stay up. */
+  pause(peerId: string): void
+  /** Handles, in order, everything that arrived for `peerId` while paused. */
+  resume(peerId: string): void
+  isPaused(peerId: string): boolean
   setLoss(rate: number): void
   setDuplicate(rate: number): void
   setLatency(model: LatencyModel): void
@@ -152,6 +165,16 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
   const up = new Map<string, Set<string>>()
   let islandOf = new Map<string, number>()
   const blocked = new Set<string>()
+  let oneWayFrom = new Set<string>()
+  let oneWayTo = new Set<string>()
+  /** Work held for paused peers, in arrival order. */
+  const pausedWork = new Map<string, Array<() => void>>()
+  /** Runs `fn` now, or on `resume` if `peerId` is paused. */
+  const gate = (peerId: string, fn: () => void): void => {
+    const held = pausedWork.get(peerId)
+    if (held !== undefined) held.push(fn)
+    else fn()
+  }
 
   const pairKey = (a: string, b: string): string => (a < b ? `${a}\u0000${b}` : `${b}\u0000${a}`)
   const countersOf = (peerId: string): SimPeerCounters => {
@@ -167,7 +190,7 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
     return latency.min + rng.int(Math.floor(latency.max - latency.min) + 1)
   }
   const reachable = (from: string, to: string): boolean =>
-    (islandOf.get(from) ?? -1) === (islandOf.get(to) ?? -1) && !blocked.has(`${from}\u0000${to}`)
+    (islandOf.get(from) ?? -1) === (islandOf.get(to) ?? -1) && !blocked.has(`${from}\u0000${to}`) && !(oneWayFrom.has(from) && oneWayTo.has(to))
   const isLive = (peerId: string): boolean => instances.get(peerId)?.started === true
   const linkShouldBeUp = (a: string, b: string): boolean =>
     links.has(pairKey(a, b)) && isLive(a) && isLive(b) && reachable(a, b) && reachable(b, a)
@@ -304,7 +327,7 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
         const copies = rng.next() < duplicateRate ? 2 : 1
         if (copies === 2) sender.messagesDuplicated++
         for (let copy = 0; copy < copies; copy++) {
-          clock.setTimer(drawLatencyMs(), () => target.deliver(this.selfId, topic, payload))
+          clock.setTimer(drawLatencyMs(), () => gate(peerId, () => target.deliver(this.selfId, topic, payload)))
         }
       }
     }
@@ -347,7 +370,7 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
         }
         const pending: PendingRequest = { reject: (err) => finish(err) }
         const timer = clock.setTimer(options.timeoutMs, () =>
-          finish(new TransportError('TIMEOUT', `request ${protocol} to ${peerId} timed out after ${options.timeoutMs} ms`)),
+          gate(this.selfId, () => finish(new TransportError('TIMEOUT', `request ${protocol} to ${peerId} timed out after ${options.timeoutMs} ms`))),
         )
         const onAbort = (): void =>
           finish(new TransportError('TIMEOUT', `request ${protocol} to ${peerId} aborted by the caller`, { cause: options.signal?.reason }))
@@ -381,14 +404,14 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
       const target = instances.get(peerId)
       if (target === undefined || !target.started) {
         const roundTripMs = drawLatencyMs() + drawLatencyMs()
-        clock.setTimer(roundTripMs, () => respond(new TransportError('UNREACHABLE', `${peerId} is not running`)))
+        clock.setTimer(roundTripMs, () => gate(this.selfId, () => respond(new TransportError('UNREACHABLE', `${peerId} is not running`))))
         return
       }
       if (!reachable(this.selfId, peerId)) return // lost in the partition: the deadline answers
       if (reachable(peerId, this.selfId) && !isUp(this.selfId, peerId)) link(this.selfId, peerId)
-      clock.setTimer(drawLatencyMs(), () => {
+      clock.setTimer(drawLatencyMs(), () => gate(peerId, () => {
         if (!target.started || !reachable(this.selfId, peerId)) {
-          if (!target.started) respond(new TransportError('UNREACHABLE', `${peerId} stopped`))
+          if (!target.started) gate(this.selfId, () => respond(new TransportError('UNREACHABLE', `${peerId} stopped`)))
           return
         }
         const received = countersOf(peerId)
@@ -400,13 +423,13 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
             const back = countersOf(peerId)
             back.bytesSent += result.byteLength
           }
-          clock.setTimer(drawLatencyMs(), () => {
+          clock.setTimer(drawLatencyMs(), () => gate(this.selfId, () => {
             if (!this.started) return
             if (!(result instanceof TransportError)) countersOf(this.selfId).bytesReceived += result.byteLength
             respond(result)
-          })
+          }))
         })
-      })
+      }))
     }
 
     async dial(address: string): Promise<void> {
@@ -416,14 +439,21 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
       if (peerId === this.selfId) throw new TransportError('UNREACHABLE', 'cannot dial self')
       if (isUp(this.selfId, peerId)) return
       const roundTripMs = drawLatencyMs() + drawLatencyMs()
-      await clock.sleep(roundTripMs)
+      await this.sleep(roundTripMs)
       if (!this.started) throw new TransportError('STOPPED', 'transport stopped while dialling')
       if (!isLive(peerId)) throw new TransportError('UNREACHABLE', `dial ${address}: connection refused`)
       if (!reachable(this.selfId, peerId) || !reachable(peerId, this.selfId)) {
-        await clock.sleep(Math.max(0, dialTimeoutMs - roundTripMs))
+        await this.sleep(Math.max(0, dialTimeoutMs - roundTripMs))
         throw new TransportError('UNREACHABLE', `dial ${address} timed out`)
       }
       link(this.selfId, peerId)
+    }
+
+    /** A wait on the shared clock whose end this peer sees only when not paused. */
+    private sleep(ms: number): Promise<void> {
+      return new Promise((resolve) => {
+        clock.setTimer(ms, () => gate(this.selfId, resolve))
+      })
     }
 
     connectedPeers(): string[] {
@@ -442,7 +472,7 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
     /** Peer events are delivered asynchronously (as libp2p's are), in order. */
     queuePeerEvent(event: PeerEvent): void {
       if (!this.started) return
-      clock.setTimer(0, () => {
+      clock.setTimer(0, () => gate(this.selfId, () => {
         if (!this.started) return
         for (const listener of [...this.peerListeners]) {
           try {
@@ -451,7 +481,7 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
             // One listener's failure must not hide the event from the others.
           }
         }
-      })
+      }))
     }
   }
 
@@ -480,11 +510,31 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
       blocked.add(`${from}\u0000${to}`)
       refreshLinks()
     },
+    partitionOneWay: (from, to) => {
+      oneWayFrom = new Set(from)
+      oneWayTo = new Set(to)
+      refreshLinks()
+    },
     heal: () => {
       islandOf = new Map()
       blocked.clear()
+      oneWayFrom = new Set()
+      oneWayTo = new Set()
       refreshLinks()
     },
+    pause: (peerId) => {
+      if (!pausedWork.has(peerId)) pausedWork.set(peerId, [])
+    },
+    resume: (peerId) => {
+      const held = pausedWork.get(peerId)
+      if (held === undefined) return
+      pausedWork.delete(peerId)
+      if (held.length === 0) return
+      clock.setTimer(0, () => {
+        for (const fn of held) gate(peerId, fn)
+      })
+    },
+    isPaused: (peerId) => pausedWork.has(peerId),
     setLoss: (rate) => {
       assertRate('lossRate', rate)
       lossRate = rate

@@ -5,19 +5,38 @@
  * same traceHash. Observers and subjects are node indices (the seed fixes
  * which PeerId each index has). The last `keep` lines stay readable for
  * debugging a failing seed.
+ *
+ * With a sink (`--trace FILE`, `createTraceFile`) every line is also written
+ * as one JSON object per line: {"tMs":…,"observer":…,"subject":…,"event":"…"}
+ * (observer -1: the fault schedule). The hash is over the text lines, so a
+ * sink changes nothing in it.
  */
+import { closeSync, openSync, writeSync } from 'node:fs'
 import { createHash, type Hash } from 'node:crypto'
+
+export interface TraceLine {
+  tMs: number
+  observer: number
+  subject: number
+  event: string
+}
+
+export type TraceSink = (line: TraceLine) => void
 
 export class Trace {
   private readonly hash: Hash = createHash('sha256')
   private readonly tail: string[] = []
   private count = 0
 
-  constructor(private readonly keep = 200) {}
+  constructor(
+    private readonly keep = 200,
+    private readonly sink?: TraceSink,
+  ) {}
 
   record(atMs: number, observer: number, subject: number, state: string): void {
     const line = `${atMs} ${observer} ${subject} ${state}\n`
     this.hash.update(line)
+    this.sink?.({ tMs: atMs, observer, subject, event: state })
     this.count++
     if (this.keep > 0) {
       this.tail.push(line)
@@ -36,5 +55,32 @@ export class Trace {
   /** Final digest (hex); the trace cannot be extended afterwards. */
   digest(): string {
     return this.hash.digest('hex')
+  }
+}
+
+/** Bytes buffered before a write to the trace file. */
+const TRACE_FILE_BUFFER_BYTES = 256 * 1024
+
+/** A JSON-lines trace file: `sink` for a Trace, `close()` flushes and closes it. */
+export function createTraceFile(path: string): { sink: TraceSink; close(): void; lines(): number } {
+  const fd = openSync(path, 'w')
+  let buffer = ''
+  let count = 0
+  const flush = (): void => {
+    if (buffer.length === 0) return
+    writeSync(fd, buffer)
+    buffer = ''
+  }
+  return {
+    sink: (line) => {
+      buffer += `${JSON.stringify(line)}\n`
+      count++
+      if (buffer.length >= TRACE_FILE_BUFFER_BYTES) flush()
+    },
+    close: () => {
+      flush()
+      closeSync(fd)
+    },
+    lines: () => count,
   }
 }

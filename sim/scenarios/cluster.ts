@@ -25,7 +25,7 @@ import { percentile } from '../bench/stats.ts'
 import { checkEqualHeads, checkEqualMembershipViews, checkNoAcceptedDeploymentLost, checkReplicaPlacement, takeCensus } from '../invariants.ts'
 import { createSimCluster, type SimCluster, type SimNode } from '../sim-cluster.ts'
 import { SeriesRecorder, type SimSeries } from '../report/series.ts'
-import { Trace } from '../trace.ts'
+import { Trace, type TraceSink } from '../trace.ts'
 
 export type ClusterScenarioName = 'state' | 'placement' | 'failover' | 'partition'
 
@@ -44,6 +44,10 @@ export interface ClusterScenarioOptions {
   /** Virtual time allowed for convergence after faults stop. */
   livenessBudgetMs?: number
   log?: (line: string) => void
+  /** Every advance of virtual time (the progress line). */
+  onProgress?: (sample: { virtualMs: number; events: number; violations: number }) => void
+  /** Writes every trace line (--trace FILE). */
+  traceSink?: TraceSink
 }
 
 export interface ClusterScenarioReport {
@@ -89,10 +93,10 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
   const log = options.log ?? (() => {})
   const wallStartedAt = performance.now()
   const heapBefore = process.memoryUsage().heapUsed
-  const cluster = createSimCluster({ nodes: options.nodes, seed: options.seed })
+  const cluster = createSimCluster({ nodes: options.nodes, seed: options.seed, driverHooks: { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violations.length }) } })
   const { driver } = cluster
   const rng = cluster.rng.fork('scenario')
-  const trace = new Trace()
+  const trace = new Trace(200, options.traceSink)
   const recorder = new SeriesRecorder()
   let lastSampleMs = -1_000
   let lastGossipBytes = 0

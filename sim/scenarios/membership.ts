@@ -33,7 +33,7 @@ import { createSimDriver } from '../driver.ts'
 import { simPeerIds } from '../peer-ids.ts'
 import { FaultyTransport } from '../request-faults.ts'
 import { createSimNetwork, type LatencyModel } from '../sim-network.ts'
-import { Trace } from '../trace.ts'
+import { Trace, type TraceSink } from '../trace.ts'
 
 export interface MembershipScenarioOptions {
   nodes: number
@@ -61,6 +61,10 @@ export interface MembershipScenarioOptions {
   log?: (line: string) => void
   /** Also log, every 5 virtual seconds of a wait, how many (observer, subject) pairs are still missing. */
   verbose?: boolean
+  /** Every advance of virtual time (the progress line). */
+  onProgress?: (sample: { virtualMs: number; events: number; violations: number }) => void
+  /** Writes every trace line (--trace FILE). */
+  traceSink?: TraceSink
 }
 
 export interface Percentiles {
@@ -132,13 +136,13 @@ export async function runMembershipScenario(options: MembershipScenarioOptions):
 
   const heapBaseline = liveHeapBytes()
 
-  const driver = createSimDriver(options.seed)
+  const driver = createSimDriver(options.seed, undefined, { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violations.length }) })
   const { clock } = driver
   const network = createSimNetwork({ latencyMs: CALM_LATENCY, lossRate: 0, duplicateRate: 0 }, { clock, rng: driver.rng.fork('network') })
   let requestLoss = 0
   const ids = simPeerIds(driver.rng.fork('peer-ids'), n)
   const indexOf = new Map(ids.map((id, index) => [id, index]))
-  const trace = new Trace(0)
+  const trace = new Trace(0, options.traceSink)
 
   // view[o * n + j]: observer o's state of subject j.
   const view = new Uint8Array(n * n)
