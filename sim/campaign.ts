@@ -19,7 +19,7 @@ import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { LatticeError } from '../core/index.ts'
@@ -44,7 +44,10 @@ export interface CampaignProgress {
 }
 
 export interface CampaignOptions {
+  /** A library scenario by name (ignored when `scenarioFile` is given). */
   scenario: string
+  /** A scenario file (YAML or JSON) instead of a library name. */
+  scenarioFile?: string
   /** How many seeds (firstSeed, firstSeed + 1, …) or the seeds themselves. */
   seeds: number | readonly number[]
   /** First seed when `seeds` is a count. Default 1. */
@@ -92,7 +95,7 @@ export function defaultCommand(simArgv: readonly string[]): { file: string; args
 const CONTROLLED_SIM_FLAGS = new Set(['seed', 'json', 'report', 'quiet', 'verbose', 'trace'])
 
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
-  const simArgv = ['--scenario', options.scenario, '--nodes', String(options.nodes)]
+  const simArgv = [...(options.scenarioFile !== undefined ? ['--scenario-file', resolve(options.scenarioFile)] : ['--scenario', options.scenario]), '--nodes', String(options.nodes)]
   if (options.durationS !== undefined) simArgv.push('--duration-s', String(options.durationS))
   for (const [name, value] of Object.entries(options.flags ?? {})) {
     const flag = kebab(name)
@@ -280,7 +283,7 @@ const seedDir = (seed: number): string => `seed-${seed}`
 // ---- the command
 
 const CAMPAIGN_USAGE =
-  'usage: lattice sim campaign --seeds N --scenario S --nodes N [--duration-s T] [--concurrency C] [--report DIR] [--first-seed S | --seed-list 3,17] [--timeout-s T] [--quiet] [other sim flags]'
+  'usage: lattice sim campaign --seeds N (--scenario S | --scenario-file F) --nodes N [--duration-s T] [--concurrency C] [--report DIR] [--first-seed S | --seed-list 3,17] [--timeout-s T] [--quiet] [other sim flags]'
 
 /** The campaign's own flags (the rest are the sim's). */
 export const CampaignFlagsSchema = z
@@ -328,7 +331,12 @@ export function parseCampaignArgv(argv: readonly string[]): { ok: true; flags: C
     }
     const valueKey = CAMPAIGN_VALUE_FLAGS[name]
     const booleanKey = CAMPAIGN_BOOLEAN_FLAGS[name]
-    if (valueKey !== undefined) {
+    if (name === 'scenario-file') {
+      // Each run starts in the checkout's root: pass the file by absolute path.
+      const value = match[2] ?? words[++i]
+      if (value === undefined || (match[2] === undefined && value.startsWith('--'))) return { ok: false, error: `--${name}: needs a value` }
+      simArgv.push('--scenario-file', resolve(value))
+    } else if (valueKey !== undefined) {
       const value = match[2] ?? words[++i]
       if (value === undefined || (match[2] === undefined && value.startsWith('--'))) return { ok: false, error: `--${name}: needs a value` }
       own[valueKey] = value
