@@ -140,3 +140,33 @@ describe('fault schedule', () => {
     await b.cluster.stopAll()
   }, 60_000)
 })
+
+describe('safety checkers catch planted violations', () => {
+  it('a deployment no node holds, a copy run past the grace, and a healthy node declared dead', async () => {
+    const { checkAcceptedDeploymentsDurable, checkNoHealthyNodeDeclaredDead, UnwonRunWatch, takeCensus } = await import('../sim/invariants.ts')
+    const cluster = createSimCluster({ nodes: 4, seed: 5 })
+    await cluster.startAll()
+    const [a, b] = cluster.nodes
+    const id = await cluster.deploy(a!, { name: 'w', image: 'lattice-test/busybox:latest', command: ['/bin/httpd', '-f', '-p', '80', '-h', '/www'], resources: { cpu: 0.1, memoryMB: 16 } })
+    await cluster.driver.runFor(5_000)
+    // Durable: a crashed node still holds what it accepted; an id nobody wrote is lost.
+    await cluster.kill(a!)
+    expect(checkAcceptedDeploymentsDurable(cluster.nodes, [id])).toEqual([])
+    expect(checkAcceptedDeploymentsDurable(cluster.nodes, [id, 'd-never'])).toEqual([expect.stringContaining('held by no node at all, e.g. d-never')])
+
+    // Unwon: the real copy is fine; a planted generation-9 copy is reported only once it outlives the grace.
+    const census = await takeCensus(cluster.alive())
+    const real = census.running.find((r) => r.container.deploymentId === id)!
+    const watch = new UnwonRunWatch(2_000)
+    expect(watch.observe(0, census)).toEqual([])
+    const planted = { running: [...census.running, { node: real.node, container: { ...real.container, id: 'planted', generation: 9 } }] }
+    expect(watch.observe(1_000, planted)).toEqual([])
+    expect(watch.observe(3_500, planted)).toEqual([expect.stringContaining(`runs ${id}/0 generation 9, which it did not win`)])
+    expect(watch.observe(4_000, planted)).toEqual([]) // reported once
+
+    // False death: a running node declared dead is one; a crashed one is not.
+    expect(checkNoHealthyNodeDeclaredDead([{ atMs: 1, observer: 2, subject: b!, subjectPaused: false }])).toEqual([expect.stringContaining('declared healthy node 1 dead')])
+    expect(checkNoHealthyNodeDeclaredDead([{ atMs: 1, observer: 2, subject: a!, subjectPaused: false }, { atMs: 1, observer: 2, subject: b!, subjectPaused: true }])).toEqual([])
+    await cluster.stopAll()
+  }, 60_000)
+})
