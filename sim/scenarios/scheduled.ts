@@ -161,7 +161,8 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   let retiredBids = 0
   let firstAcceptMs = Number.POSITIVE_INFINITY
   let lastFirstRunningMs = 0
-  let scheduler: FaultScheduler | undefined
+  /** Set when the safety phase begins (the watchers read it). */
+  const faults: { scheduler?: FaultScheduler } = {}
   const byPeer = (): Map<string, SimNode> => new Map(cluster.nodes.map((n) => [n.peerId, n]))
 
   const watch = (node: SimNode): void => {
@@ -198,6 +199,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
         const subject = byPeer().get(event.peerId)
         const subjectPaused = subject !== undefined && cluster.isPaused(subject)
         if (noiseOnly) declarations.push({ atMs: t, observer: node.index, subject, subjectPaused })
+        const scheduler = faults.scheduler
         const recentlyCut =
           scheduler !== undefined &&
           (scheduler.partitioned() || t - scheduler.lastPartitionEndMs < FALSE_DEATH_GRACE_MS || (subject !== undefined && t - (scheduler.lastPauseEndMs.get(subject.index) ?? Number.NEGATIVE_INFINITY) < FALSE_DEATH_GRACE_MS))
@@ -244,7 +246,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   network.setLoss(baseline.loss)
   network.setDuplicate(baseline.duplicate)
   const bidsOf = (nodes: readonly SimNode[]): number => nodes.reduce((sum, n) => sum + n.core.placer.counters().bidsSent, 0)
-  scheduler = new FaultScheduler(cluster, spec.faults, baseline, rng.fork('faults'), spec.nodes, {
+  const scheduler = new FaultScheduler(cluster, spec.faults, baseline, rng.fork('faults'), spec.nodes, {
     onEvent: (event: FaultEvent) => trace.record(event.atMs, -1, event.node ?? -1, `fault ${event.kind} ${event.phase} ${event.detail}`),
     onNodeStarted: (node) => watch(node),
     onKill: (node) => {
@@ -260,6 +262,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
       kills.set(node.peerId, { atMs: driver.elapsedMs(), index: node.index, observers: new Set(), held })
     },
   })
+  faults.scheduler = scheduler
   await options.plant?.(cluster)
   const unwon = new UnwonRunWatch(UNWON_RUN_GRACE_MS)
   const safetyChecks = async (phase: string): Promise<void> => {
