@@ -8,6 +8,7 @@ import { failoverBench } from './failover-bench.ts'
 import { membershipBench } from './membership-bench.ts'
 import { meshBench } from './mesh-bench.ts'
 import { runtimeBench } from './runtime-bench.ts'
+import { simBench } from './sim-bench.ts'
 
 const BENCHMARKS: Record<string, { what: string; run: () => Promise<Record<string, unknown>> }> = {
   runtime: { what: '20 deploys of the busybox httpd through the API on Docker: accept→running p50/p99, node RSS', run: runtimeBench },
@@ -15,6 +16,7 @@ const BENCHMARKS: Record<string, { what: string; run: () => Promise<Record<strin
   failover: { what: 'three node processes with Docker: SIGKILL the winner, time until a replacement runs (target ≤ 8 s)', run: failoverBench },
   membership: { what: 'the membership simulator at 1,000 nodes, 10 virtual minutes at 10 % loss: detection, false deaths, traffic, heap', run: membershipBench },
   mesh: { what: '100 real libp2p nodes in one process: time until all see all alive, gossip to all, RSS per node', run: meshBench },
+  sim: { what: 'chaos on the whole node core: 1,000 nodes × 10 virtual min (≤ 10 wall min, ≤ 4 MB heap/node) and a 100-seed campaign at 200 nodes (≤ 30 min); sizes from LATTICE_BENCH_SIM_* (sim/bench/sim-bench.ts)', run: simBench },
 }
 
 const names = process.argv.slice(2)
