@@ -44,6 +44,8 @@ export interface FaultSchedulerHooks {
   onNodeStarted?(node: SimNode): void
   /** A node is about to crash (kill, restart): the scenario notes which replicas it held. */
   onKill?(node: SimNode): void
+  /** A node is about to leave gracefully (churn). */
+  onLeave?(node: SimNode): void
 }
 
 export interface FaultCounts {
@@ -309,6 +311,7 @@ export class FaultScheduler {
         if (node === undefined) break
         this.counts.started.leave++
         this.emit('leave', 'start', `node ${node.index} leaves`, node)
+        this.hooks.onLeave?.(node)
         // A graceful leave waits on the clock (the goodbye is disseminated): it runs while the driver moves time.
         void this.cluster.leave(node).catch((err: unknown) => this.emit('leave', 'end', `node ${node.index} leave failed: ${err instanceof Error ? err.message : String(err)}`, node))
       }

@@ -208,8 +208,8 @@ export function loadLibraryScenario(name: string): ScenarioSpec {
   return loadScenarioFile(file)
 }
 
-/** Whether the schedule injects only network noise (loss, delay, duplication) and container faults: then no healthy node may be declared dead. */
+/** Whether the schedule injects only network noise (loss, delay, duplication), container faults and churn (graceful leaves, joins): then no healthy node may be declared dead. */
 export function onlyNetworkNoise(spec: ScheduledSpec): boolean {
   const f = spec.faults
-  return f.kill.probability === 0 && f.restart.probability === 0 && f.pause.probability === 0 && f.partition.probability === 0 && f.clockSkew.probability === 0 && f.clockJump.probability === 0 && f.churn.leavePerMinute === 0
+  return f.kill.probability === 0 && f.restart.probability === 0 && f.pause.probability === 0 && f.partition.probability === 0 && f.clockSkew.probability === 0 && f.clockJump.probability === 0
 }

@@ -152,7 +152,8 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   const accepted: string[] = []
   const firstRunning = new Map<string, number>()
   const placeLatencies: number[] = []
-  const kills = new Map<string, { atMs: number; index: number; observers: Set<number>; held: Set<string> }>()
+  /** Crashed and leaving nodes by PeerId: when, which replicas they held, who noticed. */
+  const kills = new Map<string, { atMs: number; index: number; observers: Set<number>; held: Set<string>; graceful: boolean }>()
   const detections: number[] = []
   const failovers: number[] = []
   const declarations: DeathDeclaration[] = []
@@ -183,19 +184,25 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
         for (const [peerId, kill] of kills) {
           if (peerId === node.peerId || !kill.held.has(key)) continue
           kill.held.delete(key)
-          failovers.push(t - kill.atMs)
+          if (!kill.graceful) failovers.push(t - kill.atMs)
           recorder.failover(key, kill.atMs, t)
         }
       } else if (event.type.startsWith('node.') && 'peerId' in event) {
         trace.record(t, node.index, 0, `${event.type} ${event.peerId.slice(-6)}`)
-        if (event.type !== 'node.dead') return
         const kill = kills.get(event.peerId)
-        if (kill !== undefined && !kill.observers.has(node.index)) {
+        if (event.type === 'node.left' && kill?.graceful === true && !kill.observers.has(node.index)) {
+          kill.observers.add(node.index)
+          recorder.detection(kill.index, kill.atMs, t, node.index)
+          return
+        }
+        if (event.type !== 'node.dead') return
+        if (kill !== undefined && !kill.graceful && !kill.observers.has(node.index)) {
           kill.observers.add(node.index)
           detections.push(t - kill.atMs)
           recorder.detection(kill.index, kill.atMs, t, node.index)
           return
         }
+        if (kill?.graceful === true) return // a leaving node may be suspected while it says goodbye; it is not healthy
         const subject = byPeer().get(event.peerId)
         const subjectPaused = subject !== undefined && cluster.isPaused(subject)
         if (noiseOnly) declarations.push({ atMs: t, observer: node.index, subject, subjectPaused })
@@ -248,8 +255,15 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   const bidsOf = (nodes: readonly SimNode[]): number => nodes.reduce((sum, n) => sum + n.core.placer.counters().bidsSent, 0)
   const scheduler = new FaultScheduler(cluster, spec.faults, baseline, rng.fork('faults'), spec.nodes, {
     onEvent: (event: FaultEvent) => trace.record(event.atMs, -1, event.node ?? -1, `fault ${event.kind} ${event.phase} ${event.detail}`),
-    onNodeStarted: (node) => watch(node),
-    onKill: (node) => {
+    onNodeStarted: (node) => {
+      // A crashed node back: its crash is over (later dead notices about it are new events, not detections of that crash).
+      kills.delete(node.peerId)
+      watch(node)
+    },
+    onKill: (node) => depart(node, false),
+    onLeave: (node) => depart(node, true),
+  })
+  function depart(node: SimNode, graceful: boolean): void {
       retiredBids += node.core.placer.counters().bidsSent
       const held = new Set<string>()
       const reference = cluster.alive().find((n) => n !== node && !cluster.isPaused(n)) ?? node
@@ -259,9 +273,8 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
           if (replica < deployment.replicas && record.winners.includes(node.peerId)) held.add(`${deployment.id}/${replica}`)
         }
       }
-      kills.set(node.peerId, { atMs: driver.elapsedMs(), index: node.index, observers: new Set(), held })
-    },
-  })
+      kills.set(node.peerId, { atMs: driver.elapsedMs(), index: node.index, observers: new Set(), held, graceful })
+  }
   faults.scheduler = scheduler
   await options.plant?.(cluster)
   const unwon = new UnwonRunWatch(UNWON_RUN_GRACE_MS)
