@@ -100,3 +100,15 @@ describe('scenario files and flags', () => {
     }
   })
 })
+
+describe('progress line', () => {
+  it('a run prints virtual time, events per second and violations on stderr, and nothing with --quiet', async () => {
+    const err = silence()
+    expect(await runSimCommand(['--scenario', 'membership', '--nodes', '12', '--duration-s', '10', '--kill', '0', '--seed', '2'])).toBe(0)
+    expect(err()).toMatch(/\[membership n=12 seed=2\] virtual \d+\.\d s · [\d,]+ events\/s · 0 violations · wall/)
+    vi.restoreAllMocks()
+    const quiet = silence()
+    expect(await runSimCommand(['--scenario', 'membership', '--nodes', '12', '--duration-s', '10', '--kill', '0', '--seed', '2', '--quiet'])).toBe(0)
+    expect(quiet()).toBe('')
+  })
+})
