@@ -86,8 +86,6 @@ export interface ScheduledScenarioReport {
   series: SimSeries
 }
 
-/** A node may run what it did not win this long (running time) before it is a violation: reconcile interval 1 s + stop timeout 2 s + a few state-sync rounds. */
-export const UNWON_RUN_GRACE_MS = 10_000
 /** A dead declaration this soon after a partition healed or the subject resumed is not counted false: suspicion started while it really was unreachable. */
 export const FALSE_DEATH_GRACE_MS = 30_000
 /** Violations kept in the report at most (the rest are counted). */
@@ -277,7 +275,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   }
   faults.scheduler = scheduler
   await options.plant?.(cluster)
-  const unwon = new UnwonRunWatch(UNWON_RUN_GRACE_MS)
+  const unwon = new UnwonRunWatch(spec.invariants.unwonRunGraceS * 1000)
   const safetyChecks = async (phase: string): Promise<void> => {
     const t = driver.elapsedMs()
     violate(checkAcceptedDeploymentsDurable(cluster.nodes, accepted), phase, t)
