@@ -7,7 +7,10 @@
  * request/response legs) carry the traffic; scenarios (`scenarios/`) run N
  * nodes, inject faults, record every membership transition into a hashed
  * `Trace` and report figures and invariants. `runSimCommand` is `lattice sim`.
- * Benchmarks live in `bench/`.
+ * Scenarios are files (`scenario-file.ts`, library in `scenarios/library/`);
+ * `scheduled` ones run a VOPR-style fault schedule (`faults.ts`) over the
+ * whole node core with per-node clocks (`node-clock.ts`), checked by
+ * `invariants.ts`. Benchmarks live in `bench/`.
  */
 export { createVirtualClock, type VirtualClock } from './virtual-clock.ts'
 export { createSimNetwork, type LatencyModel, type SimNetwork, type SimNetworkInit } from './sim-network.ts'
@@ -17,3 +20,8 @@ export { simPeerId, simPeerIds } from './peer-ids.ts'
 export { Trace } from './trace.ts'
 export { runMembershipScenario, type MembershipScenarioOptions, type MembershipScenarioReport } from './scenarios/membership.ts'
 export { SCENARIOS, parseSimFlags, replayCommand, runSimCommand, type SimFlags } from './cli.ts'
+export { createNodeClock, type NodeClock } from './node-clock.ts'
+export { FaultScheduler, type FaultEvent } from './faults.ts'
+export { ScenarioFileSchema, loadScenarioFile, loadLibraryScenario, libraryNames, parseScenarioText, type ScenarioSpec, type ScheduledSpec } from './scenario-file.ts'
+export { runScheduledScenario, type ScheduledScenarioOptions, type ScheduledScenarioReport } from './scenarios/scheduled.ts'
+export { createTraceFile, type TraceLine, type TraceSink } from './trace.ts'
