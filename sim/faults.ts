@@ -34,6 +34,8 @@ interface ActiveFault {
   /** Virtual ms (driver.elapsedMs) at which it ends. */
   endsAtMs: number
   node?: SimNode
+  /** False while the fault cannot end yet (a crashed node still finishing its stop); it ends at a later step. */
+  ready?: () => boolean
   end(): Promise<void>
 }
 
@@ -57,6 +59,9 @@ export interface NetworkBaseline {
   loss: number
   duplicate: number
 }
+
+/** Longest the liveness phase waits for crashed nodes to finish stopping before it restarts them (a slow container start is the usual wait). */
+const HEAL_STOP_WAIT_MS = 120_000
 
 const NODE_FAULTS = new Set<FaultKind>(['kill', 'restart', 'pause', 'clockSkew', 'clockJump', 'containers'])
 
@@ -109,7 +114,7 @@ export class FaultScheduler {
 
   private async endDue(now: number): Promise<void> {
     for (const fault of [...this.active]) {
-      if (fault.endsAtMs > now) continue
+      if (fault.endsAtMs > now || fault.ready?.() === false) continue
       this.active.splice(this.active.indexOf(fault), 1)
       await fault.end()
     }
@@ -162,12 +167,13 @@ export class FaultScheduler {
     const { cluster, schedule } = this
     this.busy.add(node.index)
     this.counts.started[kind]++
-    const add = (detail: string, end: () => Promise<void> | void): void => {
+    const add = (detail: string, end: () => Promise<void> | void, ready?: () => boolean): void => {
       this.emit(kind, 'start', detail, node)
       this.active.push({
         kind,
         endsAtMs,
         node,
+        ...(ready === undefined ? {} : { ready }),
         end: async () => {
           await end()
           this.emit(kind, 'end', detail, node)
@@ -179,12 +185,21 @@ export class FaultScheduler {
       case 'restart': {
         this.hooks.onKill?.(node)
         this.killed.add(node)
-        await cluster.kill(node)
-        add(kind === 'kill' ? `crash for ${endsAtMs - cluster.driver.elapsedMs()} ms` : `process restart after ${endsAtMs - cluster.driver.elapsedMs()} ms`, async () => {
-          await cluster.restart(node, { wait: false })
-          const fresh = cluster.nodes[node.index]
-          if (fresh !== undefined && fresh !== node) this.hooks.onNodeStarted?.(fresh)
-        })
+        // Not awaited: the rest of the stop may wait on an in-flight container start, i.e. on virtual time.
+        let stopped = false
+        this.stopping.set(node, () => stopped)
+        void cluster.crash(node).then(
+          () => (stopped = true),
+          (err: unknown) => {
+            stopped = true
+            this.emit(kind, 'end', `node ${node.index} stop failed: ${err instanceof Error ? err.message : String(err)}`, node)
+          },
+        )
+        add(
+          kind === 'kill' ? `crash for ${endsAtMs - cluster.driver.elapsedMs()} ms` : `process restart after ${endsAtMs - cluster.driver.elapsedMs()} ms`,
+          () => this.restartNode(node),
+          () => stopped,
+        )
         return
       }
       case 'pause':
@@ -281,6 +296,16 @@ export class FaultScheduler {
     }
   }
 
+  /** Crashed node objects → whether their stop has finished. */
+  private readonly stopping = new Map<SimNode, () => boolean>()
+
+  private async restartNode(node: SimNode): Promise<void> {
+    this.stopping.delete(node)
+    await this.cluster.restart(node, { wait: false })
+    const fresh = this.cluster.nodes[node.index]
+    if (fresh !== undefined && fresh !== node) this.hooks.onNodeStarted?.(fresh)
+  }
+
   private healPartition(): void {
     this.cluster.network.heal()
     this.lastPartitionEndMs = this.cluster.driver.elapsedMs()
@@ -320,6 +345,8 @@ export class FaultScheduler {
 
   /** Liveness: every fault off, crashed nodes restarted (not waited for: the budget counts it), the network calm. */
   async healAll(): Promise<void> {
+    // Crashed nodes still finishing their stop: let virtual time run until they have (bounded).
+    await this.cluster.driver.runUntil(() => [...this.stopping.values()].every((done) => done()), HEAL_STOP_WAIT_MS)
     for (const fault of this.active.splice(0)) await fault.end()
     const { network } = this.cluster
     network.heal()
@@ -331,11 +358,7 @@ export class FaultScheduler {
       if (this.cluster.isPaused(node)) this.cluster.resume(node)
       node.clock.setOffset(0)
       node.runtime.setStartFaults({ failureRate: 0, slowRate: 0 })
-      if (!node.running && this.cluster.nodes[node.index] === node && !this.startingNow(node)) {
-        await this.cluster.restart(node, { wait: false })
-        const fresh = this.cluster.nodes[node.index]
-        if (fresh !== undefined && fresh !== node) this.hooks.onNodeStarted?.(fresh)
-      }
+      if (!node.running && this.cluster.nodes[node.index] === node && !this.startingNow(node)) await this.restartNode(node)
     }
   }
 

@@ -79,8 +79,8 @@ export const FaultScheduleSchema = z.strictObject({
   clockSkew: fault({ maxOffsetMs: z.number().int().min(0).max(24 * 3600 * 1000).default(30_000) }).default({ probability: 0, minDurationS: 10, maxOffsetMs: 30_000 }),
   /** One node's clock steps by up to ±maxJumpMs, and steps back after the duration (an NTP correction). */
   clockJump: fault({ maxJumpMs: z.number().int().min(0).max(24 * 3600 * 1000).default(60_000) }).default({ probability: 0, minDurationS: 10, maxJumpMs: 60_000 }),
-  /** One node's container starts fail with failureRate or are slow (slowRate, slowDelayMs longer) for the duration. Default slowDelayMs 8 s: a slow image pull, below the unwon-run grace (10 s). */
-  containers: fault({ failureRate: Fraction.default(0.5), slowRate: Fraction.default(0.5), slowDelayMs: z.number().int().min(0).max(600_000).default(8_000) }).default({ probability: 0, minDurationS: 10, failureRate: 0.5, slowRate: 0.5, slowDelayMs: 8_000 }),
+  /** One node's container starts fail with failureRate or are slow (slowRate, slowDelayMs longer) for the duration. Default slowDelayMs 3 s: a slow start; several in one reconcile pass must stay below the unwon-run grace (10 s), see the docs. */
+  containers: fault({ failureRate: Fraction.default(0.5), slowRate: Fraction.default(0.5), slowDelayMs: z.number().int().min(0).max(600_000).default(3_000) }).default({ probability: 0, minDurationS: 10, failureRate: 0.5, slowRate: 0.5, slowDelayMs: 3_000 }),
   /** Brand-new nodes join and nodes leave gracefully at these rates (per virtual minute); leaves stop at minNodesFraction of the initial size. */
   churn: z
     .strictObject({ joinPerMinute: z.number().min(0).max(10_000).default(0), leavePerMinute: z.number().min(0).max(10_000).default(0), minNodesFraction: Fraction.default(0.5) })

@@ -14,7 +14,7 @@
  * leave gracefully (`leave`); container starts can be made slow or failing
  * per node (`node.runtime.setStartFaults`).
  */
-import { silentLogger, type DeploymentSpecInput, type Rng, type Store } from '../core/index.ts'
+import { silentLogger, type DeploymentSpecInput, type Rng, type Store, type Transport } from '../core/index.ts'
 import { createMemoryStore } from '../crdt/index.ts'
 import { createEventBus, type EventBus } from '../node/events.ts'
 import { createNodeMetrics } from '../node/metrics.ts'
@@ -52,6 +52,8 @@ export interface SimNode {
   clock: NodeClock
   /** Left gracefully (churn); never restarted. */
   left: boolean
+  /** This node's simulated Transport (a crash cuts it first). */
+  transport: Transport
 }
 
 export interface SimCluster {
@@ -66,6 +68,14 @@ export interface SimCluster {
   deploy(via: SimNode, spec: DeploymentSpecInput): Promise<string>
   /** Crash: the node stops without a word; its containers stay in the engine. */
   kill(node: SimNode): Promise<void>
+  /**
+   * Crash at once, without waiting on virtual time: the node is cut off the
+   * network and stops running now; the returned promise settles when the rest
+   * of its stop (in-flight container starts, the final flush) has finished,
+   * which may need the clock to move — do not await it without driving the
+   * clock. Restart only after it settled (the store is shared).
+   */
+  crash(node: SimNode): Promise<void>
   /** The crashed node comes back on its store and engine namespace (with `wait: false`, resolves at once; the node is running once `nodes[index].running`). */
   restart(node: SimNode, options?: { wait?: boolean }): Promise<void>
   alive(): SimNode[]
@@ -129,7 +139,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
       seeds,
       ...options.core,
     })({ transport, store, runtime, clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }) })
-    return { index, peerId, core, runtime, events, store, running: false, clock, left: false }
+    return { index, peerId, core, runtime, events, store, running: false, clock, left: false, transport }
   }
 
   const nodes: SimNode[] = []
@@ -164,6 +174,13 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
       cluster.resume(node)
       node.running = false
       await node.core.stop({ graceful: false })
+    },
+    crash(node) {
+      if (!node.running) return Promise.resolve()
+      cluster.resume(node)
+      node.running = false
+      const cut = node.transport.stop()
+      return cut.then(() => node.core.stop({ graceful: false }))
     },
     async restart(node, restartOptions = {}) {
       if (node.running || node.left || nodes[node.index] !== node) return

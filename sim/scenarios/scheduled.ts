@@ -86,7 +86,7 @@ export interface ScheduledScenarioReport {
   series: SimSeries
 }
 
-/** A dead declaration this soon after a partition healed or the subject resumed is not counted false: suspicion started while it really was unreachable. */
+/** A dead declaration this soon after a partition healed, or the subject resumed or came back from a crash, is not counted false: suspicion started while it really was unreachable. */
 export const FALSE_DEATH_GRACE_MS = 30_000
 /** Violations kept in the report at most (the rest are counted). */
 const VIOLATIONS_KEPT = 50
@@ -162,6 +162,8 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   let lastFirstRunningMs = 0
   /** Set when the safety phase begins (the watchers read it). */
   const faults: { scheduler?: FaultScheduler } = {}
+  /** When each node last came back from a crash (a late notice of that crash is not a false death). */
+  const restartedAt = new Map<number, number>()
   const byPeer = (): Map<string, SimNode> => new Map(cluster.nodes.map((n) => [n.peerId, n]))
 
   const watch = (node: SimNode): void => {
@@ -205,9 +207,10 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
         const subjectPaused = subject !== undefined && cluster.isPaused(subject)
         if (noiseOnly) declarations.push({ atMs: t, observer: node.index, subject, subjectPaused })
         const scheduler = faults.scheduler
+        const since = (map: ReadonlyMap<number, number>): number => (subject === undefined ? Number.POSITIVE_INFINITY : t - (map.get(subject.index) ?? Number.NEGATIVE_INFINITY))
         const recentlyCut =
           scheduler !== undefined &&
-          (scheduler.partitioned() || t - scheduler.lastPartitionEndMs < FALSE_DEATH_GRACE_MS || (subject !== undefined && t - (scheduler.lastPauseEndMs.get(subject.index) ?? Number.NEGATIVE_INFINITY) < FALSE_DEATH_GRACE_MS))
+          (scheduler.partitioned() || t - scheduler.lastPartitionEndMs < FALSE_DEATH_GRACE_MS || since(scheduler.lastPauseEndMs) < FALSE_DEATH_GRACE_MS || since(restartedAt) < FALSE_DEATH_GRACE_MS)
         if (subject !== undefined && subject.running && !subject.left && !subjectPaused && !recentlyCut && !scheduler?.faultyNodes().has(subject.index)) falsePositiveDeaths++
       }
     })
@@ -255,7 +258,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
     onEvent: (event: FaultEvent) => trace.record(event.atMs, -1, event.node ?? -1, `fault ${event.kind} ${event.phase} ${event.detail}`),
     onNodeStarted: (node) => {
       // A crashed node back: its crash is over (later dead notices about it are new events, not detections of that crash).
-      kills.delete(node.peerId)
+      if (kills.delete(node.peerId)) restartedAt.set(node.index, driver.elapsedMs())
       watch(node)
     },
     onKill: (node) => depart(node, false),
