@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util'
 import { z } from 'zod'
 import { createProgressLine } from './progress.ts'
 import { writeReport } from './report/index.ts'
-import { libraryNames, loadLibraryScenario, loadScenarioFile, ScenarioFileSchema, SCRIPTS, type ScenarioSpec } from './scenario-file.ts'
+import { libraryNames, loadLibraryScenario, loadScenarioFile, ScenarioFileSchema, type ScenarioSpec } from './scenario-file.ts'
 import { runClusterScenario, type ClusterScenarioReport } from './scenarios/cluster.ts'
 import { runMembershipScenario, type MembershipScenarioReport } from './scenarios/membership.ts'
 import { runScheduledScenario, type ScheduledScenarioReport } from './scenarios/scheduled.ts'
@@ -282,4 +282,3 @@ export async function runSimCommand(argv: string[]): Promise<number> {
   return 0
 }
 
-export { SCRIPTS }
