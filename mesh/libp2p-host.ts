@@ -31,6 +31,8 @@ export interface Libp2pHostConfig {
   dht: boolean
   dhtProtocol: string
   rpcBytesMax: number
+  connectionPingIntervalMs: number
+  connectionPingTimeoutMs: number
   /** Gossipsub's application-specific score of a peer (<= 0: our penalties for bad input). */
   appSpecificScore: (peerId: string) => number
 }
@@ -112,6 +114,11 @@ export async function createLibp2pHost(config: Libp2pHostConfig, privateKey: Pri
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionProtector: preSharedKey({ psk: config.meshKey }),
+    // libp2p pings every connection and aborts it when a ping times out (5 s by default). An event
+    // loop that stalls a few seconds (a busy host, 100 nodes in one process) then loses all its
+    // connections at once; membership's probes already test liveness, this only has to find
+    // TCP sessions that died silently.
+    connectionMonitor: { pingInterval: config.connectionPingIntervalMs, pingTimeout: { minTimeout: config.connectionPingTimeoutMs } },
     connectionManager: {
       maxParallelDials: config.dialConcurrencyMax,
       dialTimeout: config.dialTimeoutMs,

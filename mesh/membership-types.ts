@@ -86,6 +86,13 @@ export interface MembershipCounters {
   syncsFailed: number
   /** Timer firings later than lagThresholdMs (event-loop lag). */
   lagEvents: number
+  /** neighbours > 0: dials to a member's advertised address (keeping k neighbours, or to reach a member before a request). */
+  dials: number
+  dialsFailed: number
+  /** neighbours > 0: requests not sent because the member is not connected and we hold no address of it (not counted as a refusal). */
+  requestsUnaddressable: number
+  /** neighbours > 0: probes started at once because a connected live member disconnected. */
+  disconnectProbes: number
   /** All membership bytes this node received / sent: topic messages, requests and responses. */
   gossipBytesIn: number
   gossipBytesOut: number
@@ -175,6 +182,10 @@ export function zeroMembershipCounters(): MembershipCounters {
     syncsIn: 0,
     syncsFailed: 0,
     lagEvents: 0,
+    dials: 0,
+    dialsFailed: 0,
+    requestsUnaddressable: 0,
+    disconnectProbes: 0,
     gossipBytesIn: 0,
     gossipBytesOut: 0,
     dropped,
