@@ -84,6 +84,11 @@ export async function createLibp2pHost(config: Libp2pHostConfig, privateKey: Pri
       // publish() must not throw before the first subscription arrives (~40 ms
       // after connecting); the transport counts zero-recipient publishes.
       allowPublishToZeroTopicPeers: true,
+      // Without a fast id gossipsub verifies a message's signature before its seen-cache check, so
+      // every duplicate copy (one from each mesh peer, plus flood-published ones) costs an Ed25519
+      // verification: 21 % of all CPU with 100 nodes. The signature names signer and content; the
+      // fast-id cache is filled only after validation, so a forged copy cannot shadow the real one.
+      fastMsgIdFn: (message) => `${message.topic}/${Buffer.from(message.signature ?? message.data ?? new Uint8Array(0)).toString('base64')}`,
       maxInboundDataLength: config.rpcBytesMax,
       scoreParams: {
         IPColocationFactorWeight: config.ipColocationFactorWeight,

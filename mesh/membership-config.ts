@@ -106,6 +106,8 @@ export interface MembershipConfig {
   neighbours: number
   /** neighbours > 0: after a failed dial of a would-be neighbour, no new neighbour is dialled for this long (a busy or unreachable host is not hammered every probe interval). */
   neighbourDialRetryMs: number
+  /** neighbours > 0: with this many connections or more, only probes of a member that must be watched (it disconnected or refused, or we suspect it) open new ones (see membership.ts request()): 3 × neighbours leaves room for the neighbours others chose. */
+  neighboursMax: number
   /**
    * neighbours > 0: this long after joining, sync once more with a neighbour
    * and announce our record again. On gossipsub, news published in the first
@@ -165,6 +167,7 @@ const LAN: MembershipConfig = {
   noticeTimeoutMs: 250,
   neighbours: 8,
   neighbourDialRetryMs: 5_000,
+  neighboursMax: 24,
   joinResyncDelayMs: 3_000,
 }
 

@@ -89,7 +89,7 @@ export interface MembershipCounters {
   /** neighbours > 0: dials to a member's advertised address (keeping k neighbours, or to reach a member before a request). */
   dials: number
   dialsFailed: number
-  /** neighbours > 0: requests not sent because the member is not connected and we hold no address of it (not counted as a refusal). */
+  /** neighbours > 0: requests not sent because the member is not connected and we hold no address of it, or may not open another connection (not counted as a refusal). */
   requestsUnaddressable: number
   /** neighbours > 0: probes started at once because a connected live member disconnected. */
   disconnectProbes: number

@@ -730,7 +730,7 @@ class MembershipService implements Membership {
       const current = this.table.get(member.peerId)
       if (current?.suspicion !== suspicion || current.state !== 'suspect') return
       // The ping carries "you are suspect": a live target refutes before it acks.
-      if (!this.probing.has(member.peerId)) void this.ping(member.peerId, this.config.probeTimeoutMs * this.scale())
+      if (!this.probing.has(member.peerId)) void this.ping(member.peerId, this.config.probeTimeoutMs * this.scale(), undefined, true)
       this.scheduleReprobe(current)
     })
   }
@@ -803,12 +803,18 @@ class MembershipService implements Membership {
       const scale = this.scale()
       const probeTimeoutMs = this.config.probeTimeoutMs * scale
       const deadlineMs = this.now() + this.config.probeRoundMs * scale
-      const first = await this.ping(target, probeTimeoutMs)
+      // Beyond neighboursMax connections only a member we must watch is dialled (see request()).
+      const mayDial = kind === 'regular'
+      const first = await this.ping(target, probeTimeoutMs, undefined, mayDial)
       if (first.ack !== undefined) {
         this.healthy()
         return true
       }
       if (!this.running) return true
+      // Not reachable without a connection we may not open: no evidence. A verifier just stands
+      // aside; a final check asks helpers, and then only a helper's nack counts against the target.
+      const unreached = first.unaddressable === true
+      if (unreached && kind !== 'final') return true
       const remainingMs = deadlineMs - this.now()
       const helpers = remainingMs > 0 ? this.pickHelpers(target) : []
       let nacks = 0
@@ -822,7 +828,7 @@ class MembershipService implements Membership {
         refused = true
         if (nacks > 0) settle?.()
       }
-      const attempts: Promise<boolean>[] = refused ? [] : [this.retryPing(target, probeTimeoutMs, deadlineMs, () => acked, undefined, onRefused)]
+      const attempts: Promise<boolean>[] = refused || unreached ? [] : [this.retryPing(target, probeTimeoutMs, deadlineMs, () => acked, undefined, onRefused, mayDial).then((result) => result === 'ack')]
       for (const helper of helpers) {
         attempts.push(
           this.pingReq(helper, target, remainingMs).then((answer) => {
@@ -841,6 +847,7 @@ class MembershipService implements Membership {
         this.healthy()
         return true
       }
+      if (unreached && nacks === 0) return true
       this.bump('probeRoundsFailed')
       // Lifeguard: helpers that did not even nack suggest the problem is here (not when we ended early).
       if (helpers.length > 0 && nacks === 0) this.unhealthy('missed nacks')
@@ -863,19 +870,20 @@ class MembershipService implements Membership {
     stop: () => boolean,
     view?: { ts?: WireState; ti?: number },
     onRefused?: () => void,
-  ): Promise<boolean> {
+    mayDial = false,
+  ): Promise<'ack' | 'none' | 'unreached'> {
     for (;;) {
       const startedAtMs = this.now()
       const leftMs = deadlineMs - startedAtMs
-      if (leftMs < timeoutMs / 2 || stop() || !this.running) return false
-      const result = await this.ping(target, Math.min(timeoutMs, leftMs), view)
-      if (result.ack !== undefined) return true
+      if (leftMs < timeoutMs / 2 || stop() || !this.running) return 'none'
+      const result = await this.ping(target, Math.min(timeoutMs, leftMs), view, mayDial)
+      if (result.ack !== undefined) return 'ack'
       if (result.refused) {
         onRefused?.()
-        return false
+        return 'none'
       }
-      // No address to reach it by: retrying now would learn nothing (and would not wait).
-      if (result.unaddressable === true) return false
+      // Not reachable without a connection we may not open: retrying would learn nothing (and would not wait).
+      if (result.unaddressable === true) return 'unreached'
       const waitMs = startedAtMs + timeoutMs - this.now()
       if (waitMs > 0 && deadlineMs - this.now() > waitMs + timeoutMs / 2) await this.clock.sleep(waitMs)
     }
@@ -927,10 +935,10 @@ class MembershipService implements Membership {
     return out
   }
 
-  private async ping(target: string, timeoutMs: number, view?: { ts?: WireState; ti?: number }): Promise<PingResult> {
+  private async ping(target: string, timeoutMs: number, view?: { ts?: WireState; ti?: number }, mayDial = false): Promise<PingResult> {
     const request: ProbeRequestWire = { v: 1, t: 'ping', i: this.selfIncarnation, q: this.announcedSeq, ...(view ?? this.viewOf(target)), u: this.piggybackFor(target) }
     this.bump('pingsOut')
-    const response = await this.request(target, PROBE_PROTOCOL, request, timeoutMs, this.config.probeBytesMax)
+    const response = await this.request(target, PROBE_PROTOCOL, request, timeoutMs, this.config.probeBytesMax, mayDial)
     const ack = response.data === undefined ? undefined : this.decodeResponse(response.data)
     if (ack === undefined || ack.t !== 'ack') {
       this.bump('pingsFailed')
@@ -1008,9 +1016,23 @@ class MembershipService implements Membership {
     return decoded.value
   }
 
-  private async request(peerId: string, protocol: string, message: unknown, timeoutMs: number, responseBytesMax: number): Promise<RequestResult> {
+  /**
+   * neighbours > 0: a request to a member we are not connected to first dials
+   * it (reach). Beyond neighboursMax connections only `mayDial` requests do —
+   * probes of a member whose connection just closed or that refused us, and a
+   * suspector's re-probes of its suspect, without which a crash could go
+   * unnoticed; verifications, final checks, helpers' pings, notices, pulls
+   * and syncs then go without (no evidence either way). Otherwise every
+   * suspicion would connect its suspect to every member that checks it, and
+   * connections grew back towards n − 1 per node.
+   */
+  private async request(peerId: string, protocol: string, message: unknown, timeoutMs: number, responseBytesMax: number, mayDial = false): Promise<RequestResult> {
     const data = message instanceof Uint8Array ? message : encodeWire(message)
     if (this.config.neighbours > 0 && peerId !== this.selfId && !this.transport.connectedPeers().includes(peerId)) {
+      if (!mayDial && this.transport.connectedPeers().length >= this.config.neighboursMax) {
+        this.bump('requestsUnaddressable')
+        return { data: undefined, refused: false, unaddressable: true }
+      }
       const startedAtMs = this.now()
       const reached = await this.reach(peerId, timeoutMs)
       if (reached === 'refused') {
@@ -1213,8 +1235,11 @@ class MembershipService implements Membership {
         const view = message.ts !== undefined && message.ti !== undefined ? { ts: message.ts, ti: message.ti } : undefined
         // 70 % of the requester's wait is ours to retry in; the rest carries our answer back.
         const deadlineMs = this.now() + Math.max(1, 0.7 * (message.w ?? this.config.probeRoundMs))
-        const acked = await this.retryPing(message.tg, this.config.probeTimeoutMs * this.scale(), deadlineMs, () => false, view)
+        const result = await this.retryPing(message.tg, this.config.probeTimeoutMs * this.scale(), deadlineMs, () => false, view)
         if (!this.running) return this.reply({ v: 1, t: 'err', c: 'stopped' })
+        // We could not even try (no connection we may open): say nothing rather than nack.
+        if (result === 'unreached') return this.reply({ v: 1, t: 'err', c: 'unreached' })
+        const acked = result === 'ack'
         const answer: ProbeResponseWire = { v: 1, t: 'pres', ok: acked, i: this.selfIncarnation, q: this.announcedSeq, u: this.piggybackFor(from) }
         const target = this.table.get(message.tg)
         if (acked && target !== undefined) {

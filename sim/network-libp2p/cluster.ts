@@ -5,15 +5,15 @@
  * the mesh benchmark and by the libp2p runner of the membership scenario.
  *
  * Nodes start in batches: each node dials `bootstrapPeers` random earlier
- * nodes, and the next batch starts once every node started so far holds a
- * connection (or `batchWaitMs` passed). One process runs every handshake on
+ * nodes, and the next batch starts once every node started so far sees all
+ * of them alive (or `batchWaitMs` passed). One process runs every handshake on
  * one thread; starting a hundred nodes at once puts ~300 noise handshakes in
  * flight together, each then takes as long as all of them, and dial timeouts
  * throw the work away. Batches keep the join close to how real machines
  * join — each on its own CPU — while still finishing in seconds.
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { Clock, Logger, Rng } from '../../core/index.ts'
+import type { Clock, Logger, Rng, Transport } from '../../core/index.ts'
 import { silentLogger } from '../../core/index.ts'
 import {
   LIBP2P_TRANSPORT_PRESETS,
@@ -38,7 +38,7 @@ export interface Libp2pClusterOptions {
   bootstrapPeers?: number
   /** Nodes started together before waiting for their connections. */
   batch?: number
-  /** Longest wait for a batch's connections before starting the next anyway. */
+  /** Longest wait for a batch to join before starting the next anyway. */
   batchWaitMs?: number
   membershipPreset?: MembershipPreset
   membershipConfig?: Partial<MembershipConfig>
@@ -48,12 +48,16 @@ export interface Libp2pClusterOptions {
   logger?: Logger
   /** Called with each node as soon as its membership exists (before start), to attach listeners. */
   onNode?: (node: Libp2pClusterNode) => void
+  /** Wraps the transport membership runs on (e.g. FaultyTransport, to lose request legs). */
+  wrapTransport?: (transport: Libp2pTransport, index: number) => Transport
 }
 
 export interface Libp2pClusterNode {
   index: number
   peerId: string
   transport: Libp2pTransport
+  /** The transport membership runs on: `transport`, or its wrapper. */
+  membershipTransport: Transport
   membership: Membership
   /** PeerIds of the nodes it dialled at start. */
   bootstrap: string[]
@@ -71,7 +75,7 @@ export interface Libp2pCluster {
   stop(): Promise<void>
 }
 
-export const LIBP2P_CLUSTER_DEFAULTS = { bootstrapPeers: 3, batch: 10, batchWaitMs: 10_000 }
+export const LIBP2P_CLUSTER_DEFAULTS = { bootstrapPeers: 3, batch: 10, batchWaitMs: 20_000 }
 
 export async function startLibp2pCluster(options: Libp2pClusterOptions): Promise<Libp2pCluster> {
   const { rng, clock } = options
@@ -108,20 +112,23 @@ export async function startLibp2pCluster(options: Libp2pClusterOptions): Promise
       })({ privateKey, logger, clock })
       await transport.start()
       const bootstrap = dialled.map((i) => nodes[i]!.peerId)
+      const membershipTransport = options.wrapTransport?.(transport, index) ?? transport
       const membership = createMembership({
         preset: options.membershipPreset ?? 'lan',
         ...(options.membershipConfig !== undefined ? { config: options.membershipConfig } : {}),
         seeds: bootstrap,
         // As the real node does (node/node-core.ts): the record carries our addresses, so members can dial us.
         meta: { ...options.meta?.(index), addresses: transport.addresses() },
-      })({ transport, clock, rng: rng.fork(`node${index}`), logger })
-      const node: Libp2pClusterNode = { index, peerId: transport.selfId, transport, membership, bootstrap, startedAtMs: clock.nowMs() }
+      })({ transport: membershipTransport, clock, rng: rng.fork(`node${index}`), logger })
+      const node: Libp2pClusterNode = { index, peerId: transport.selfId, transport, membershipTransport, membership, bootstrap, startedAtMs: clock.nowMs() }
       nodes.push(node)
       options.onNode?.(node)
       await membership.start()
       if ((index + 1) % batch === 0 || index === options.nodes - 1) {
+        // The batch has joined when every node started so far sees every one of them alive.
+        const started = new Set(nodes.map((n) => n.peerId))
         const deadline = clock.nowMs() + batchWaitMs
-        while (clock.nowMs() < deadline && !nodes.every((n) => n.index === 0 || n.transport.connectedPeers().length > 0)) await clock.sleep(20)
+        while (clock.nowMs() < deadline && !allSeeAlive(nodes, started)) await clock.sleep(50)
       }
     }
     const startAllMs = clock.nowMs() - startedAt
