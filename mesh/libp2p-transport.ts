@@ -162,6 +162,12 @@ class Libp2pTransportImpl implements Libp2pTransport {
   private readonly topicHandlers = new Map<string, Set<TopicHandler>>()
   private readonly handlers = new Map<string, HandlerEntry>()
   private readonly peerListeners = new Set<(event: PeerEvent) => void>()
+  /**
+   * Connected peers as strings, kept from peer:connect / peer:disconnect:
+   * membership asks before every request, and stringifying libp2p's PeerIds
+   * (base58) each time was 3 % of the CPU of 100 nodes.
+   */
+  private readonly connected = new Set<string>()
   private readonly count: Libp2pTransportCounters = {
     ...createRpcCounters(),
     published: 0,
@@ -225,6 +231,7 @@ class Libp2pTransportImpl implements Libp2pTransport {
     node.removeEventListener('peer:connect', this.onPeerConnect)
     node.removeEventListener('peer:disconnect', this.onPeerDisconnect)
     node.services.pubsub.removeEventListener('message', this.onGossip)
+    this.connected.clear()
     await node.stop()
     this.log.info({}, 'libp2p transport stopped')
   }
@@ -305,7 +312,7 @@ class Libp2pTransportImpl implements Libp2pTransport {
   }
 
   connectedPeers(): string[] {
-    return this.node?.getPeers().map((peer) => peer.toString()) ?? []
+    return this.node === undefined ? [] : [...this.connected]
   }
 
   onPeerEvent(handler: (event: PeerEvent) => void): () => void {
@@ -384,11 +391,14 @@ class Libp2pTransportImpl implements Libp2pTransport {
   }
 
   private readonly onPeerConnect = (event: CustomEvent<PeerId>): void => {
-    this.emitPeerEvent({ type: 'connect', peerId: event.detail.toString() })
+    const peerId = event.detail.toString()
+    this.connected.add(peerId)
+    this.emitPeerEvent({ type: 'connect', peerId })
   }
 
   private readonly onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
     const peerId = event.detail.toString()
+    this.connected.delete(peerId)
     this.emitPeerEvent({ type: 'disconnect', peerId })
     this.bootstrap?.peerDisconnected(peerId)
   }

@@ -93,6 +93,8 @@ export interface MembershipCounters {
   requestsUnaddressable: number
   /** neighbours > 0: probes started at once because a connected live member disconnected. */
   disconnectProbes: number
+  /** Probe rounds that ended in silence while this node's own timers ran late: no suspicion (the delay may be ours). */
+  probeRoundsInconclusive: number
   /** All membership bytes this node received / sent: topic messages, requests and responses. */
   gossipBytesIn: number
   gossipBytesOut: number
@@ -186,6 +188,7 @@ export function zeroMembershipCounters(): MembershipCounters {
     dialsFailed: 0,
     requestsUnaddressable: 0,
     disconnectProbes: 0,
+    probeRoundsInconclusive: 0,
     gossipBytesIn: 0,
     gossipBytesOut: 0,
     dropped,

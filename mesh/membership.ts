@@ -798,6 +798,7 @@ class MembershipService implements Membership {
     const member = this.table.get(target)
     if (member === undefined) return true
     const incarnationAtStart = member.incarnation
+    const roundStartMs = this.now()
     this.probing.add(target)
     try {
       const scale = this.scale()
@@ -848,6 +849,13 @@ class MembershipService implements Membership {
         return true
       }
       if (unreached && nacks === 0) return true
+      // Silence while our own timers ran late is no evidence against the target (Lifeguard's
+      // point, taken strictly): the ack may have waited on us. A refusal still counts.
+      if (!refused && this.lastLagAtMs >= roundStartMs) {
+        this.bump('probeRoundsInconclusive')
+        this.unhealthy('lag during a probe round')
+        return true
+      }
       this.bump('probeRoundsFailed')
       // Lifeguard: helpers that did not even nack suggest the problem is here (not when we ended early).
       if (helpers.length > 0 && nacks === 0) this.unhealthy('missed nacks')
@@ -1028,8 +1036,9 @@ class MembershipService implements Membership {
    */
   private async request(peerId: string, protocol: string, message: unknown, timeoutMs: number, responseBytesMax: number, mayDial = false): Promise<RequestResult> {
     const data = message instanceof Uint8Array ? message : encodeWire(message)
-    if (this.config.neighbours > 0 && peerId !== this.selfId && !this.transport.connectedPeers().includes(peerId)) {
-      if (!mayDial && this.transport.connectedPeers().length >= this.config.neighboursMax) {
+    const connected = this.config.neighbours > 0 && peerId !== this.selfId ? this.transport.connectedPeers() : undefined
+    if (connected !== undefined && !connected.includes(peerId)) {
+      if (!mayDial && connected.length >= this.config.neighboursMax) {
         this.bump('requestsUnaddressable')
         return { data: undefined, refused: false, unaddressable: true }
       }
