@@ -1,7 +1,7 @@
 /**
  * The membership scenario over real libp2p (`--network libp2p`): N real nodes
  * in this process on loopback — TCP, pnet, noise, yamux, identify, gossipsub,
- * kad-dht — each running the real membership code with the product's `lan`
+ * kad-dht if asked — each running the real membership code with the product's `lan`
  * timings on the system clock. Same phases and the same report shape as the
  * simulated scenario (sim/scenarios/membership.ts), so the two can be read
  * side by side:
@@ -39,7 +39,11 @@ import { Trace } from '../trace.ts'
 import { startLibp2pCluster, type Libp2pClusterNode } from './cluster.ts'
 
 export interface Libp2pMembershipScenarioOptions extends MembershipScenarioOptions {
-  /** Run kad-dht on every node, as the product does (default true). */
+  /**
+   * Run kad-dht on every node, as the product's transport does by default.
+   * Default false here, as in the mesh benchmark: with it, ~50 or more nodes
+   * in one process do not converge (docs/ARCHITECTURE.md, mesh).
+   */
   dht?: boolean
   /** Wall-time budget of the join phase (default 60 s + 0.6 s per node). */
   joinBudgetMs?: number
@@ -128,7 +132,7 @@ export async function runMembershipScenarioLibp2p(options: Libp2pMembershipScena
     nodes: n,
     rng: root.fork('cluster'),
     clock,
-    dht: options.dht ?? true,
+    dht: options.dht ?? false,
     logger: silentLogger,
     meta: (index) => initialMeta(root.fork(`meta/${index}`)),
     wrapTransport: (transport, index) => {
@@ -274,7 +278,7 @@ export async function runMembershipScenarioLibp2p(options: Libp2pMembershipScena
       details: {
         network: 'libp2p',
         machine: `${os.cpus().length} cores; all nodes on one JavaScript thread`,
-        options: { durationS: options.durationS, loss: options.loss, kill: options.kill, killMode: 'crash', partition: false, metaChurnMs, dht: options.dht ?? true },
+        options: { durationS: options.durationS, loss: options.loss, kill: options.kill, killMode: 'crash', partition: false, metaChurnMs, dht: options.dht ?? false },
         startAllMs: Math.round(cluster.startAllMs),
         connectMs: Math.round(cluster.connectMs),
         joinPhaseMs: Math.round(joinMs),
