@@ -56,6 +56,10 @@ export interface Libp2pTransportInit {
   messageBytesMax?: number
   /** Largest inbound gossipsub RPC; one RPC may batch several messages (IWANT replies). */
   rpcBytesMax?: number
+  /** libp2p's connection monitor pings each connection this often; membership probes test liveness already, so it only needs to find dead TCP sessions. */
+  connectionPingIntervalMs?: number
+  /** …and aborts a connection whose ping takes longer (at least this): well above an event-loop stall, so a busy node keeps its connections. */
+  connectionPingTimeoutMs?: number
 }
 
 export type Libp2pTransportConfig = Required<Libp2pTransportInit>
@@ -79,19 +83,26 @@ export const LIBP2P_TRANSPORT_DEFAULTS: Omit<Libp2pTransportConfig, 'meshKey'> =
   inboundStreamsMax: 32,
   messageBytesMax: 1024 * 1024,
   rpcBytesMax: 4 * 1024 * 1024,
+  connectionPingIntervalMs: 30_000,
+  connectionPingTimeoutMs: 30_000,
 }
 
 /** Named presets, merged over the defaults (and under explicit options). */
 export const LIBP2P_TRANSPORT_PRESETS = {
   /** Machines on a LAN, one node per IP: the defaults. */
   lan: {},
-  /** Many nodes in one process on loopback: no per-IP limits, quick retries. */
+  /**
+   * Many nodes in one process on loopback: no per-IP limits. Dials keep the
+   * lan timeout and retries back off to 5 s: with a hundred nodes sharing one
+   * CPU, hundreds of handshakes in flight each take seconds, and a 3 s dial
+   * timeout with 100 ms–1 s retries aborted them all and started them again
+   * (the mesh benchmark never connected).
+   */
   test: {
     allowLoopback: true,
     ipColocationFactorWeight: 0,
-    dialTimeoutMs: 3_000,
-    reconnectInitialDelayMs: 100,
-    reconnectDelayMaxMs: 1_000,
+    reconnectInitialDelayMs: 500,
+    reconnectDelayMaxMs: 5_000,
     handlerTimeoutMs: 5_000,
   },
 } satisfies Record<string, Partial<Libp2pTransportInit>>
@@ -129,7 +140,7 @@ export function resolveLibp2pTransportConfig(init: Libp2pTransportInit): Libp2pT
   assertMeshKey(config.meshKey)
   if (config.listen.length === 0) throw new RangeError('listen: at least one multiaddr is needed')
   if (config.ipColocationFactorWeight > 0) throw new RangeError('ipColocationFactorWeight must be <= 0')
-  for (const key of ['dialConcurrencyMax', 'dialTimeoutMs', 'connectionsMax', 'reconnectInitialDelayMs', 'reconnectDelayMaxMs', 'handlerTimeoutMs', 'inboundStreamsMax', 'messageBytesMax', 'rpcBytesMax'] as const) {
+  for (const key of ['dialConcurrencyMax', 'dialTimeoutMs', 'connectionsMax', 'reconnectInitialDelayMs', 'reconnectDelayMaxMs', 'handlerTimeoutMs', 'inboundStreamsMax', 'messageBytesMax', 'rpcBytesMax', 'connectionPingIntervalMs', 'connectionPingTimeoutMs'] as const) {
     if (!(config[key] > 0)) throw new RangeError(`${key} must be > 0`)
   }
   if (config.reconnectBackoffFactor < 1) throw new RangeError('reconnectBackoffFactor must be >= 1')
@@ -151,6 +162,12 @@ class Libp2pTransportImpl implements Libp2pTransport {
   private readonly topicHandlers = new Map<string, Set<TopicHandler>>()
   private readonly handlers = new Map<string, HandlerEntry>()
   private readonly peerListeners = new Set<(event: PeerEvent) => void>()
+  /**
+   * Connected peers as strings, kept from peer:connect / peer:disconnect:
+   * membership asks before every request, and stringifying libp2p's PeerIds
+   * (base58) each time was 3 % of the CPU of 100 nodes.
+   */
+  private readonly connected = new Set<string>()
   private readonly count: Libp2pTransportCounters = {
     ...createRpcCounters(),
     published: 0,
@@ -214,6 +231,7 @@ class Libp2pTransportImpl implements Libp2pTransport {
     node.removeEventListener('peer:connect', this.onPeerConnect)
     node.removeEventListener('peer:disconnect', this.onPeerDisconnect)
     node.services.pubsub.removeEventListener('message', this.onGossip)
+    this.connected.clear()
     await node.stop()
     this.log.info({}, 'libp2p transport stopped')
   }
@@ -294,7 +312,7 @@ class Libp2pTransportImpl implements Libp2pTransport {
   }
 
   connectedPeers(): string[] {
-    return this.node?.getPeers().map((peer) => peer.toString()) ?? []
+    return this.node === undefined ? [] : [...this.connected]
   }
 
   onPeerEvent(handler: (event: PeerEvent) => void): () => void {
@@ -310,9 +328,9 @@ class Libp2pTransportImpl implements Libp2pTransport {
   }
 
   private hostConfig(): Libp2pHostConfig {
-    const { listen, meshKey, topics, dialConcurrencyMax, dialTimeoutMs, connectionsMax, allowLoopback, ipColocationFactorWeight, dht, dhtProtocol, rpcBytesMax } =
+    const { listen, meshKey, topics, dialConcurrencyMax, dialTimeoutMs, connectionsMax, allowLoopback, ipColocationFactorWeight, dht, dhtProtocol, rpcBytesMax, connectionPingIntervalMs, connectionPingTimeoutMs } =
       this.config
-    return { listen, meshKey, topics, dialConcurrencyMax, dialTimeoutMs, connectionsMax, allowLoopback, ipColocationFactorWeight, dht, dhtProtocol, rpcBytesMax, appSpecificScore: (peerId) => -PENALTY_SCORE_PER_POINT * this.penalties.of(peerId) }
+    return { listen, meshKey, topics, dialConcurrencyMax, dialTimeoutMs, connectionsMax, allowLoopback, ipColocationFactorWeight, dht, dhtProtocol, rpcBytesMax, connectionPingIntervalMs, connectionPingTimeoutMs, appSpecificScore: (peerId) => -PENALTY_SCORE_PER_POINT * this.penalties.of(peerId) }
   }
 
   penalize(peerId: string, reason: string): void {
@@ -365,19 +383,22 @@ class Libp2pTransportImpl implements Libp2pTransport {
       return connection.remotePeer.toString()
     } catch (err) {
       this.count.dialsFailed++
-      if (deadline.signal.aborted) throw new TransportError('UNREACHABLE', `dial ${address} timed out`, { cause: err })
-      throw new TransportError('UNREACHABLE', `cannot dial ${address}: ${String(err)}`, { cause: err })
+      if (deadline.signal.aborted) throw new TransportError('TIMEOUT', `dial ${address} timed out`, { cause: err })
+      throw new TransportError(dialErrorCode(err), `cannot dial ${address}: ${String(err)}`, { cause: err })
     } finally {
       deadline.dispose()
     }
   }
 
   private readonly onPeerConnect = (event: CustomEvent<PeerId>): void => {
-    this.emitPeerEvent({ type: 'connect', peerId: event.detail.toString() })
+    const peerId = event.detail.toString()
+    this.connected.add(peerId)
+    this.emitPeerEvent({ type: 'connect', peerId })
   }
 
   private readonly onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
     const peerId = event.detail.toString()
+    this.connected.delete(peerId)
     this.emitPeerEvent({ type: 'disconnect', peerId })
     this.bootstrap?.peerDisconnected(peerId)
   }
@@ -414,6 +435,24 @@ class Libp2pTransportImpl implements Libp2pTransport {
       }
     }
   }
+}
+
+/**
+ * UNREACHABLE only when the host answered "nobody here" (connection refused
+ * or reset, no route, no address): membership takes that as evidence that a
+ * peer's process is gone. A dial that merely did not finish in time — a
+ * handshake starved of CPU, a timeout or abort deep in libp2p — is silence
+ * (TIMEOUT), as a lost packet would be.
+ */
+export function dialErrorCode(err: unknown): 'UNREACHABLE' | 'TIMEOUT' {
+  let text = ''
+  for (let cause: unknown = err, depth = 0; cause !== undefined && depth < 5; depth++) {
+    text += ` ${cause instanceof Error ? cause.name : ''} ${String(cause)}`
+    cause = cause instanceof Error ? cause.cause : undefined
+  }
+  if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|NoValidAddresses|InvalidMultiaddr/.test(text)) return 'UNREACHABLE'
+  if (/TimeoutError|AbortError|aborted|timed out/i.test(text)) return 'TIMEOUT'
+  return 'UNREACHABLE'
 }
 
 function withoutUndefined<T extends object>(value: T): Partial<T> {

@@ -91,6 +91,31 @@ export interface MembershipConfig {
   metaBytesMax: number
   /** One direct notice (a refutation to the suspector, a confirmation to the suspectors): as long as a ping; retried once. */
   noticeTimeoutMs: number
+  /**
+   * 0: probe every member directly (classic SWIM; right for a transport where
+   * reaching any peer costs nothing extra, such as the simulator's network or
+   * memberlist's UDP). k > 0: keep connections to at least k live members,
+   * probe only the members this node is connected to (plus any that just
+   * disconnected, at once), and pick helpers and sync partners among them. On
+   * libp2p every peer reached is a TCP + pnet + noise + yamux session with
+   * identify and gossipsub on top, so probing everyone means n − 1 connections
+   * per node; with k = 8 a node holds ~2k (its own dials plus those dialled
+   * to it) and is still probed about once per interval (by ~2k neighbours
+   * each cycling through ~2k).
+   */
+  neighbours: number
+  /** neighbours > 0: after a failed dial of a would-be neighbour, no new neighbour is dialled for this long (a busy or unreachable host is not hammered every probe interval). */
+  neighbourDialRetryMs: number
+  /** neighbours > 0: with this many connections or more, only probes of a member that must be watched (it disconnected or refused, or we suspect it) open new ones (see membership.ts request()): 3 × neighbours leaves room for the neighbours others chose. */
+  neighboursMax: number
+  /**
+   * neighbours > 0: this long after joining, sync once more with a neighbour
+   * and announce our record again. On gossipsub, news published in the first
+   * moments after connecting is lost (subscriptions and mesh grafts take up
+   * to a heartbeat or two to arrive), so nodes that joined together miss each
+   * other's join, and members learn our addresses only from our record.
+   */
+  joinResyncDelayMs: number
 }
 
 export const MEMBERSHIP_TOPIC = 'lattice/membership/1'
@@ -140,6 +165,10 @@ const LAN: MembershipConfig = {
   broadcastBytesMax: 64 * 1024,
   metaBytesMax: 2 * 1024,
   noticeTimeoutMs: 250,
+  neighbours: 8,
+  neighbourDialRetryMs: 5_000,
+  neighboursMax: 24,
+  joinResyncDelayMs: 3_000,
 }
 
 export const MEMBERSHIP_PRESETS = {
@@ -167,9 +196,15 @@ export const MEMBERSHIP_PRESETS = {
     noticeTimeoutMs: 60,
     lagThresholdMs: 50,
     lagHoldMs: 1_000,
+    // Unit tests run on the simulated network: classic all-member probing, as in `sim`.
+    neighbours: 0,
   },
-  /** The simulator: the lan timings, so its figures are the product's. */
-  sim: LAN,
+  /**
+   * The simulator: the lan timings, so its figures are the product's, with
+   * classic all-member probing (`neighbours: 0`): the simulated network makes
+   * no connections to pay for (see docs/membership.md, "Neighbours").
+   */
+  sim: { ...LAN, neighbours: 0 },
 } satisfies Record<string, MembershipConfig>
 
 export type MembershipPreset = keyof typeof MEMBERSHIP_PRESETS

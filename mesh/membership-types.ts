@@ -86,6 +86,15 @@ export interface MembershipCounters {
   syncsFailed: number
   /** Timer firings later than lagThresholdMs (event-loop lag). */
   lagEvents: number
+  /** neighbours > 0: dials to a member's advertised address (keeping k neighbours, or to reach a member before a request). */
+  dials: number
+  dialsFailed: number
+  /** neighbours > 0: requests not sent because the member is not connected and we hold no address of it, or may not open another connection (not counted as a refusal). */
+  requestsUnaddressable: number
+  /** neighbours > 0: probes started at once because a connected live member disconnected. */
+  disconnectProbes: number
+  /** Probe rounds that ended in silence while this node's own timers ran late: no suspicion (the delay may be ours). */
+  probeRoundsInconclusive: number
   /** All membership bytes this node received / sent: topic messages, requests and responses. */
   gossipBytesIn: number
   gossipBytesOut: number
@@ -175,6 +184,11 @@ export function zeroMembershipCounters(): MembershipCounters {
     syncsIn: 0,
     syncsFailed: 0,
     lagEvents: 0,
+    dials: 0,
+    dialsFailed: 0,
+    requestsUnaddressable: 0,
+    disconnectProbes: 0,
+    probeRoundsInconclusive: 0,
     gossipBytesIn: 0,
     gossipBytesOut: 0,
     dropped,

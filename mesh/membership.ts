@@ -144,10 +144,10 @@ interface AckHeader {
 }
 
 /** An ack, or why not: `refused` when the peer is known not to run (connection refused), not merely silent. */
-type PingResult = { ack: AckHeader; refused: false } | { ack: undefined; refused: boolean }
+type PingResult = { ack: AckHeader; refused: false } | { ack: undefined; refused: boolean; unaddressable?: boolean }
 
 /** A response, or whether the failure was a refusal (UNREACHABLE / NO_HANDLER) rather than silence. */
-type RequestResult = { data: Uint8Array; refused: false } | { data: undefined; refused: boolean }
+type RequestResult = { data: Uint8Array; refused: false } | { data: undefined; refused: boolean; unaddressable?: boolean }
 
 class MembershipService implements Membership {
   readonly selfId: string
@@ -205,6 +205,9 @@ class MembershipService implements Membership {
   private readonly listeners = new Set<(event: MembershipEvent) => void>()
   private readonly count: MembershipCounters = zeroMembershipCounters()
   private awareness = 0
+  /** neighbours > 0: dials in progress, by peer (a dial outlives the request that started it). */
+  private readonly dialing = new Map<string, Promise<'ok' | 'refused' | 'timeout'>>()
+  private lastDialFailedAtMs = Number.NEGATIVE_INFINITY
   private lagMsMax = 0
   private lastLagAtMs = Number.NEGATIVE_INFINITY
 
@@ -246,6 +249,7 @@ class MembershipService implements Membership {
     }
     this.offPeerEvent = this.transport.onPeerEvent((event) => {
       if (event.type === 'connect' && !this.joined) void this.join()
+      if (event.type === 'disconnect') this.onDisconnect(event.peerId)
     })
     // A random phase, so nodes started together do not probe in lockstep.
     this.scheduleProbe(this.rng.int(Math.max(1, this.config.probeIntervalMs)))
@@ -726,7 +730,7 @@ class MembershipService implements Membership {
       const current = this.table.get(member.peerId)
       if (current?.suspicion !== suspicion || current.state !== 'suspect') return
       // The ping carries "you are suspect": a live target refutes before it acks.
-      if (!this.probing.has(member.peerId)) void this.ping(member.peerId, this.config.probeTimeoutMs * this.scale())
+      if (!this.probing.has(member.peerId)) void this.ping(member.peerId, this.config.probeTimeoutMs * this.scale(), undefined, true)
       this.scheduleReprobe(current)
     })
   }
@@ -755,12 +759,20 @@ class MembershipService implements Membership {
       this.measureLag(this.now() - expectedAtMs)
       this.scheduleProbe(this.config.probeIntervalMs)
       if (this.leaving) return
-      const target = this.nextProbeTarget()
+      const connected = this.config.neighbours > 0 ? new Set(this.transport.connectedPeers()) : undefined
+      if (connected !== undefined) this.keepNeighbours(connected)
+      const target = this.nextProbeTarget(connected)
       if (target !== undefined) void this.probeRound(target, 'regular')
     })
   }
 
-  private nextProbeTarget(): string | undefined {
+  /**
+   * `connected` (neighbours > 0): only members this node is connected to are
+   * probed in the round-robin; the others are skipped in this cycle. Suspects
+   * are re-probed by their own timers (scheduleReprobe), and a member that
+   * disconnects is probed at once (onDisconnect).
+   */
+  private nextProbeTarget(connected?: ReadonlySet<string>): string | undefined {
     for (let scanned = 0; scanned <= this.probeOrder.length; scanned++) {
       if (this.probeIndex >= this.probeOrder.length) {
         this.probeOrder = shuffle([...this.aliveIds.values(), ...this.suspectIds.values()], this.rng)
@@ -769,6 +781,7 @@ class MembershipService implements Membership {
       }
       const peerId = this.probeOrder[this.probeIndex++] as string
       const member = this.table.get(peerId)
+      if (connected !== undefined && !connected.has(peerId)) continue
       if (member !== undefined && (member.state === 'alive' || member.state === 'suspect') && !this.probing.has(peerId)) return peerId
     }
     return undefined
@@ -785,19 +798,26 @@ class MembershipService implements Membership {
     const member = this.table.get(target)
     if (member === undefined) return true
     const incarnationAtStart = member.incarnation
+    const roundStartMs = this.now()
     this.probing.add(target)
     try {
       const scale = this.scale()
       const probeTimeoutMs = this.config.probeTimeoutMs * scale
       const deadlineMs = this.now() + this.config.probeRoundMs * scale
-      const first = await this.ping(target, probeTimeoutMs)
+      // Beyond neighboursMax connections only a member we must watch is dialled (see request()).
+      const mayDial = kind === 'regular'
+      const first = await this.ping(target, probeTimeoutMs, undefined, mayDial)
       if (first.ack !== undefined) {
         this.healthy()
         return true
       }
       if (!this.running) return true
+      // Not reachable without a connection we may not open: no evidence. A verifier just stands
+      // aside; a final check asks helpers, and then only a helper's nack counts against the target.
+      const unreached = first.unaddressable === true
+      if (unreached && kind !== 'final') return true
       const remainingMs = deadlineMs - this.now()
-      const helpers = remainingMs > 0 ? this.aliveIds.sample(this.rng, this.config.indirectChecks, new Set([target, this.selfId])) : []
+      const helpers = remainingMs > 0 ? this.pickHelpers(target) : []
       let nacks = 0
       let acked = false
       // A refused direct ping plus a helper's nack is conclusive: the round ends there, without
@@ -809,7 +829,7 @@ class MembershipService implements Membership {
         refused = true
         if (nacks > 0) settle?.()
       }
-      const attempts: Promise<boolean>[] = refused ? [] : [this.retryPing(target, probeTimeoutMs, deadlineMs, () => acked, undefined, onRefused)]
+      const attempts: Promise<boolean>[] = refused || unreached ? [] : [this.retryPing(target, probeTimeoutMs, deadlineMs, () => acked, undefined, onRefused, mayDial).then((result) => result === 'ack')]
       for (const helper of helpers) {
         attempts.push(
           this.pingReq(helper, target, remainingMs).then((answer) => {
@@ -826,6 +846,14 @@ class MembershipService implements Membership {
       if (!this.running) return true
       if (acked) {
         this.healthy()
+        return true
+      }
+      if (unreached && nacks === 0) return true
+      // Silence while our own timers ran late is no evidence against the target (Lifeguard's
+      // point, taken strictly): the ack may have waited on us. A refusal still counts.
+      if (!refused && this.lastLagAtMs >= roundStartMs) {
+        this.bump('probeRoundsInconclusive')
+        this.unhealthy('lag during a probe round')
         return true
       }
       this.bump('probeRoundsFailed')
@@ -850,17 +878,20 @@ class MembershipService implements Membership {
     stop: () => boolean,
     view?: { ts?: WireState; ti?: number },
     onRefused?: () => void,
-  ): Promise<boolean> {
+    mayDial = false,
+  ): Promise<'ack' | 'none' | 'unreached'> {
     for (;;) {
       const startedAtMs = this.now()
       const leftMs = deadlineMs - startedAtMs
-      if (leftMs < timeoutMs / 2 || stop() || !this.running) return false
-      const result = await this.ping(target, Math.min(timeoutMs, leftMs), view)
-      if (result.ack !== undefined) return true
+      if (leftMs < timeoutMs / 2 || stop() || !this.running) return 'none'
+      const result = await this.ping(target, Math.min(timeoutMs, leftMs), view, mayDial)
+      if (result.ack !== undefined) return 'ack'
       if (result.refused) {
         onRefused?.()
-        return false
+        return 'none'
       }
+      // Not reachable without a connection we may not open: retrying would learn nothing (and would not wait).
+      if (result.unaddressable === true) return 'unreached'
       const waitMs = startedAtMs + timeoutMs - this.now()
       if (waitMs > 0 && deadlineMs - this.now() > waitMs + timeoutMs / 2) await this.clock.sleep(waitMs)
     }
@@ -912,14 +943,14 @@ class MembershipService implements Membership {
     return out
   }
 
-  private async ping(target: string, timeoutMs: number, view?: { ts?: WireState; ti?: number }): Promise<PingResult> {
+  private async ping(target: string, timeoutMs: number, view?: { ts?: WireState; ti?: number }, mayDial = false): Promise<PingResult> {
     const request: ProbeRequestWire = { v: 1, t: 'ping', i: this.selfIncarnation, q: this.announcedSeq, ...(view ?? this.viewOf(target)), u: this.piggybackFor(target) }
     this.bump('pingsOut')
-    const response = await this.request(target, PROBE_PROTOCOL, request, timeoutMs, this.config.probeBytesMax)
+    const response = await this.request(target, PROBE_PROTOCOL, request, timeoutMs, this.config.probeBytesMax, mayDial)
     const ack = response.data === undefined ? undefined : this.decodeResponse(response.data)
     if (ack === undefined || ack.t !== 'ack') {
       this.bump('pingsFailed')
-      return { ack: undefined, refused: response.refused }
+      return { ack: undefined, refused: response.refused, unaddressable: response.data === undefined && response.unaddressable === true }
     }
     this.bump('acksIn')
     if (this.running) {
@@ -993,8 +1024,35 @@ class MembershipService implements Membership {
     return decoded.value
   }
 
-  private async request(peerId: string, protocol: string, message: unknown, timeoutMs: number, responseBytesMax: number): Promise<RequestResult> {
+  /**
+   * neighbours > 0: a request to a member we are not connected to first dials
+   * it (reach). Beyond neighboursMax connections only `mayDial` requests do —
+   * probes of a member whose connection just closed or that refused us, and a
+   * suspector's re-probes of its suspect, without which a crash could go
+   * unnoticed; verifications, final checks, helpers' pings, notices, pulls
+   * and syncs then go without (no evidence either way). Otherwise every
+   * suspicion would connect its suspect to every member that checks it, and
+   * connections grew back towards n − 1 per node.
+   */
+  private async request(peerId: string, protocol: string, message: unknown, timeoutMs: number, responseBytesMax: number, mayDial = false): Promise<RequestResult> {
     const data = message instanceof Uint8Array ? message : encodeWire(message)
+    const connected = this.config.neighbours > 0 && peerId !== this.selfId ? this.transport.connectedPeers() : undefined
+    if (connected !== undefined && !connected.includes(peerId)) {
+      if (!mayDial && connected.length >= this.config.neighboursMax) {
+        this.bump('requestsUnaddressable')
+        return { data: undefined, refused: false, unaddressable: true }
+      }
+      const startedAtMs = this.now()
+      const reached = await this.reach(peerId, timeoutMs)
+      if (reached === 'refused') {
+        this.onRefused(peerId)
+        return { data: undefined, refused: true }
+      }
+      if (reached === 'unaddressable') return { data: undefined, refused: false, unaddressable: true }
+      if (reached !== 'connected' || !this.running) return { data: undefined, refused: false }
+      timeoutMs -= this.now() - startedAtMs
+      if (timeoutMs < 1) return { data: undefined, refused: false }
+    }
     this.bump('gossipBytesOut', data.byteLength)
     try {
       const response = await this.transport.request(peerId, protocol, data, { timeoutMs: Math.max(1, Math.round(timeoutMs)), responseBytesMax })
@@ -1005,6 +1063,119 @@ class MembershipService implements Membership {
       if (refused) this.onRefused(peerId)
       return { data: undefined, refused }
     }
+  }
+
+  // -------------------------------------------------------------- neighbours
+
+  /** A dialable address of a member, from its record (neighbours > 0 only). */
+  private addressOf(peerId: string): string | undefined {
+    const address = this.table.get(peerId)?.meta?.addresses[0]
+    if (address === undefined) return undefined
+    return address.includes('/p2p/') ? address : `${address}/p2p/${peerId}`
+  }
+
+  /**
+   * Connects to a member we are not connected to, by its advertised address,
+   * within `timeoutMs`. The dial itself is not cut short by our deadline: it
+   * runs on under the transport's own dial timeout, so a handshake slowed by
+   * a busy CPU still completes and the next request finds the connection
+   * (aborting it at the probe timeout made every later attempt start over).
+   * Without an address we do not ask the transport at all (libp2p would fail
+   * with "no valid addresses", or walk the DHT), and that is no evidence
+   * against the member: `unaddressable`, not `refused`.
+   */
+  private async reach(peerId: string, timeoutMs: number): Promise<'connected' | 'refused' | 'timeout' | 'unaddressable'> {
+    let dial = this.dialing.get(peerId)
+    if (dial === undefined) {
+      const address = this.addressOf(peerId)
+      if (address === undefined) {
+        this.bump('requestsUnaddressable')
+        return 'unaddressable'
+      }
+      dial = this.dial(peerId, address)
+    }
+    let timer: TimerHandle | undefined
+    const expired = new Promise<'timeout'>((resolve) => {
+      timer = this.clock.setTimer(Math.max(1, Math.round(timeoutMs)), () => resolve('timeout'))
+    })
+    try {
+      return await Promise.race([dial.then((outcome) => (outcome === 'ok' ? ('connected' as const) : outcome)), expired])
+    } finally {
+      timer?.cancel()
+    }
+  }
+
+  /** 'refused': the host said nobody listens there (TransportError UNREACHABLE); 'timeout': the dial did not finish (silence). */
+  private dial(peerId: string, address: string): Promise<'ok' | 'refused' | 'timeout'> {
+    this.bump('dials')
+    const dial = this.transport.dial(address).then(
+      () => 'ok' as const,
+      (err: unknown) => {
+        this.bump('dialsFailed')
+        this.lastDialFailedAtMs = this.now()
+        this.log.debug({ peer: peerId, address, err: String(err) }, 'dial of a member failed')
+        return err instanceof TransportError && err.code === 'UNREACHABLE' ? ('refused' as const) : ('timeout' as const)
+      },
+    )
+    this.dialing.set(peerId, dial)
+    void dial.finally(() => this.dialing.delete(peerId))
+    return dial
+  }
+
+  /**
+   * neighbours > 0, every probe tick: while fewer than k live members are
+   * connected, dial one more (a random alive member with a known address;
+   * one dial at a time, none for neighbourDialRetryMs after a failure).
+   * Connections are symmetric, so each node also gains the neighbours that
+   * dial it: ~2k on average. A node whose health score is raised (its timers
+   * run late, its probes fail) adds no connections unless it has none: a
+   * handshake is the most expensive thing it could do, and dials that time
+   * out on a saturated CPU are work thrown away (on 2 cores, 100 nodes
+   * dialling freely never finished a handshake).
+   */
+  private keepNeighbours(connected: ReadonlySet<string>): void {
+    if (this.dialing.size > 0 || this.now() - this.lastDialFailedAtMs < this.config.neighbourDialRetryMs) return
+    let live = 0
+    for (const peerId of connected) if (this.aliveIds.has(peerId) || this.suspectIds.has(peerId)) live++
+    if (live >= this.config.neighbours || (live > 0 && this.awareness > 0)) return
+    const candidates = this.aliveIds.sample(this.rng, 4, connected).filter((peerId) => this.addressOf(peerId) !== undefined)
+    const peerId = candidates[0]
+    if (peerId !== undefined) void this.dial(peerId, this.addressOf(peerId) as string)
+  }
+
+  /** Helpers for an indirect probe: with neighbours > 0, connected ones first (no handshake on the critical path). */
+  private pickHelpers(target: string): string[] {
+    const exclude = new Set([target, this.selfId])
+    if (this.config.neighbours <= 0) return this.aliveIds.sample(this.rng, this.config.indirectChecks, exclude)
+    const connected = shuffle(this.transport.connectedPeers().filter((peerId) => !exclude.has(peerId) && this.aliveIds.has(peerId)), this.rng)
+    const helpers = connected.slice(0, this.config.indirectChecks)
+    if (helpers.length < this.config.indirectChecks) {
+      for (const peerId of helpers) exclude.add(peerId)
+      helpers.push(...this.aliveIds.sample(this.rng, this.config.indirectChecks - helpers.length, exclude))
+    }
+    return helpers
+  }
+
+  /** A random live member to sync with: with neighbours > 0, a connected one when there is one. */
+  private syncPartner(): string | undefined {
+    if (this.config.neighbours > 0) {
+      const connected = this.transport.connectedPeers().filter((peerId) => this.aliveIds.has(peerId))
+      if (connected.length > 0) return connected[this.rng.int(connected.length)]
+    }
+    return this.aliveIds.random(this.rng)
+  }
+
+  /**
+   * neighbours > 0: a live member's connection closed. A crashed process's
+   * connections reset, and the members connected to it are the ones that
+   * probe it: probe it now (redialling its address) rather than never.
+   */
+  private onDisconnect(peerId: string): void {
+    if (this.config.neighbours <= 0 || !this.running || this.leaving) return
+    const member = this.table.get(peerId)
+    if (member === undefined || member.state !== 'alive' || this.probing.has(peerId)) return
+    this.bump('disconnectProbes')
+    void this.probeRound(peerId, 'regular')
   }
 
   /**
@@ -1073,8 +1244,11 @@ class MembershipService implements Membership {
         const view = message.ts !== undefined && message.ti !== undefined ? { ts: message.ts, ti: message.ti } : undefined
         // 70 % of the requester's wait is ours to retry in; the rest carries our answer back.
         const deadlineMs = this.now() + Math.max(1, 0.7 * (message.w ?? this.config.probeRoundMs))
-        const acked = await this.retryPing(message.tg, this.config.probeTimeoutMs * this.scale(), deadlineMs, () => false, view)
+        const result = await this.retryPing(message.tg, this.config.probeTimeoutMs * this.scale(), deadlineMs, () => false, view)
         if (!this.running) return this.reply({ v: 1, t: 'err', c: 'stopped' })
+        // We could not even try (no connection we may open): say nothing rather than nack.
+        if (result === 'unreached') return this.reply({ v: 1, t: 'err', c: 'unreached' })
+        const acked = result === 'ack'
         const answer: ProbeResponseWire = { v: 1, t: 'pres', ok: acked, i: this.selfIncarnation, q: this.announcedSeq, u: this.piggybackFor(from) }
         const target = this.table.get(message.tg)
         if (acked && target !== undefined) {
@@ -1387,6 +1561,7 @@ class MembershipService implements Membership {
         if (!this.running) return
         if (await this.syncWith(peerId, true)) {
           this.joined = true
+          if (this.config.neighbours > 0) this.joinResync()
           this.log.debug({ via: peerId, members: this.table.size }, 'joined the mesh')
           return
         }
@@ -1399,6 +1574,22 @@ class MembershipService implements Membership {
     } finally {
       this.joining = false
     }
+  }
+
+  /**
+   * neighbours > 0, once per join, joinResyncDelayMs after it: members reach
+   * each other by the addresses in their records, and the record announced at
+   * start went out before we had a connection, so announce it again once
+   * gossipsub's mesh has formed; and sync with a neighbour, which brings the
+   * members that joined while we did (their join news was as lossy as ours).
+   */
+  private joinResync(): void {
+    this.after(this.config.joinResyncDelayMs, () => {
+      if (this.leaving) return
+      this.announceMeta(this.config.aliveBroadcastCopies)
+      const peerId = this.syncPartner()
+      if (peerId !== undefined) void this.syncWith(peerId, false)
+    })
   }
 
   /**
@@ -1418,7 +1609,7 @@ class MembershipService implements Membership {
     if (this.now() - this.lastRecoverySyncAtMs < this.config.recoverySyncMinIntervalMs || this.leaving) return
     this.lastRecoverySyncAtMs = this.now()
     this.after(this.config.recoverySyncDelayMs * (1 + this.rng.next()), () => {
-      const peerId = this.aliveIds.random(this.rng)
+      const peerId = this.syncPartner()
       if (peerId !== undefined) void this.syncWith(peerId, false)
     })
   }
@@ -1427,7 +1618,7 @@ class MembershipService implements Membership {
     this.after(this.config.pushPullIntervalMs, () => {
       const dueMs = pushPullIntervalMs(this.config, this.liveCount(), this.selfRecordBytes) * this.pushPullJitter
       if (this.now() - this.lastSyncAtMs >= dueMs && !this.leaving) {
-        const peerId = this.aliveIds.random(this.rng)
+        const peerId = this.syncPartner()
         this.pushPullJitter = 0.5 + this.rng.next()
         if (peerId !== undefined) void this.syncWith(peerId, false)
       }

@@ -15,7 +15,7 @@ const BENCHMARKS: Record<string, { what: string; run: () => Promise<Record<strin
   crdt: { what: 'a document with 10,000 deployments, placements and statuses: save size, load time, apply time, fresh-node sync bytes', run: crdtBench },
   failover: { what: 'three node processes with Docker: SIGKILL the winner, time until a replacement runs (target ≤ 8 s)', run: failoverBench },
   membership: { what: 'the membership simulator at 1,000 nodes, 10 virtual minutes at 10 % loss: detection, false deaths, traffic, heap', run: membershipBench },
-  mesh: { what: '100 real libp2p nodes in one process: time until all see all alive, gossip to all, RSS per node', run: meshBench },
+  mesh: { what: '100 real libp2p nodes in one process (kad-dht with LATTICE_BENCH_MESH_DHT=1): time to connect, until all see all alive, gossip to all, RSS per node', run: meshBench },
   sim: { what: 'chaos on the whole node core: 1,000 nodes × 10 virtual min (≤ 10 wall min, ≤ 4 MB heap/node) and a 100-seed campaign at 200 nodes (≤ 30 min); sizes from LATTICE_BENCH_SIM_* (sim/bench/sim-bench.ts)', run: simBench },
 }
 

@@ -1,0 +1,29 @@
+/**
+ * The membership scenario over real libp2p (sim/network-libp2p): a few real
+ * nodes in this process join, one is crashed, the others must see it dead and
+ * nobody else; the report has the simulated scenario's shape.
+ */
+import { describe, expect, it } from 'vitest'
+import { runMembershipScenarioLibp2p } from '../sim/network-libp2p/index.ts'
+
+describe('membership scenario on real libp2p', () => {
+  it('8 nodes converge, a crashed node is detected by every survivor, no false deaths', async () => {
+    const report = await runMembershipScenarioLibp2p({ nodes: 8, seed: 3, durationS: 8, loss: 0, kill: 0.125, partition: false, dht: false })
+    expect(report.invariants.violations).toEqual([])
+    expect(report.invariants.ok).toBe(true)
+    expect(report.details['kills']).toBe(1)
+    // Every survivor saw the crashed node dead, within the steady phase plus its detection budget.
+    expect(report.details['deathDetectionObservations']).toBe(7)
+    expect(report.figures.deathDetectionMs.p99).toBeGreaterThan(0)
+    expect(report.figures.deathDetectionMs.p99).toBeLessThan(15_000)
+    expect(report.figures.joinConvergenceMs.p99).toBeGreaterThan(0)
+    expect(report.figures.falsePositiveDeaths).toBe(0)
+    expect(report.figures.gossipBytesPerNodePerSecond).toBeGreaterThan(0)
+    expect(report.details['network']).toBe('libp2p')
+  }, 60_000)
+
+  it('refuses what loopback cannot do', async () => {
+    await expect(runMembershipScenarioLibp2p({ nodes: 4, seed: 1, durationS: 1, loss: 0, kill: 0, partition: true })).rejects.toThrow(RangeError)
+    await expect(runMembershipScenarioLibp2p({ nodes: 4, seed: 1, durationS: 1, loss: 0, kill: 0, partition: false, killMode: 'vanish' })).rejects.toThrow(RangeError)
+  })
+})
