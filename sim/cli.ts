@@ -3,7 +3,7 @@
  *
  *   lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T]
  *               [--deployments M] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition]
- *               [--network sim] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]
+ *               [--network sim|libp2p|both] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]
  *
  * A scenario is a file (YAML or JSON, sim/scenario-file.ts) — a library one
  * by name (`--scenario chaos`, sim/scenarios/library/) or any file
@@ -26,6 +26,7 @@ import { runClusterScenario, type ClusterScenarioReport } from './scenarios/clus
 import { runMembershipScenario, type MembershipScenarioReport } from './scenarios/membership.ts'
 import { runScheduledScenario, type ScheduledScenarioReport } from './scenarios/scheduled.ts'
 import { createTraceFile } from './trace.ts'
+import { formatMembershipComparison, LIBP2P_SCENARIO_NODES_MAX, runMembershipComparison, runMembershipScenarioLibp2p } from './network-libp2p/index.ts'
 
 /** The scripted scenarios that existed before scenario files; the library (sim/scenarios/library/) adds `churn` and `chaos`. */
 export const SCENARIOS = ['membership', 'state', 'placement', 'failover', 'partition'] as const
@@ -34,11 +35,13 @@ export const SCENARIOS = ['membership', 'state', 'placement', 'failover', 'parti
 export const PARTITION_FLAG_PROBABILITY = 0.01
 
 /**
- * `--network`: `sim` is the simulated network in virtual time. `libp2p`
- * (real libp2p nodes in one process, wall clock) is planned in
- * sim/network-libp2p/ and refused until that runner exists.
+ * `--network`: `sim` is the simulated network in virtual time; `libp2p` runs
+ * the membership scenario on real libp2p nodes in this process (loopback,
+ * wall clock, sim/network-libp2p/); `both` runs the two one after the other
+ * and prints their figures side by side — how far the simulated network's
+ * figures are from the real stack's.
  */
-export const NETWORKS = ['sim', 'libp2p'] as const
+export const NETWORKS = ['sim', 'libp2p', 'both'] as const
 
 const Fraction = z.coerce.number().min(0).max(1)
 
@@ -83,7 +86,7 @@ export interface SimFlags {
   /** Scripted: add the partition phase. Scheduled: the partition fault is on. */
   partition: boolean
   deployments: number
-  network: 'sim'
+  network: (typeof NETWORKS)[number]
   json?: string
   report?: string
   trace?: string
@@ -94,7 +97,7 @@ export interface SimFlags {
 }
 
 const USAGE = [
-  'usage: lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T] [--deployments M] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--network sim] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]',
+  'usage: lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T] [--deployments M] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--network sim|libp2p|both] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]',
   `       scenarios: ${libraryNames().join(', ')} (sim/scenarios/library/), or any YAML/JSON file (docs/simulator-reports.md)`,
   '       lattice sim campaign --seeds N (--scenario NAME | --scenario-file FILE) [--nodes N] [--duration-s T] [--concurrency C] [--report DIR]',
 ].join('\n')
@@ -143,9 +146,6 @@ export function parseSimFlags(argv: readonly string[]): Parsed {
     return { ok: false, error: `--${flagName(String(issue?.path[0] ?? '?'))}: ${issue?.message ?? 'invalid'}` }
   }
   const raw = result.data
-  if (raw.network === 'libp2p') {
-    return { ok: false, error: '--network libp2p: not available in this build — the real-network runner (sim/network-libp2p/) does not exist yet; use --network sim (the default)' }
-  }
   if (raw.scenario !== undefined && raw.scenarioFile !== undefined) return { ok: false, error: '--scenario-file: give either --scenario NAME or --scenario-file FILE, not both' }
   if (raw.scenario === undefined && raw.scenarioFile === undefined) return { ok: false, error: `--scenario: required (one of ${libraryNames().join(', ')}), or --scenario-file FILE` }
 
@@ -158,6 +158,10 @@ export function parseSimFlags(argv: readonly string[]): Parsed {
   const applied = applyFlags(spec, raw)
   if (typeof applied === 'string') return { ok: false, error: applied }
   spec = applied
+  if (raw.network !== 'sim') {
+    const refusal = libp2pRefusal(spec, raw)
+    if (refusal !== undefined) return { ok: false, error: `--network ${raw.network}: ${refusal}` }
+  }
   const common = {
     scenario: spec.name,
     ...(raw.scenarioFile === undefined ? {} : { scenarioFile: resolve(raw.scenarioFile) }),
@@ -165,7 +169,7 @@ export function parseSimFlags(argv: readonly string[]): Parsed {
     nodes: spec.nodes,
     seed: raw.seed,
     durationS: spec.durationS,
-    network: 'sim' as const,
+    network: raw.network,
     ...(raw.json === undefined ? {} : { json: raw.json }),
     ...(raw.report === undefined ? {} : { report: raw.report }),
     ...(raw.trace === undefined ? {} : { trace: raw.trace }),
@@ -177,6 +181,16 @@ export function parseSimFlags(argv: readonly string[]): Parsed {
       ? { ...common, loss: spec.network.loss, kill: spec.faults.kill.probability, killMode: 'crash', partition: spec.faults.partition.probability > 0, deployments: spec.deployments.count, spec }
       : { ...common, loss: spec.knobs.loss, kill: spec.knobs.kill, killMode: spec.knobs.killMode, partition: spec.knobs.partition, deployments: spec.deployments.count, spec }
   return { ok: true, flags }
+}
+
+/** Why the real-network runner cannot run this scenario, or undefined when it can. */
+function libp2pRefusal(spec: ScenarioSpec, raw: z.output<typeof RawFlagsSchema>): string | undefined {
+  if (spec.script !== 'membership') return `runs the membership scenario only (scenario "${spec.name}" is ${spec.script}); use --network sim`
+  if (spec.nodes > LIBP2P_SCENARIO_NODES_MAX) return `at most ${LIBP2P_SCENARIO_NODES_MAX} real nodes in one process (asked for ${spec.nodes})`
+  if (spec.knobs.partition) return 'a partition cannot be made on loopback TCP from inside the process; drop --partition'
+  if (spec.knobs.killMode === 'vanish') return 'kill mode vanish cannot be made on loopback TCP; use --kill-mode crash'
+  if (raw.trace !== undefined || raw.report !== undefined) return '--trace and --report describe virtual-time runs; use --json FILE'
+  return undefined
 }
 
 /** The scenario with the flags' values in place of the file's, validated again. Returns the spec or an error line. */
@@ -213,6 +227,7 @@ export function replayCommand(flags: SimFlags): string {
   if (flags.script !== 'scheduled') parts.push(`--kill-mode ${flags.killMode}`)
   if (flags.partition) parts.push('--partition')
   if (flags.script !== 'membership') parts.push(`--deployments ${flags.deployments}`)
+  if (flags.network !== 'sim') parts.push(`--network ${flags.network}`)
   return parts.join(' ')
 }
 
@@ -239,6 +254,34 @@ export async function runScenario(flags: SimFlags, log: (line: string) => void, 
   }
 }
 
+/** `--network libp2p|both`: the membership scenario on real libp2p (and, with `both`, on the simulated network too). */
+async function runOnLibp2p(flags: SimFlags, log: (line: string) => void): Promise<number> {
+  const options = { nodes: flags.nodes, seed: flags.seed, durationS: flags.durationS, loss: flags.loss, kill: flags.kill, killMode: flags.killMode, partition: false, verbose: flags.verbose, log }
+  let reports: MembershipScenarioReport[]
+  let output: unknown
+  if (flags.network === 'both') {
+    const comparison = await runMembershipComparison(options)
+    process.stderr.write(`${formatMembershipComparison(comparison)}\n`)
+    reports = [comparison.simulated, comparison.libp2p]
+    output = comparison
+  } else {
+    const report = await runMembershipScenarioLibp2p(options)
+    reports = [report]
+    output = report
+  }
+  const text = JSON.stringify(output, null, 2)
+  process.stdout.write(`${text}\n`)
+  if (flags.json !== undefined) await writeFile(flags.json, `${text}\n`)
+  const violations = reports.flatMap((report) => report.invariants.violations)
+  if (violations.length > 0) {
+    process.stderr.write(`lattice sim: ${violations.length} invariant(s) failed:\n`)
+    for (const violation of violations) process.stderr.write(`  - ${violation}\n`)
+    process.stderr.write(`rerun: ${replayCommand(flags)} (wall-clock runs do not replay exactly)\n`)
+    return 1
+  }
+  return 0
+}
+
 export async function runSimCommand(argv: string[]): Promise<number> {
   const parsed = parseSimFlags(argv)
   if (!parsed.ok) {
@@ -247,6 +290,7 @@ export async function runSimCommand(argv: string[]): Promise<number> {
   }
   const flags = parsed.flags
   const log = flags.quiet ? () => {} : (line: string) => process.stderr.write(`${line}\n`)
+  if (flags.network !== 'sim') return runOnLibp2p(flags, log)
   const progress = createProgressLine({ label: `${flags.scenario} n=${flags.nodes} seed=${flags.seed}`, enabled: !flags.quiet })
   let traceFile: ReturnType<typeof createTraceFile> | undefined
   try {

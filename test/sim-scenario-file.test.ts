@@ -88,7 +88,11 @@ describe('scenario files and flags', () => {
       [['--scenario', 'nope'], /unknown scenario "nope"/],
       [['--scenario', 'chaos', '--scenario-file', join(dir, 'x.yaml')], /not both/],
       [['--scenario', 'chaos', '--kill-mode', 'vanish'], /membership scenario only/],
-      [['--scenario', 'chaos', '--network', 'libp2p'], /--network libp2p: not available/],
+      [['--scenario', 'chaos', '--network', 'libp2p'], /--network libp2p: runs the membership scenario only/],
+      [['--scenario', 'membership', '--network', 'both', '--nodes', '201'], /at most 200 real nodes/],
+      [['--scenario', 'membership', '--network', 'libp2p', '--partition'], /partition cannot be made on loopback/],
+      [['--scenario', 'membership', '--network', 'libp2p', '--trace', join(dir, 't.jsonl')], /--trace and --report/],
+      [['--scenario', 'membership', '--network', 'tcp'], /--network/],
       [['--scenario', 'chaos', '--nodes', '2'], /--nodes/],
     ]
     for (const [argv, reason] of cases) {
