@@ -303,7 +303,7 @@ describe('cluster state: changes, batches, feed', () => {
     const offChange = state.onChange((event) => events.push({ ...event, chunksWritten: state.stats().chunks }))
     const offLocal = state.onLocalChange((change) => changes.push({ change, chunksWritten: state.stats().chunks }))
     await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
-    expect(events).toEqual([{ local: true, chunksWritten: chunksBefore + 1 }])
+    expect(events).toEqual([{ local: true, deployments: new Set(['d1']), nodes: false, chunksWritten: chunksBefore + 1 }])
     expect(changes.map((c) => c.chunksWritten)).toEqual([chunksBefore + 1])
     expect((await store.list('doc/chunk/')).length).toBe(chunksBefore + 1)
     expect(A.decodeChange(changes[0]!.change).hash).toBe(state.heads()[0])

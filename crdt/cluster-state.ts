@@ -72,6 +72,14 @@ export interface ApplyResult {
 export interface ClusterChangeEvent {
   /** True for this node's own writes, false for changes applied from peers. */
   local: boolean
+  /**
+   * Deployments whose entries (deployment, placements or statuses) this
+   * change added, changed or removed; 'all' after a bulk merge. Listeners
+   * that keep derived state re-read only these instead of every deployment.
+   */
+  deployments: ReadonlySet<string> | 'all'
+  /** The node registry changed. */
+  nodes: boolean
 }
 
 export interface ClusterStateStats {
@@ -106,6 +114,14 @@ export interface ClusterStateReader {
   placement(id: string, replica: number): PlacementEntry | undefined
   /** All replicas, all reporters; sorted by replica, then peerId. */
   statuses(id: string): StatusEntry[]
+  /**
+   * Replicas whose current placement record names `peerId` a winner, in no
+   * particular order; includes deleted deployments and replicas at or above
+   * the replica count (callers filter). Costs the answer, not the document.
+   */
+  placementsWonBy(peerId: string): Array<{ deploymentId: string; replica: number }>
+  /** Replicas `peerId` has a status entry for, in no particular order. */
+  statusesReportedBy(peerId: string): Array<{ deploymentId: string; replica: number }>
 }
 
 export interface ClusterState extends Startable, ClusterStateReader {
@@ -269,6 +285,7 @@ class AutomergeClusterState implements ClusterState {
         loaded,
       })
       this.index.rebuild(doc)
+      this.index.takeTouched() // the first readers scan everything anyway
       this.lifecycle = 'running'
       this.logger.info(
         { heads: doc.getHeads().length, changes: doc.stats().numChanges, chunks: loaded.chunks.length, corruptChunks: loaded.corruptBlobs },
@@ -326,6 +343,14 @@ class AutomergeClusterState implements ClusterState {
     return this.index.statuses(id)
   }
 
+  placementsWonBy(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    return this.index.placementsWonBy(peerId)
+  }
+
+  statusesReportedBy(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    return this.index.statusesReportedBy(peerId)
+  }
+
   // ---- writes ----
 
   upsertSelfNode(entry: SelfNodeInput): Promise<void> {
@@ -380,8 +405,9 @@ class AutomergeClusterState implements ClusterState {
     const change = doc.getLastLocalChange()
     if (change !== null) this.index.update(doc, [A.decodeChange(change)])
     await persistence.persist()
+    const touched = this.index.takeTouched()
     if (change !== null) this.emit(this.localChangeListeners, change)
-    this.emit(this.changeListeners, { local: true })
+    this.emit(this.changeListeners, { local: true, ...touched })
     return result
   }
 
@@ -514,8 +540,9 @@ class AutomergeClusterState implements ClusterState {
     }
     if (sameHeads(before, next.getHeads())) return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
     const invalidEntries = this.index.update(next, bulk ? 'all' : next.getChanges(before).map((change) => A.decodeChange(change)))
+    const touched = this.index.takeTouched()
     await persistence.persist()
-    this.emit(this.changeListeners, { local: false })
+    this.emit(this.changeListeners, { local: false, ...touched })
     return { applied: true, invalidEntries }
   }
 

@@ -93,39 +93,74 @@ interface InvalidEntry {
   reason: string
 }
 
+/** Called when the entry at `keys` is replaced or removed (before and after: undefined when absent). */
+type EntryListener<E> = (keys: readonly string[], before: E | undefined, after: E | undefined) => void
+
 /** One section's entries, keyed by their path below the section name. */
 class SectionIndex<E> {
   readonly trie = new PathTrie<E>()
   /** Bumped on every change, so sorted views know when to rebuild. */
   version = 0
 
-  constructor(private readonly decode: (keys: readonly string[], raw: unknown) => E) {}
+  constructor(
+    private readonly decode: (keys: readonly string[], raw: unknown) => E,
+    private readonly onEntry: EntryListener<E>,
+  ) {}
 
   /** Stores the decoded entry at `keys` or removes it; returns why it is invalid, if it is. */
   refresh(keys: readonly string[], raw: unknown): string | undefined {
     this.version++
-    if (raw instanceof DocReadError) {
-      this.trie.delete(keys)
-      return raw.message
+    const before = this.trie.get(keys)
+    let after: E | undefined
+    let reason: string | undefined
+    if (raw instanceof DocReadError) reason = raw.message
+    else if (raw !== undefined) {
+      try {
+        after = deepFreeze(this.decode(keys, raw))
+      } catch (err) {
+        if (!(err instanceof InvalidEntryError)) throw err
+        reason = err.message
+      }
     }
-    if (raw === undefined) {
-      this.trie.delete(keys)
-      return undefined
-    }
-    try {
-      this.trie.set(keys, deepFreeze(this.decode(keys, raw)))
-      return undefined
-    } catch (err) {
-      if (!(err instanceof InvalidEntryError)) throw err
-      this.trie.delete(keys)
-      return err.message
-    }
+    if (after === undefined) this.trie.delete(keys)
+    else this.trie.set(keys, after)
+    this.onEntry(keys, before, after)
+    return reason
   }
 
   deleteSubtree(prefix: readonly string[]): void {
     this.version++
+    for (const [keys, entry] of [...this.trie.entries(prefix)]) this.onEntry(keys, entry, undefined)
     this.trie.deleteSubtree(prefix)
   }
+}
+
+/** Replica keys (`id/replica`) per peer, for "what does this peer hold or report" without a scan. */
+class ReplicasByPeer {
+  private readonly byPeer = new Map<string, Map<string, { deploymentId: string; replica: number }>>()
+
+  add(peerId: string, deploymentId: string, replica: number): void {
+    let held = this.byPeer.get(peerId)
+    if (held === undefined) this.byPeer.set(peerId, (held = new Map()))
+    held.set(`${deploymentId}/${replica}`, { deploymentId, replica })
+  }
+
+  remove(peerId: string, deploymentId: string, replica: number): void {
+    const held = this.byPeer.get(peerId)
+    if (held === undefined) return
+    held.delete(`${deploymentId}/${replica}`)
+    if (held.size === 0) this.byPeer.delete(peerId)
+  }
+
+  of(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    return [...(this.byPeer.get(peerId)?.values() ?? [])]
+  }
+}
+
+/** What changed since the last `takeTouched`: deployment ids (any of their sections) and whether the registry did. */
+export interface TouchedEntries {
+  deployments: Set<string> | 'all'
+  nodes: boolean
 }
 
 /** A sorted array view of a section, rebuilt only when the section changed. */
@@ -150,11 +185,28 @@ class SortedView<E> {
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
 export class DocIndex {
+  private readonly winners = new ReplicasByPeer()
+  private readonly reporters = new ReplicasByPeer()
+  private touched: TouchedEntries = { deployments: new Set(), nodes: false }
+  private readonly touch = (keys: readonly string[]): void => {
+    if (this.touched.deployments !== 'all') this.touched.deployments.add(keys[0]!)
+  }
   private readonly sections = {
-    nodes: new SectionIndex(decodeNode),
-    deployments: new SectionIndex(decodeDeployment),
-    placements: new SectionIndex(decodePlacement),
-    status: new SectionIndex(decodeStatus),
+    nodes: new SectionIndex(decodeNode, () => {
+      this.touched.nodes = true
+    }),
+    deployments: new SectionIndex(decodeDeployment, this.touch),
+    placements: new SectionIndex<PlacementEntry>(decodePlacement, (keys, before, after) => {
+      this.touch(keys)
+      const replica = Number(keys[1])
+      for (const peer of before?.winners ?? []) this.winners.remove(peer, keys[0]!, replica)
+      for (const peer of after?.winners ?? []) this.winners.add(peer, keys[0]!, replica)
+    }),
+    status: new SectionIndex<StatusEntry>(decodeStatus, (keys, before, after) => {
+      this.touch(keys)
+      if (before !== undefined) this.reporters.remove(before.peerId, keys[0]!, before.replica)
+      if (after !== undefined) this.reporters.add(after.peerId, keys[0]!, after.replica)
+    }),
   } as const
   private readonly invalid = new Map<string, InvalidEntry>()
   /** Every map and list read, by object id: the entry (or container) it belongs to, section first. */
@@ -213,6 +265,23 @@ export class DocIndex {
       .sort((a, b) => a.replica - b.replica || byString(a.peerId, b.peerId))
   }
 
+  /** Replicas whose current placement record names `peerId` among its winners (any deployment state, any replica index). */
+  placementsWonBy(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    return this.winners.of(peerId)
+  }
+
+  /** Replicas `peerId` has a status entry for. */
+  statusesReportedBy(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    return this.reporters.of(peerId)
+  }
+
+  /** What changed since the previous call (a rebuild counts as every deployment). */
+  takeTouched(): TouchedEntries {
+    const touched = this.touched
+    this.touched = { deployments: new Set(), nodes: false }
+    return touched
+  }
+
   /** Entries of the current document that failed validation. */
   invalidCount(): number {
     return this.invalid.size
@@ -222,6 +291,7 @@ export class DocIndex {
 
   /** Re-reads the whole document (after a load, or a merge that touched most of it). */
   rebuild(doc: DocHandle): void {
+    this.touched = { deployments: 'all', nodes: true }
     for (const section of SECTIONS) this.refreshSubtree(doc, section, [])
   }
 
