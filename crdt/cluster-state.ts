@@ -163,6 +163,13 @@ export interface ClusterState extends Startable, ClusterStateReader {
    * change nothing.
    */
   applyChanges(changes: readonly Uint8Array[]): Promise<ApplyResult>
+  /**
+   * Paths (section first, e.g. ['deployments', id]) of the entries these
+   * changes (applied here or not) write to, as far as this replica's
+   * document tells: for attributing invalid entries when changes from
+   * several peers were applied together. Undecodable bytes touch nothing.
+   */
+  entriesTouchedBy(changes: readonly Uint8Array[]): string[][]
   /** True when every hash is a change in this replica's history (applied, not merely queued). Malformed hashes: false. */
   hasChanges(hashes: readonly string[]): boolean
   /**
@@ -403,6 +410,7 @@ class AutomergeClusterState implements ClusterState {
     if (doc.pendingOps() === 0) return result // nothing changed: no change, no chunk
     doc.commit(message.slice(0, MESSAGE_LENGTH_MAX), changeTimeSeconds(nowMs))
     const change = doc.getLastLocalChange()
+    persistence.noteChanges(change === null ? undefined : [change])
     if (change !== null) this.index.update(doc, [A.decodeChange(change)])
     await persistence.persist()
     const touched = this.index.takeTouched()
@@ -440,7 +448,19 @@ class AutomergeClusterState implements ClusterState {
 
   applyChanges(changes: readonly Uint8Array[]): Promise<ApplyResult> {
     // Automerge parses every change before applying any, so on failure `doc` is intact.
-    return this.applyRemote('not Automerge changes', (doc) => doc.applyChanges([...changes]))
+    return this.applyRemote('not Automerge changes', (doc) => doc.applyChanges([...changes]), false, changes)
+  }
+
+  entriesTouchedBy(changes: readonly Uint8Array[]): string[][] {
+    const decoded: A.DecodedChange[] = []
+    for (const change of changes) {
+      try {
+        decoded.push(A.decodeChange(change))
+      } catch {
+        // not a change: touches nothing
+      }
+    }
+    return this.index.touchedBy(decoded)
   }
 
   hasChanges(hashes: readonly string[]): boolean {
@@ -524,10 +544,15 @@ class AutomergeClusterState implements ClusterState {
    * whole document, or a message as large as a good part of it) every entry
    * is re-read instead, cheaper than decoding most of the history.
    */
-  private async applyRemote(what: string, apply: (doc: DocHandle) => DocHandle | void, bulk = false): Promise<ApplyResult> {
+  private async applyRemote(what: string, apply: (doc: DocHandle) => DocHandle | void, bulk = false, given?: readonly Uint8Array[]): Promise<ApplyResult> {
     const doc = this.runningDoc()
     const persistence = this.persistence!
     const before = doc.getHeads()
+    // What the new changes touched comes from the changes given, when they
+    // are all that can be new: nothing was queued for missing dependencies
+    // (Automerge would apply those too). Cheaper than asking the document
+    // for the changes since `before`, which walks the change graph.
+    const onlyGiven = given !== undefined && doc.getMissingDeps().length === 0
     let next: DocHandle
     try {
       next = apply(doc) ?? doc
@@ -539,7 +564,11 @@ class AutomergeClusterState implements ClusterState {
       doc.free()
     }
     if (sameHeads(before, next.getHeads())) return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
-    const invalidEntries = this.index.update(next, bulk ? 'all' : next.getChanges(before).map((change) => A.decodeChange(change)))
+    const decoded = onlyGiven && next === doc ? given.map((change) => A.decodeChange(change)) : undefined
+    // The given changes are what the store lacks, when each is now in the document (none still queued).
+    const named = decoded !== undefined && decoded.every((change) => next.getChangeMetaByHash(change.hash) !== null)
+    persistence.noteChanges(named ? given : undefined)
+    const invalidEntries = this.index.update(next, bulk ? 'all' : (decoded ?? next.getChanges(before).map((change) => A.decodeChange(change))))
     const touched = this.index.takeTouched()
     await persistence.persist()
     this.emit(this.changeListeners, { local: false, ...touched })

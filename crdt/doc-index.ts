@@ -316,7 +316,7 @@ export class DocIndex {
   }
 
   /** Paths (section first) whose entries the ops of `changes` may have changed. */
-  private touchedBy(changes: readonly DecodedChange[]): string[][] {
+  touchedBy(changes: readonly DecodedChange[]): string[][] {
     const touched = new Map<string, string[]>()
     const add = (path: string[]): void => {
       touched.set(JSON.stringify(path), path)

@@ -160,10 +160,17 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         }))
         // A peer whose state changes or sync messages fail validation loses gossip score.
         offs.push(stateSync.onMisbehaviour((peer, reason) => transport.penalize(peer, `state:${reason}`)))
+        let announcedFree = ''
         offs.push(state.onChange((event) => {
           placer.markDirty(event.deployments)
-          reconciler.trigger()
-          membership.setLocalMeta({ free: freeResources() })
+          reconciler.trigger(event.deployments)
+          // Re-announced only when it moved: encoding the member record on every change cost more than the change.
+          const free = freeResources()
+          const key = `${free.cpu}/${free.memoryMB}/${free.diskMB}/${free.gpus}`
+          if (key !== announcedFree) {
+            announcedFree = key
+            membership.setLocalMeta({ free })
+          }
         }))
         await membership.start()
         membership.setLocalMeta(meta())

@@ -33,8 +33,13 @@ export interface ReconcilerComponents {
 }
 
 export interface Reconciler extends Startable {
-  /** Asks for a pass as soon as the current one (if any) ends. */
-  trigger(): void
+  /**
+   * Asks for a pass as soon as the current one (if any) ends. With the
+   * deployments a document change touched, only if one of them concerns
+   * this node (it won a replica, runs a container or reports a status of it):
+   * every node hears of every change, and most are about other nodes' work.
+   */
+  trigger(deployments?: ReadonlySet<string> | 'all'): void
   /** Runs one pass now (waits for a running pass first). */
   reconcileNow(): Promise<void>
   /** The engine's health as of the last pass. */
@@ -65,6 +70,8 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
     let running: Promise<void> | undefined
     let again = false
     let stopped = true
+    /** Deployments the last pass found this node involved with (won, running, reported). */
+    let involved = new Set<string>()
 
     /** The replicas this node won (from the document's index of winners: no scan of every deployment). */
     const desiredReplicas = (): Map<string, DesiredReplica> => {
@@ -299,6 +306,11 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
       }
 
       const containers = await runtime.list()
+      const nowInvolved = new Set<string>()
+      for (const want of desired.values()) nowInvolved.add(want.deployment.id)
+      for (const container of containers) nowInvolved.add(container.deploymentId)
+      for (const { deploymentId } of state.statusesReportedBy(state.selfId)) nowInvolved.add(deploymentId)
+      involved = nowInvolved
       const byKey = new Map<string, ContainerInfo[]>()
       for (const container of containers) {
         const key = keyOf(container.deploymentId, container.replica)
@@ -382,8 +394,13 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
         timer?.cancel()
         if (running !== undefined) await running
       },
-      trigger() {
+      trigger(deployments = 'all') {
         if (stopped) return
+        if (deployments !== 'all') {
+          const won = state.placementsWonBy(state.selfId)
+          const concerns = (id: string): boolean => involved.has(id) || won.some((held) => held.deploymentId === id)
+          if (![...deployments].some(concerns)) return
+        }
         void reconcileNow()
       },
       reconcileNow,
