@@ -465,8 +465,12 @@ class AutomergeClusterState implements ClusterState {
 
   hasChanges(hashes: readonly string[]): boolean {
     if (this.doc === undefined) return hashes.length === 0
+    if (hashes.length === 0) return true
     try {
-      return hashes.every((hash) => this.doc!.getChangeMetaByHash(hash) !== null)
+      // getMissingDeps answers from the change graph; getChangeMetaByHash would build each change's metadata as a JS object.
+      // An empty answer means every hash is applied; otherwise a hash it does not name may still be only queued, so ask for that one.
+      const missing = this.doc.getMissingDeps([...hashes])
+      return missing.length === 0 || hashes.every((hash) => !missing.includes(hash) && this.doc!.getChangeMetaByHash(hash) !== null)
     } catch {
       return false // malformed hashes are not in any history
     }
