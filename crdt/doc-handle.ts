@@ -123,7 +123,40 @@ function fullValue(handle: DocHandle, obj: ObjId, prop: string | number): FullVa
  */
 export function readValue(handle: DocHandle, obj: ObjId, prop: string | number, onObject?: (id: ObjId) => void): unknown {
   const value = fullValue(handle, obj, prop)
-  return value === null ? undefined : readFull(handle, value, onObject)
+  if (value === null) return undefined
+  if (value[0] === 'map' || value[0] === 'list') return readMaterialized(handle, value[1] as ObjId, onObject)
+  return readFull(handle, value, onObject)
+}
+
+/**
+ * readFull of a map or list in one call into Automerge (materialize) rather
+ * than one per field: an entry costs one seek instead of one per field. Ids
+ * of nested objects (and texts, which materialize as plain strings while
+ * `str` scalars come as ImmutableString) are fetched per nested object only.
+ * The same bounds apply, checked on the copy.
+ */
+function readMaterialized(handle: DocHandle, id: ObjId, onObject?: (id: ObjId) => void): unknown {
+  let budget = READ_VALUES_MAX
+  const convert = (value: unknown, depth: number, objectId: ObjId | undefined, parent: ObjId, key: string | number): unknown => {
+    if (--budget < 0) throw new DocReadError(`more than ${READ_VALUES_MAX} values`)
+    if (depth > READ_DEPTH_MAX) throw new DocReadError(`nested deeper than ${READ_DEPTH_MAX}`)
+    if (A.isImmutableString(value)) return value.val
+    if (typeof value === 'string') {
+      // A text object: report its id as readFull does.
+      const text = fullValue(handle, parent, key)
+      if (text !== null && text[0] === 'text') onObject?.(text[1] as ObjId)
+      return value
+    }
+    const isList = Array.isArray(value)
+    if (!isList && !isDocMap(value)) return value // numbers, booleans, null, counters, bytes, dates: as Automerge gives them
+    const own = objectId ?? (fullValue(handle, parent, key)?.[1] as ObjId | undefined)
+    if (own !== undefined) onObject?.(own)
+    if (isList) return (value as unknown[]).map((item, i) => convert(item, depth + 1, undefined, own ?? '', i))
+    const out: DocMap = {}
+    for (const [childKey, child] of Object.entries(value as DocMap)) out[childKey] = convert(child, depth + 1, undefined, own ?? '', childKey)
+    return out
+  }
+  return convert(handle.materialize(id), 0, id, '', '')
 }
 
 /** readValue of a value already fetched with getWithType. */
