@@ -160,9 +160,10 @@ export interface ClusterState extends Startable, ClusterStateReader {
    * missing are held by Automerge until they arrive. New changes are
    * validated into the index, persisted, then onChange fires (local: false).
    * Bytes that are not Automerge changes reject with VALIDATION_FAILED and
-   * change nothing.
+   * change nothing. `decoded`, when the caller already decoded them
+   * (Automerge.decodeChange of each, same order), saves decoding them again.
    */
-  applyChanges(changes: readonly Uint8Array[]): Promise<ApplyResult>
+  applyChanges(changes: readonly Uint8Array[], decoded?: readonly A.DecodedChange[]): Promise<ApplyResult>
   /**
    * Paths (section first, e.g. ['deployments', id]) of the entries these
    * changes (applied here or not) write to, as far as this replica's
@@ -446,9 +447,9 @@ class AutomergeClusterState implements ClusterState {
     }
   }
 
-  applyChanges(changes: readonly Uint8Array[]): Promise<ApplyResult> {
+  applyChanges(changes: readonly Uint8Array[], decoded?: readonly A.DecodedChange[]): Promise<ApplyResult> {
     // Automerge parses every change before applying any, so on failure `doc` is intact.
-    return this.applyRemote('not Automerge changes', (doc) => doc.applyChanges([...changes]), false, changes)
+    return this.applyRemote('not Automerge changes', (doc) => doc.applyChanges([...changes]), false, changes, decoded?.length === changes.length ? decoded : undefined)
   }
 
   entriesTouchedBy(changes: readonly Uint8Array[]): string[][] {
@@ -548,7 +549,13 @@ class AutomergeClusterState implements ClusterState {
    * whole document, or a message as large as a good part of it) every entry
    * is re-read instead, cheaper than decoding most of the history.
    */
-  private async applyRemote(what: string, apply: (doc: DocHandle) => DocHandle | void, bulk = false, given?: readonly Uint8Array[]): Promise<ApplyResult> {
+  private async applyRemote(
+    what: string,
+    apply: (doc: DocHandle) => DocHandle | void,
+    bulk = false,
+    given?: readonly Uint8Array[],
+    givenDecoded?: readonly A.DecodedChange[],
+  ): Promise<ApplyResult> {
     const doc = this.runningDoc()
     const persistence = this.persistence!
     const before = doc.getHeads()
@@ -568,7 +575,7 @@ class AutomergeClusterState implements ClusterState {
       doc.free()
     }
     if (sameHeads(before, next.getHeads())) return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
-    const decoded = onlyGiven && next === doc ? given.map((change) => A.decodeChange(change)) : undefined
+    const decoded = onlyGiven && next === doc ? (givenDecoded ?? given.map((change) => A.decodeChange(change))) : undefined
     // The given changes are what the store lacks, when each is now in the document (none still queued).
     const named = decoded !== undefined && decoded.every((change) => next.getChangeMetaByHash(change.hash) !== null)
     persistence.noteChanges(named ? given : undefined)

@@ -11,6 +11,7 @@
  * a change leaves invalid is attributed to the peer that published it (only
  * a change's author publishes it: gossip carries local changes only).
  */
+import type { DecodedChange } from '@automerge/automerge'
 import { LatticeError, type Clock, type Logger, type TimerHandle, type TopicMessage, type Transport } from '../core/index.ts'
 import type { ClusterState } from './cluster-state.ts'
 import { STATE_TOPIC, type StateSyncConfig } from './sync-config.ts'
@@ -22,6 +23,7 @@ interface Held {
   change: Uint8Array
   hash: string
   deps: string[]
+  decoded: DecodedChange
 }
 
 export interface DisseminationDeps {
@@ -233,7 +235,10 @@ export class Dissemination {
       return
     }
     try {
-      const result = await this.state.applyChanges(fresh.map((held) => held.change))
+      const result = await this.state.applyChanges(
+        fresh.map((held) => held.change),
+        fresh.map((held) => held.decoded),
+      )
       this.count.changesApplied += fresh.length
       if (result.invalidEntries.length > 0) this.blameInvalid(bySender, result.invalidEntries)
     } catch (err) {
@@ -265,7 +270,10 @@ export class Dissemination {
     this.count.changesDuplicate += group.length - fresh.length
     if (fresh.length === 0) return
     try {
-      const result = await this.state.applyChanges(fresh.map((held) => held.change))
+      const result = await this.state.applyChanges(
+        fresh.map((held) => held.change),
+        fresh.map((held) => held.decoded),
+      )
       this.count.changesApplied += fresh.length
       if (result.invalidEntries.length > 0) {
         this.drop(from, 'invalidEntry', true, result.invalidEntries.length)
