@@ -43,7 +43,7 @@ export interface PlacerInit {
   unschedulableRetryMs: number
   /** Closers each bid is sent to: the first plus a spare in case it is gone. */
   bidRecipients: number
-  /** Fastest re-evaluation after a change: every node rescans the deployments, so this bounds CPU during bursts; it adds at most this much placement latency. */
+  /** Fastest re-evaluation after a change: every node re-checks the deployments the changes touched, so this bounds CPU during bursts; it adds at most this much placement latency. */
   evaluateIntervalMs: number
   /** A bid request that gets no answer by then is given up (the round has spares). */
   bidRequestTimeoutMs: number
