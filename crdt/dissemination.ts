@@ -131,7 +131,7 @@ export class Dissemination {
       this.count.changesDuplicate++
       return
     }
-    if (this.state.hasChanges(held.deps)) this.enqueue(held)
+    if (this.depsReady(held)) this.enqueue(held)
     else this.hold(held)
   }
 
@@ -158,6 +158,12 @@ export class Dissemination {
     this.count.changesPending = this.pending.size
   }
 
+  /** Dependencies in the history or ahead of it in the inbox (one apply takes a change and its dependencies together). */
+  private depsReady(held: Held): boolean {
+    const outside = held.deps.filter((dep) => !this.inboxHashes.has(dep))
+    return outside.length === 0 || this.state.hasChanges(outside)
+  }
+
   private enqueue(held: Held): void {
     this.inbox.push(held)
     this.inboxHashes.add(held.hash)
@@ -171,7 +177,7 @@ export class Dissemination {
       if (this.state.hasChanges([held.hash])) {
         this.unhold(held)
         this.count.changesDuplicate++
-      } else if (this.state.hasChanges(held.deps)) {
+      } else if (this.depsReady(held)) {
         this.unhold(held)
         this.enqueue(held)
       }
