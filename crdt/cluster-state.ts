@@ -461,7 +461,7 @@ class AutomergeClusterState implements ClusterState {
         // not a change: touches nothing
       }
     }
-    return this.index.touchedBy(decoded)
+    return this.index.touchedBy(decoded, this.runningDoc())
   }
 
   hasChanges(hashes: readonly string[]): boolean {

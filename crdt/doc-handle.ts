@@ -17,8 +17,8 @@
  * - draftRoot: a map view over the handle for ClusterStateTx, with the
  *   reading and writing semantics of Automerge.change's proxies (an
  *   ImmutableString stays one scalar; integers are ints);
- * - readValue: a bounded plain copy of one stored value, reporting every
- *   object id on the way (the index maps object ids back to entries).
+ * - readValue / plainCopy: a bounded plain copy of one stored value (a map
+ *   or list in one materialize call).
  */
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -124,39 +124,30 @@ function fullValue(handle: DocHandle, obj: ObjId, prop: string | number): FullVa
 export function readValue(handle: DocHandle, obj: ObjId, prop: string | number, onObject?: (id: ObjId) => void): unknown {
   const value = fullValue(handle, obj, prop)
   if (value === null) return undefined
-  if (value[0] === 'map' || value[0] === 'list') return readMaterialized(handle, value[1] as ObjId, onObject)
+  if (onObject === undefined && (value[0] === 'map' || value[0] === 'list')) return plainCopy(handle.materialize(value[1] as ObjId))
   return readFull(handle, value, onObject)
 }
 
 /**
- * readFull of a map or list in one call into Automerge (materialize) rather
- * than one per field: an entry costs one seek instead of one per field. Ids
- * of nested objects (and texts, which materialize as plain strings while
- * `str` scalars come as ImmutableString) are fetched per nested object only.
- * The same bounds apply, checked on the copy.
+ * The plain copy readFull makes, of a value Automerge materialized (one call
+ * into Automerge for a whole map instead of one per field): `str` scalars
+ * (ImmutableString) become strings, texts already are; the same bounds
+ * apply. Throws DocReadError when the value is deeper or larger than any
+ * valid entry.
  */
-function readMaterialized(handle: DocHandle, id: ObjId, onObject?: (id: ObjId) => void): unknown {
+export function plainCopy(materialized: unknown): unknown {
   let budget = READ_VALUES_MAX
-  const convert = (value: unknown, depth: number, objectId: ObjId | undefined, parent: ObjId, key: string | number): unknown => {
+  const convert = (value: unknown, depth: number): unknown => {
     if (--budget < 0) throw new DocReadError(`more than ${READ_VALUES_MAX} values`)
     if (depth > READ_DEPTH_MAX) throw new DocReadError(`nested deeper than ${READ_DEPTH_MAX}`)
     if (A.isImmutableString(value)) return value.val
-    if (typeof value === 'string') {
-      // A text object: report its id as readFull does.
-      const text = fullValue(handle, parent, key)
-      if (text !== null && text[0] === 'text') onObject?.(text[1] as ObjId)
-      return value
-    }
-    const isList = Array.isArray(value)
-    if (!isList && !isDocMap(value)) return value // numbers, booleans, null, counters, bytes, dates: as Automerge gives them
-    const own = objectId ?? (fullValue(handle, parent, key)?.[1] as ObjId | undefined)
-    if (own !== undefined) onObject?.(own)
-    if (isList) return (value as unknown[]).map((item, i) => convert(item, depth + 1, undefined, own ?? '', i))
+    if (Array.isArray(value)) return value.map((item) => convert(item, depth + 1))
+    if (!isDocMap(value)) return value // strings, numbers, booleans, null, counters, bytes, dates: as Automerge gives them
     const out: DocMap = {}
-    for (const [childKey, child] of Object.entries(value as DocMap)) out[childKey] = convert(child, depth + 1, undefined, own ?? '', childKey)
+    for (const [key, child] of Object.entries(value)) out[key] = convert(child, depth + 1)
     return out
   }
-  return convert(handle.materialize(id), 0, id, '', '')
+  return convert(materialized, 0)
 }
 
 /** readValue of a value already fetched with getWithType. */
