@@ -65,7 +65,7 @@ function harness(cluster: SimCluster): Harness {
     async deploy(count, spreadMs, via) {
       for (let i = 0; i < count; i++) {
         accepted.push(await cluster.deploy(via(), spec(accepted.length, (n) => rng.int(n))))
-        await cluster.driver.runFor(spreadMs / count)
+        await cluster.driver.runFor(Math.max(1, Math.floor(spreadMs / count))) // whole ms: entries hold integer times
       }
     },
     async converge() {
