@@ -20,8 +20,8 @@ import type { DeploymentSpecInput } from '../core/index.ts'
 import { checkEqualHeads, checkEqualMembershipViews, checkNoAcceptedDeploymentLost, checkReplicaPlacement, takeCensus } from '../sim/invariants.ts'
 import { createSimCluster, type SimCluster, type SimNode } from '../sim/sim-cluster.ts'
 
-const SCALE_NODES = Number(process.env.LATTICE_SIM_SCALE_NODES ?? 100)
-const SCALE_DEPLOYMENTS = Number(process.env.LATTICE_SIM_SCALE_DEPLOYMENTS ?? 400)
+const SCALE_NODES = Number(process.env.LATTICE_SIM_SCALE_NODES ?? 60)
+const SCALE_DEPLOYMENTS = Number(process.env.LATTICE_SIM_SCALE_DEPLOYMENTS ?? 120)
 const SYNC_NODES = Number(process.env.LATTICE_SIM_SYNC_NODES ?? 200)
 /** Virtual time each phase may take to converge. */
 const BUDGET_MS = 180_000
