@@ -134,7 +134,7 @@ describe('cluster state sync between replicas', () => {
     await b.applyChanges(changes)
     const after = { heads: b.heads(), chunks: b.stats().chunks }
     await b.applyChanges(changes)
-    expect(events).toEqual([{ local: false }])
+    expect(events).toEqual([{ local: false, deployments: new Set(['d1']), nodes: false }])
     expect({ heads: b.heads(), chunks: b.stats().chunks }).toEqual(after)
   })
 
@@ -153,7 +153,7 @@ describe('cluster state sync between replicas', () => {
     await b.applyChanges([create!])
     expect(b.deployment('d1')?.desired).toBe('stopped')
     expect(b.heads()).toEqual(a.heads())
-    expect(events).toEqual([{ local: false }])
+    expect(events).toEqual([{ local: false, deployments: new Set(['d1']), nodes: false }])
   })
 
   it('bytes that are not Automerge changes are rejected with VALIDATION_FAILED and change nothing', async () => {

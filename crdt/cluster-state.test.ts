@@ -303,7 +303,7 @@ describe('cluster state: changes, batches, feed', () => {
     const offChange = state.onChange((event) => events.push({ ...event, chunksWritten: state.stats().chunks }))
     const offLocal = state.onLocalChange((change) => changes.push({ change, chunksWritten: state.stats().chunks }))
     await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
-    expect(events).toEqual([{ local: true, chunksWritten: chunksBefore + 1 }])
+    expect(events).toEqual([{ local: true, deployments: new Set(['d1']), nodes: false, chunksWritten: chunksBefore + 1 }])
     expect(changes.map((c) => c.chunksWritten)).toEqual([chunksBefore + 1])
     expect((await store.list('doc/chunk/')).length).toBe(chunksBefore + 1)
     expect(A.decodeChange(changes[0]!.change).hash).toBe(state.heads()[0])
@@ -381,5 +381,41 @@ describe('cluster state: changes, batches, feed', () => {
   it('an invalid selfId or compactAfterChunks is refused at creation', () => {
     expect(() => createClusterState({ selfId: 'bad id' })).toThrow(LatticeError)
     expect(() => createClusterState({ selfId: 'node-a', compactAfterChunks: 0 })).toThrow(LatticeError)
+  })
+})
+
+describe('cluster state: indexes by peer and touched deployments', () => {
+  it('placementsWonBy and statusesReportedBy follow writes, newer generations and clears; each change event names what it touched', async () => {
+    const { state } = await start()
+    const events: Array<{ deployments: ReadonlySet<string> | 'all'; nodes: boolean }> = []
+    state.onChange((event) => events.push({ deployments: event.deployments, nodes: event.nodes }))
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx', replicas: 2 }, owner: 'node-a' })
+    await state.createDeployment({ id: 'd2', spec: { name: 'api', image: 'nginx' }, owner: 'node-a' })
+    await state.batch((tx) => {
+      tx.writePlacement('d1', 0, placement(1, 'node-a'))
+      tx.writePlacement('d1', 1, placement(1, 'node-b'))
+      tx.writePlacement('d2', 0, placement(1, 'node-a'))
+    })
+    const sorted = (list: Array<{ deploymentId: string; replica: number }>): string[] => list.map((r) => `${r.deploymentId}/${r.replica}`).sort()
+    expect(sorted(state.placementsWonBy('node-a'))).toEqual(['d1/0', 'd2/0'])
+    expect(sorted(state.placementsWonBy('node-b'))).toEqual(['d1/1'])
+    // A newer round moves d1/0 to node-b.
+    await state.writePlacement('d1', 0, placement(2, 'node-b'))
+    expect(sorted(state.placementsWonBy('node-a'))).toEqual(['d2/0'])
+    expect(sorted(state.placementsWonBy('node-b'))).toEqual(['d1/0', 'd1/1'])
+    await state.reportStatus('d2', 0, sampleStatus)
+    expect(sorted(state.statusesReportedBy('node-a'))).toEqual(['d2/0'])
+    await state.clearStatus('d2', 0)
+    expect(state.statusesReportedBy('node-a')).toEqual([])
+    await state.upsertSelfNode(sampleNode)
+    expect(events).toEqual([
+      { deployments: new Set(['d1']), nodes: false },
+      { deployments: new Set(['d2']), nodes: false },
+      { deployments: new Set(['d1', 'd2']), nodes: false },
+      { deployments: new Set(['d1']), nodes: false },
+      { deployments: new Set(['d2']), nodes: false },
+      { deployments: new Set(['d2']), nodes: false },
+      { deployments: new Set(), nodes: true },
+    ])
   })
 })

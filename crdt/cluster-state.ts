@@ -72,6 +72,14 @@ export interface ApplyResult {
 export interface ClusterChangeEvent {
   /** True for this node's own writes, false for changes applied from peers. */
   local: boolean
+  /**
+   * Deployments whose entries (deployment, placements or statuses) this
+   * change added, changed or removed; 'all' after a bulk merge. Listeners
+   * that keep derived state re-read only these instead of every deployment.
+   */
+  deployments: ReadonlySet<string> | 'all'
+  /** The node registry changed. */
+  nodes: boolean
 }
 
 export interface ClusterStateStats {
@@ -106,6 +114,14 @@ export interface ClusterStateReader {
   placement(id: string, replica: number): PlacementEntry | undefined
   /** All replicas, all reporters; sorted by replica, then peerId. */
   statuses(id: string): StatusEntry[]
+  /**
+   * Replicas whose current placement record names `peerId` a winner, in no
+   * particular order; includes deleted deployments and replicas at or above
+   * the replica count (callers filter). Costs the answer, not the document.
+   */
+  placementsWonBy(peerId: string): Array<{ deploymentId: string; replica: number }>
+  /** Replicas `peerId` has a status entry for, in no particular order. */
+  statusesReportedBy(peerId: string): Array<{ deploymentId: string; replica: number }>
 }
 
 export interface ClusterState extends Startable, ClusterStateReader {
@@ -144,9 +160,17 @@ export interface ClusterState extends Startable, ClusterStateReader {
    * missing are held by Automerge until they arrive. New changes are
    * validated into the index, persisted, then onChange fires (local: false).
    * Bytes that are not Automerge changes reject with VALIDATION_FAILED and
-   * change nothing.
+   * change nothing. `decoded`, when the caller already decoded them
+   * (Automerge.decodeChange of each, same order), saves decoding them again.
    */
-  applyChanges(changes: readonly Uint8Array[]): Promise<ApplyResult>
+  applyChanges(changes: readonly Uint8Array[], decoded?: readonly A.DecodedChange[]): Promise<ApplyResult>
+  /**
+   * Paths (section first, e.g. ['deployments', id]) of the entries these
+   * changes (applied here or not) write to, as far as this replica's
+   * document tells: for attributing invalid entries when changes from
+   * several peers were applied together. Undecodable bytes touch nothing.
+   */
+  entriesTouchedBy(changes: readonly Uint8Array[]): string[][]
   /** True when every hash is a change in this replica's history (applied, not merely queued). Malformed hashes: false. */
   hasChanges(hashes: readonly string[]): boolean
   /**
@@ -269,6 +293,7 @@ class AutomergeClusterState implements ClusterState {
         loaded,
       })
       this.index.rebuild(doc)
+      this.index.takeTouched() // the first readers scan everything anyway
       this.lifecycle = 'running'
       this.logger.info(
         { heads: doc.getHeads().length, changes: doc.stats().numChanges, chunks: loaded.chunks.length, corruptChunks: loaded.corruptBlobs },
@@ -326,6 +351,14 @@ class AutomergeClusterState implements ClusterState {
     return this.index.statuses(id)
   }
 
+  placementsWonBy(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    return this.index.placementsWonBy(peerId)
+  }
+
+  statusesReportedBy(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    return this.index.statusesReportedBy(peerId)
+  }
+
   // ---- writes ----
 
   upsertSelfNode(entry: SelfNodeInput): Promise<void> {
@@ -378,10 +411,12 @@ class AutomergeClusterState implements ClusterState {
     if (doc.pendingOps() === 0) return result // nothing changed: no change, no chunk
     doc.commit(message.slice(0, MESSAGE_LENGTH_MAX), changeTimeSeconds(nowMs))
     const change = doc.getLastLocalChange()
+    persistence.noteChanges(change === null ? undefined : [change])
     if (change !== null) this.index.update(doc, [A.decodeChange(change)])
     await persistence.persist()
+    const touched = this.index.takeTouched()
     if (change !== null) this.emit(this.localChangeListeners, change)
-    this.emit(this.changeListeners, { local: true })
+    this.emit(this.changeListeners, { local: true, ...touched })
     return result
   }
 
@@ -412,15 +447,31 @@ class AutomergeClusterState implements ClusterState {
     }
   }
 
-  applyChanges(changes: readonly Uint8Array[]): Promise<ApplyResult> {
+  applyChanges(changes: readonly Uint8Array[], decoded?: readonly A.DecodedChange[]): Promise<ApplyResult> {
     // Automerge parses every change before applying any, so on failure `doc` is intact.
-    return this.applyRemote('not Automerge changes', (doc) => doc.applyChanges([...changes]))
+    return this.applyRemote('not Automerge changes', (doc) => doc.applyChanges([...changes]), false, changes, decoded?.length === changes.length ? decoded : undefined)
+  }
+
+  entriesTouchedBy(changes: readonly Uint8Array[]): string[][] {
+    const decoded: A.DecodedChange[] = []
+    for (const change of changes) {
+      try {
+        decoded.push(A.decodeChange(change))
+      } catch {
+        // not a change: touches nothing
+      }
+    }
+    return this.index.touchedBy(decoded, this.runningDoc())
   }
 
   hasChanges(hashes: readonly string[]): boolean {
     if (this.doc === undefined) return hashes.length === 0
+    if (hashes.length === 0) return true
     try {
-      return hashes.every((hash) => this.doc!.getChangeMetaByHash(hash) !== null)
+      // getMissingDeps answers from the change graph; getChangeMetaByHash would build each change's metadata as a JS object.
+      // An empty answer means every hash is applied; otherwise a hash it does not name may still be only queued, so ask for that one.
+      const missing = this.doc.getMissingDeps([...hashes])
+      return missing.length === 0 || hashes.every((hash) => !missing.includes(hash) && this.doc!.getChangeMetaByHash(hash) !== null)
     } catch {
       return false // malformed hashes are not in any history
     }
@@ -498,10 +549,21 @@ class AutomergeClusterState implements ClusterState {
    * whole document, or a message as large as a good part of it) every entry
    * is re-read instead, cheaper than decoding most of the history.
    */
-  private async applyRemote(what: string, apply: (doc: DocHandle) => DocHandle | void, bulk = false): Promise<ApplyResult> {
+  private async applyRemote(
+    what: string,
+    apply: (doc: DocHandle) => DocHandle | void,
+    bulk = false,
+    given?: readonly Uint8Array[],
+    givenDecoded?: readonly A.DecodedChange[],
+  ): Promise<ApplyResult> {
     const doc = this.runningDoc()
     const persistence = this.persistence!
     const before = doc.getHeads()
+    // What the new changes touched comes from the changes given, when they
+    // are all that can be new: nothing was queued for missing dependencies
+    // (Automerge would apply those too). Cheaper than asking the document
+    // for the changes since `before`, which walks the change graph.
+    const onlyGiven = given !== undefined && doc.getMissingDeps().length === 0
     let next: DocHandle
     try {
       next = apply(doc) ?? doc
@@ -513,9 +575,14 @@ class AutomergeClusterState implements ClusterState {
       doc.free()
     }
     if (sameHeads(before, next.getHeads())) return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
-    const invalidEntries = this.index.update(next, bulk ? 'all' : next.getChanges(before).map((change) => A.decodeChange(change)))
+    const decoded = onlyGiven && next === doc ? (givenDecoded ?? given.map((change) => A.decodeChange(change))) : undefined
+    // The given changes are what the store lacks, when each is now in the document (none still queued).
+    const named = decoded !== undefined && decoded.every((change) => next.getChangeMetaByHash(change.hash) !== null)
+    persistence.noteChanges(named ? given : undefined)
+    const invalidEntries = this.index.update(next, bulk ? 'all' : (decoded ?? next.getChanges(before).map((change) => A.decodeChange(change))))
+    const touched = this.index.takeTouched()
     await persistence.persist()
-    this.emit(this.changeListeners, { local: false })
+    this.emit(this.changeListeners, { local: false, ...touched })
     return { applied: true, invalidEntries }
   }
 

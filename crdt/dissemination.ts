@@ -11,7 +11,8 @@
  * a change leaves invalid is attributed to the peer that published it (only
  * a change's author publishes it: gossip carries local changes only).
  */
-import { LatticeError, type Logger, type TopicMessage, type Transport } from '../core/index.ts'
+import type { DecodedChange } from '@automerge/automerge'
+import { LatticeError, type Clock, type Logger, type TimerHandle, type TopicMessage, type Transport } from '../core/index.ts'
 import type { ClusterState } from './cluster-state.ts'
 import { STATE_TOPIC, type StateSyncConfig } from './sync-config.ts'
 import type { StateSyncCounters } from './sync-types.ts'
@@ -22,12 +23,14 @@ interface Held {
   change: Uint8Array
   hash: string
   deps: string[]
+  decoded: DecodedChange
 }
 
 export interface DisseminationDeps {
   config: StateSyncConfig
   state: ClusterState
   transport: Transport
+  clock: Clock
   logger: Logger
   counters: StateSyncCounters
   misbehave(peerId: string, reason: DropReason): void
@@ -39,6 +42,7 @@ export class Dissemination {
   private readonly config: StateSyncConfig
   private readonly state: ClusterState
   private readonly transport: Transport
+  private readonly clock: Clock
   private readonly log: Logger
   private readonly count: StateSyncCounters
   private readonly misbehave: (peerId: string, reason: DropReason) => void
@@ -49,6 +53,8 @@ export class Dissemination {
   private inbox: Held[] = []
   private readonly inboxHashes = new Set<string>()
   private draining: Promise<void> | undefined
+  /** The applyDelayMs wait before the next drain, while it runs. */
+  private delay: { timer: TimerHandle; done: Promise<void>; fire: () => void } | undefined
   private running = false
   private offs: (() => void)[] = []
 
@@ -56,6 +62,7 @@ export class Dissemination {
     this.config = deps.config
     this.state = deps.state
     this.transport = deps.transport
+    this.clock = deps.clock
     this.log = deps.logger
     this.count = deps.counters
     this.misbehave = deps.misbehave
@@ -77,6 +84,10 @@ export class Dissemination {
     this.running = false
     for (const off of this.offs) off()
     this.offs = []
+    if (this.delay !== undefined) {
+      this.delay.timer.cancel()
+      this.delay.fire()
+    }
     await this.draining
     this.pending.clear()
     this.pendingBytes = 0
@@ -120,7 +131,7 @@ export class Dissemination {
       this.count.changesDuplicate++
       return
     }
-    if (this.state.hasChanges(held.deps)) this.enqueue(held)
+    if (this.depsReady(held)) this.enqueue(held)
     else this.hold(held)
   }
 
@@ -147,6 +158,12 @@ export class Dissemination {
     this.count.changesPending = this.pending.size
   }
 
+  /** Dependencies in the history or ahead of it in the inbox (one apply takes a change and its dependencies together). */
+  private depsReady(held: Held): boolean {
+    const outside = held.deps.filter((dep) => !this.inboxHashes.has(dep))
+    return outside.length === 0 || this.state.hasChanges(outside)
+  }
+
   private enqueue(held: Held): void {
     this.inbox.push(held)
     this.inboxHashes.add(held.hash)
@@ -160,7 +177,7 @@ export class Dissemination {
       if (this.state.hasChanges([held.hash])) {
         this.unhold(held)
         this.count.changesDuplicate++
-      } else if (this.state.hasChanges(held.deps)) {
+      } else if (this.depsReady(held)) {
         this.unhold(held)
         this.enqueue(held)
       }
@@ -169,9 +186,10 @@ export class Dissemination {
 
   private schedule(): void {
     if (this.draining !== undefined || !this.running) return
-    // Started on a microtask: enqueue may run inside ClusterState's change
+    // Started after applyDelayMs (so what arrives meanwhile is applied with
+    // it), or on a microtask: enqueue may run inside ClusterState's change
     // listeners, and an apply must not begin while they are being called.
-    this.draining = Promise.resolve()
+    this.draining = this.wait()
       .then(() => this.drain())
       .catch((err: unknown) => this.log.error({ err }, 'applying gossiped changes failed unexpectedly'))
       .finally(() => {
@@ -180,19 +198,76 @@ export class Dissemination {
       })
   }
 
+  private wait(): Promise<void> {
+    if (this.config.applyDelayMs <= 0) return Promise.resolve()
+    let fire = (): void => {}
+    const done = new Promise<void>((resolve) => {
+      fire = resolve
+    })
+    const timer = this.clock.setTimer(this.config.applyDelayMs, () => fire())
+    this.delay = { timer, done, fire }
+    return done.finally(() => {
+      this.delay = undefined
+    })
+  }
+
   private async drain(): Promise<void> {
     while (this.running && this.inbox.length > 0) {
       const batch = this.inbox.splice(0, this.config.applyBatchChangesMax)
-      const bySender = new Map<string, Held[]>()
-      for (const held of batch) {
-        const group = bySender.get(held.from)
-        if (group === undefined) bySender.set(held.from, [held])
-        else group.push(held)
-      }
-      for (const [from, group] of bySender) await this.applyGroup(from, group)
+      await this.applyBatch(batch)
       for (const held of batch) this.inboxHashes.delete(held.hash)
       this.promote()
     }
+  }
+
+  /**
+   * Applies changes from any senders in one call. Invalid entries are
+   * attributed to the senders whose changes touched them; a batch Automerge
+   * refuses is retried per sender, to find the one to blame.
+   */
+  private async applyBatch(batch: Held[]): Promise<void> {
+    const fresh = batch.filter((held) => !this.state.hasChanges([held.hash]))
+    this.count.changesDuplicate += batch.length - fresh.length
+    if (fresh.length === 0) return
+    const bySender = new Map<string, Held[]>()
+    for (const held of fresh) {
+      const group = bySender.get(held.from)
+      if (group === undefined) bySender.set(held.from, [held])
+      else group.push(held)
+    }
+    const only = bySender.size === 1 ? [...bySender][0] : undefined
+    if (only !== undefined) {
+      await this.applyGroup(only[0], only[1])
+      return
+    }
+    try {
+      const result = await this.state.applyChanges(
+        fresh.map((held) => held.change),
+        fresh.map((held) => held.decoded),
+      )
+      this.count.changesApplied += fresh.length
+      if (result.invalidEntries.length > 0) this.blameInvalid(bySender, result.invalidEntries)
+    } catch (err) {
+      if (err instanceof LatticeError && err.code === 'VALIDATION_FAILED') {
+        for (const [from, group] of bySender) await this.applyGroup(from, group)
+      } else {
+        this.drop('', 'applyFailed', false, fresh.length)
+        this.log.warn({ err, changes: fresh.length }, 'applying gossiped changes failed; anti-entropy brings them again')
+      }
+    }
+  }
+
+  private blameInvalid(bySender: Map<string, Held[]>, invalid: string[][]): void {
+    const broken = new Set(invalid.map((path) => JSON.stringify(path)))
+    let attributed = 0
+    for (const [from, group] of bySender) {
+      const paths = this.state.entriesTouchedBy(group.map((held) => held.change)).filter((path) => broken.has(JSON.stringify(path)))
+      if (paths.length === 0) continue
+      attributed += paths.length
+      this.drop(from, 'invalidEntry', true, paths.length)
+      this.log.warn({ from, paths: paths.slice(0, INVALID_PATHS_LOGGED_MAX), invalidEntries: paths.length }, 'gossiped change left invalid entries; they are left out of reads')
+    }
+    if (attributed === 0) this.drop('', 'invalidEntry', false, invalid.length)
   }
 
   private async applyGroup(from: string, group: Held[]): Promise<void> {
@@ -201,7 +276,10 @@ export class Dissemination {
     this.count.changesDuplicate += group.length - fresh.length
     if (fresh.length === 0) return
     try {
-      const result = await this.state.applyChanges(fresh.map((held) => held.change))
+      const result = await this.state.applyChanges(
+        fresh.map((held) => held.change),
+        fresh.map((held) => held.decoded),
+      )
       this.count.changesApplied += fresh.length
       if (result.invalidEntries.length > 0) {
         this.drop(from, 'invalidEntry', true, result.invalidEntries.length)

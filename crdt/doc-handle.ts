@@ -17,8 +17,8 @@
  * - draftRoot: a map view over the handle for ClusterStateTx, with the
  *   reading and writing semantics of Automerge.change's proxies (an
  *   ImmutableString stays one scalar; integers are ints);
- * - readValue: a bounded plain copy of one stored value, reporting every
- *   object id on the way (the index maps object ids back to entries).
+ * - readValue / plainCopy: a bounded plain copy of one stored value (a map
+ *   or list in one materialize call).
  */
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -123,7 +123,31 @@ function fullValue(handle: DocHandle, obj: ObjId, prop: string | number): FullVa
  */
 export function readValue(handle: DocHandle, obj: ObjId, prop: string | number, onObject?: (id: ObjId) => void): unknown {
   const value = fullValue(handle, obj, prop)
-  return value === null ? undefined : readFull(handle, value, onObject)
+  if (value === null) return undefined
+  if (onObject === undefined && (value[0] === 'map' || value[0] === 'list')) return plainCopy(handle.materialize(value[1] as ObjId))
+  return readFull(handle, value, onObject)
+}
+
+/**
+ * The plain copy readFull makes, of a value Automerge materialized (one call
+ * into Automerge for a whole map instead of one per field): `str` scalars
+ * (ImmutableString) become strings, texts already are; the same bounds
+ * apply. Throws DocReadError when the value is deeper or larger than any
+ * valid entry.
+ */
+export function plainCopy(materialized: unknown): unknown {
+  let budget = READ_VALUES_MAX
+  const convert = (value: unknown, depth: number): unknown => {
+    if (--budget < 0) throw new DocReadError(`more than ${READ_VALUES_MAX} values`)
+    if (depth > READ_DEPTH_MAX) throw new DocReadError(`nested deeper than ${READ_DEPTH_MAX}`)
+    if (A.isImmutableString(value)) return value.val
+    if (Array.isArray(value)) return value.map((item) => convert(item, depth + 1))
+    if (!isDocMap(value)) return value // strings, numbers, booleans, null, counters, bytes, dates: as Automerge gives them
+    const out: DocMap = {}
+    for (const [key, child] of Object.entries(value)) out[key] = convert(child, depth + 1)
+    return out
+  }
+  return convert(materialized, 0)
 }
 
 /** readValue of a value already fetched with getWithType. */

@@ -7,14 +7,13 @@
  *
  * What a change touched is read from its ops, not from Automerge patches
  * (whose paths cost a walk of the parent map, i.e. of every deployment):
- * the index remembers the object id of every map and list it read, and
- * which entry (or container: section, placements[id], status[id][r]) it
- * belongs to. An op on a known entry object re-reads that entry; an op on a
- * container re-reads the child at the op's key. An op on an unknown object
- * is on one made by the same changes (its creation is an op on a known
- * parent, which re-reads it) or on one no read can see (the losing side of
- * a conflict, or inside a deleted value): visibility only ever changes
- * through an op on the parent's key.
+ * each op's object is located by its path in the document (objInfo). An op
+ * inside an entry re-reads that entry; an op on a container (section,
+ * placements[id], status[id][r]) re-reads the child at the op's key. An
+ * object with no path is one no read can see (the losing side of a
+ * conflict, or inside a deleted value): visibility only ever changes
+ * through an op on a visible parent's key. Entries are read with one
+ * materialize call each, and a whole section at once on a rebuild.
  *
  * An invalid entry is left out of every read, logged once with its path
  * (again only if its reason changes) and counted while it stays invalid.
@@ -22,8 +21,8 @@
 import type { DecodedChange } from '@automerge/automerge'
 import type { z } from 'zod'
 import type { Logger } from '../core/index.ts'
-import { DocReadError, deepFreeze } from './doc-codec.ts'
-import { mapAt, readValue, type DocHandle, type ObjId } from './doc-handle.ts'
+import { DocReadError, deepFreeze, isDocMap } from './doc-codec.ts'
+import { mapAt, plainCopy, readValue, type DocHandle, type ObjId } from './doc-handle.ts'
 import { ENTRY_DEPTH, SECTIONS, isSectionName, type SectionName } from './document.ts'
 import { PathTrie } from './path-trie.ts'
 import {
@@ -93,39 +92,74 @@ interface InvalidEntry {
   reason: string
 }
 
+/** Called when the entry at `keys` is replaced or removed (before and after: undefined when absent). */
+type EntryListener<E> = (keys: readonly string[], before: E | undefined, after: E | undefined) => void
+
 /** One section's entries, keyed by their path below the section name. */
 class SectionIndex<E> {
   readonly trie = new PathTrie<E>()
   /** Bumped on every change, so sorted views know when to rebuild. */
   version = 0
 
-  constructor(private readonly decode: (keys: readonly string[], raw: unknown) => E) {}
+  constructor(
+    private readonly decode: (keys: readonly string[], raw: unknown) => E,
+    private readonly onEntry: EntryListener<E>,
+  ) {}
 
   /** Stores the decoded entry at `keys` or removes it; returns why it is invalid, if it is. */
   refresh(keys: readonly string[], raw: unknown): string | undefined {
     this.version++
-    if (raw instanceof DocReadError) {
-      this.trie.delete(keys)
-      return raw.message
+    const before = this.trie.get(keys)
+    let after: E | undefined
+    let reason: string | undefined
+    if (raw instanceof DocReadError) reason = raw.message
+    else if (raw !== undefined) {
+      try {
+        after = deepFreeze(this.decode(keys, raw))
+      } catch (err) {
+        if (!(err instanceof InvalidEntryError)) throw err
+        reason = err.message
+      }
     }
-    if (raw === undefined) {
-      this.trie.delete(keys)
-      return undefined
-    }
-    try {
-      this.trie.set(keys, deepFreeze(this.decode(keys, raw)))
-      return undefined
-    } catch (err) {
-      if (!(err instanceof InvalidEntryError)) throw err
-      this.trie.delete(keys)
-      return err.message
-    }
+    if (after === undefined) this.trie.delete(keys)
+    else this.trie.set(keys, after)
+    this.onEntry(keys, before, after)
+    return reason
   }
 
   deleteSubtree(prefix: readonly string[]): void {
     this.version++
+    for (const [keys, entry] of [...this.trie.entries(prefix)]) this.onEntry(keys, entry, undefined)
     this.trie.deleteSubtree(prefix)
   }
+}
+
+/** Replica keys (`id/replica`) per peer, for "what does this peer hold or report" without a scan. */
+class ReplicasByPeer {
+  private readonly byPeer = new Map<string, Map<string, { deploymentId: string; replica: number }>>()
+
+  add(peerId: string, deploymentId: string, replica: number): void {
+    let held = this.byPeer.get(peerId)
+    if (held === undefined) this.byPeer.set(peerId, (held = new Map()))
+    held.set(`${deploymentId}/${replica}`, { deploymentId, replica })
+  }
+
+  remove(peerId: string, deploymentId: string, replica: number): void {
+    const held = this.byPeer.get(peerId)
+    if (held === undefined) return
+    held.delete(`${deploymentId}/${replica}`)
+    if (held.size === 0) this.byPeer.delete(peerId)
+  }
+
+  of(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    return [...(this.byPeer.get(peerId)?.values() ?? [])]
+  }
+}
+
+/** What changed since the last `takeTouched`: deployment ids (any of their sections) and whether the registry did. */
+export interface TouchedEntries {
+  deployments: Set<string> | 'all'
+  nodes: boolean
 }
 
 /** A sorted array view of a section, rebuilt only when the section changed. */
@@ -150,22 +184,30 @@ class SortedView<E> {
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
 export class DocIndex {
+  private readonly winners = new ReplicasByPeer()
+  private readonly reporters = new ReplicasByPeer()
+  private touched: TouchedEntries = { deployments: new Set(), nodes: false }
+  private readonly touch = (keys: readonly string[]): void => {
+    if (this.touched.deployments !== 'all') this.touched.deployments.add(keys[0]!)
+  }
   private readonly sections = {
-    nodes: new SectionIndex(decodeNode),
-    deployments: new SectionIndex(decodeDeployment),
-    placements: new SectionIndex(decodePlacement),
-    status: new SectionIndex(decodeStatus),
+    nodes: new SectionIndex(decodeNode, () => {
+      this.touched.nodes = true
+    }),
+    deployments: new SectionIndex(decodeDeployment, this.touch),
+    placements: new SectionIndex<PlacementEntry>(decodePlacement, (keys, before, after) => {
+      this.touch(keys)
+      const replica = Number(keys[1])
+      for (const peer of before?.winners ?? []) this.winners.remove(peer, keys[0]!, replica)
+      for (const peer of after?.winners ?? []) this.winners.add(peer, keys[0]!, replica)
+    }),
+    status: new SectionIndex<StatusEntry>(decodeStatus, (keys, before, after) => {
+      this.touch(keys)
+      if (before !== undefined) this.reporters.remove(before.peerId, keys[0]!, before.replica)
+      if (after !== undefined) this.reporters.add(after.peerId, keys[0]!, after.replica)
+    }),
   } as const
   private readonly invalid = new Map<string, InvalidEntry>()
-  /** Every map and list read, by object id: the entry (or container) it belongs to, section first. */
-  private readonly objects = new Map<ObjId, { path: string[]; entry: boolean }>()
-  /** The same ids by path, per section, so a re-read forgets what it replaces. */
-  private readonly objectTries = {
-    nodes: new PathTrie<ObjId[]>(),
-    deployments: new PathTrie<ObjId[]>(),
-    placements: new PathTrie<ObjId[]>(),
-    status: new PathTrie<ObjId[]>(),
-  } as const
   /** Entries decoded and validated since creation: what a change costs, for tests and metrics. */
   decoded = 0
   private readonly sortedNodes = new SortedView(this.sections.nodes, (a, b) => byString(a.peerId, b.peerId))
@@ -213,6 +255,23 @@ export class DocIndex {
       .sort((a, b) => a.replica - b.replica || byString(a.peerId, b.peerId))
   }
 
+  /** Replicas whose current placement record names `peerId` among its winners (any deployment state, any replica index). */
+  placementsWonBy(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    return this.winners.of(peerId)
+  }
+
+  /** Replicas `peerId` has a status entry for. */
+  statusesReportedBy(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    return this.reporters.of(peerId)
+  }
+
+  /** What changed since the previous call (a rebuild counts as every deployment). */
+  takeTouched(): TouchedEntries {
+    const touched = this.touched
+    this.touched = { deployments: new Set(), nodes: false }
+    return touched
+  }
+
   /** Entries of the current document that failed validation. */
   invalidCount(): number {
     return this.invalid.size
@@ -222,6 +281,7 @@ export class DocIndex {
 
   /** Re-reads the whole document (after a load, or a merge that touched most of it). */
   rebuild(doc: DocHandle): void {
+    this.touched = { deployments: 'all', nodes: true }
     for (const section of SECTIONS) this.refreshSubtree(doc, section, [])
   }
 
@@ -234,22 +294,38 @@ export class DocIndex {
   update(doc: DocHandle, changes: readonly DecodedChange[] | 'all'): string[][] {
     const before = new Set(this.invalid.keys())
     if (changes === 'all') this.rebuild(doc)
-    else for (const path of this.touchedBy(changes)) this.refreshPath(doc, path)
+    else for (const path of this.touchedBy(changes, doc)) this.refreshPath(doc, path)
     const broken: string[][] = []
     for (const [key, entry] of this.invalid) if (!before.has(key)) broken.push(entry.path)
     return broken
   }
 
-  /** Entries and containers read since the last update: how many maps and lists the index tracks. */
-  trackedObjects(): number {
-    return this.objects.size
-  }
-
-  /** Paths (section first) whose entries the ops of `changes` may have changed. */
-  private touchedBy(changes: readonly DecodedChange[]): string[][] {
+  /**
+   * Paths (section first) whose entries the ops of `changes` may have
+   * changed, located in `doc`: an op on the root names a section; an op on
+   * any other object is located by the object's path in the document
+   * (Automerge's objInfo) — inside an entry it touches that entry, on a
+   * container it touches the child at its key. An object with no path is
+   * not visible (the losing side of a conflict, or inside a deleted value):
+   * visibility only ever changes through an op on a visible parent's key.
+   */
+  touchedBy(changes: readonly DecodedChange[], doc: DocHandle): string[][] {
     const touched = new Map<string, string[]>()
     const add = (path: string[]): void => {
       touched.set(JSON.stringify(path), path)
+    }
+    const paths = new Map<string, string[] | null>()
+    const pathOf = (obj: string): string[] | null => {
+      let path = paths.get(obj)
+      if (path === undefined) {
+        try {
+          path = doc.objInfo(obj).path?.map(String) ?? null
+        } catch {
+          path = null // an object this document does not hold
+        }
+        paths.set(obj, path)
+      }
+      return path
     }
     for (const change of changes) {
       for (const op of change.ops) {
@@ -258,10 +334,14 @@ export class DocIndex {
           if (isSectionName(op.key)) add([op.key])
           continue
         }
-        const known = this.objects.get(op.obj)
-        if (known === undefined) continue
-        if (known.entry || typeof op.key !== 'string') add(known.path)
-        else add([...known.path, op.key])
+        const path = pathOf(op.obj)
+        if (path === null || !isSectionName(path[0])) continue
+        const section = path[0]
+        const keys = path.slice(1)
+        const depth = ENTRY_DEPTH[section]
+        if (keys.length >= depth) add([section, ...keys.slice(0, depth)])
+        else if (typeof op.key === 'string') add([section, ...keys, op.key])
+        else add([section, ...keys])
       }
     }
     return [...touched.values()]
@@ -272,7 +352,7 @@ export class DocIndex {
     const keys = path.slice(1)
     if (keys.length === ENTRY_DEPTH[section]) {
       const parent = this.containerAt(doc, section, keys.slice(0, -1))
-      this.refreshEntry(doc, section, keys, parent)
+      this.refreshEntry(section, keys, () => (parent === undefined ? undefined : readValue(doc, parent, keys[keys.length - 1]!)))
     } else {
       this.refreshSubtree(doc, section, keys)
     }
@@ -288,67 +368,48 @@ export class DocIndex {
     return obj
   }
 
-  /** Forgets the objects recorded at or under section/prefix. */
-  private forgetObjects(section: SectionName, prefix: readonly string[], subtree: boolean): void {
-    const trie = this.objectTries[section]
-    if (subtree) {
-      for (const [, ids] of trie.entries(prefix)) for (const id of ids) this.objects.delete(id)
-      trie.deleteSubtree(prefix)
-    } else {
-      for (const id of trie.get(prefix) ?? []) this.objects.delete(id)
-      trie.delete(prefix)
-    }
-  }
-
-  private rememberObjects(section: SectionName, keys: string[], ids: ObjId[], entry: boolean): void {
-    if (ids.length === 0) return
-    const path = [section, ...keys]
-    for (const id of ids) this.objects.set(id, { path, entry })
-    this.objectTries[section].set(keys, ids)
-  }
-
-  /** Forgets everything under section/prefix, then reads it again from the document. */
+  /**
+   * Forgets everything under section/prefix, then reads it again from the
+   * document: the whole subtree in one call into Automerge (materialize),
+   * then entry by entry from the copy.
+   */
   private refreshSubtree(doc: DocHandle, section: SectionName, prefix: string[]): void {
     this.sections[section].deleteSubtree(prefix)
-    this.forgetObjects(section, prefix, true)
     const scope = JSON.stringify([section, ...prefix]).slice(0, -1)
     for (const key of this.invalid.keys()) {
       if (key === `${scope}]` || key.startsWith(`${scope},`)) this.invalid.delete(key)
     }
-    const visit = (parent: ObjId, key: string, keys: string[]): void => {
+    const parent = prefix.length === 0 ? '_root' : this.containerAt(doc, section, prefix.slice(0, -1))
+    if (parent === undefined) return
+    const top = doc.getWithType(parent, prefix.length === 0 ? section : prefix[prefix.length - 1]!) as [string, unknown] | null
+    if (top === null) return
+    if (top[0] !== 'map') {
+      this.markInvalid([section, ...prefix], 'expected a map')
+      return
+    }
+    const visit = (value: unknown, keys: string[]): void => {
       if (keys.length === ENTRY_DEPTH[section]) {
-        this.refreshEntry(doc, section, keys, parent)
+        this.refreshEntry(section, keys, () => plainCopy(value))
         return
       }
-      const value = doc.getWithType(parent, key) as [string, unknown] | null
-      if (value === null) return
-      if (value[0] !== 'map') {
+      if (!isDocMap(value)) {
         this.markInvalid([section, ...keys], 'expected a map')
         return
       }
-      const container = value[1] as ObjId
-      this.rememberObjects(section, keys, [container], false)
-      for (const child of doc.keys(container)) visit(container, child, [...keys, child])
+      for (const [child, childValue] of Object.entries(value)) visit(childValue, [...keys, child])
     }
-    if (prefix.length === 0) visit('_root', section, [])
-    else {
-      const parent = this.containerAt(doc, section, prefix.slice(0, -1))
-      if (parent !== undefined) visit(parent, prefix[prefix.length - 1]!, prefix)
-    }
+    visit(doc.materialize(top[1] as ObjId), prefix)
   }
 
-  /** Reads parent[last key] (absent when `parent` is) and stores it decoded, or marks it invalid. */
-  private refreshEntry(doc: DocHandle, section: SectionName, keys: string[], parent: ObjId | undefined): void {
-    this.forgetObjects(section, keys, false)
-    const ids: ObjId[] = []
+  /** Reads the entry at section/keys (`read` returns undefined when absent) and stores it decoded, or marks it invalid. */
+  private refreshEntry(section: SectionName, keys: string[], read: () => unknown): void {
     let raw: unknown
     try {
-      raw = parent === undefined ? undefined : readValue(doc, parent, keys[keys.length - 1]!, (id) => ids.push(id))
+      raw = read()
     } catch (err) {
       if (!(err instanceof DocReadError)) throw err
       raw = err
     }
-    this.rememberObjects(section, keys, ids, true)
     this.decoded++
     const reason = this.sections[section].refresh(keys, raw)
     if (reason === undefined) this.invalid.delete(JSON.stringify([section, ...keys]))

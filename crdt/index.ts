@@ -26,6 +26,7 @@ export {
   type SyncState,
 } from './cluster-state.ts'
 export type { ClusterStateTx } from './mutations.ts'
+export { jsonEqual } from './doc-codec.ts'
 export { createLevelStore, createMemoryStore, type LevelStoreInit } from './level-store.ts'
 export * from './schema.ts'
 export { createStateSync } from './state-sync.ts'

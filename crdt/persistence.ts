@@ -7,9 +7,13 @@
  *
  * Writes go through one serial queue, so chunks land in order and a
  * compaction never interleaves with a chunk write. Each chunk holds the
- * changes since the last *successful* write (Automerge.saveSince from the
- * persisted heads, rather than saveIncremental, which forgets changes whose
- * write failed): a failed put is retried by the next one, never lost.
+ * changes since the last *successful* write: the bytes of the changes the
+ * document noted (noteChanges) since then, or, when it could not name them
+ * (a sync message, a merge) or a write failed, Automerge.saveSince from the
+ * persisted heads — never saveIncremental, which forgets changes whose write
+ * failed: a failed put is retried by the next one, never lost. saveSince
+ * walks the history (milliseconds at a few thousand deployments, on every
+ * node for every change), the noted bytes cost nothing to find.
  */
 import type { Heads } from '@automerge/automerge'
 import type { Logger, Store, StoreOp } from '../core/index.ts'
@@ -118,6 +122,8 @@ export class DocPersistence {
   private chunks: PersistedChunk[]
   private nextSeq: number
   private bytes: number
+  /** Changes made since the last write began, in order; undefined when some are not known (saveSince finds them). */
+  private unsaved: Uint8Array[] | undefined = undefined
   private compactionQueued = false
   private tail: Promise<void> = Promise.resolve()
 
@@ -143,6 +149,16 @@ export class DocPersistence {
     return this.bytes
   }
 
+  /**
+   * The bytes of changes just added to the document, in order (undefined:
+   * some were added that the caller cannot name). Call synchronously with
+   * the change, before anything else can change the document.
+   */
+  noteChanges(changes: readonly Uint8Array[] | undefined): void {
+    if (changes === undefined || this.unsaved === undefined) this.unsaved = undefined
+    else this.unsaved.push(...changes)
+  }
+
   /** Resolves once every change made so far is in the store. */
   persist(): Promise<void> {
     return this.enqueue(() => this.writeChunk())
@@ -163,11 +179,21 @@ export class DocPersistence {
   private async writeChunk(): Promise<void> {
     const doc = this.current()
     const heads = doc.getHeads()
-    const bytes = doc.saveSince(this.persistedHeads)
+    const noted = this.unsaved
+    this.unsaved = []
+    let bytes: Uint8Array
+    if (noted !== undefined && noted.length > 0) bytes = concat(noted)
+    else if (noted !== undefined && sameHeads(heads, this.persistedHeads)) return
+    else bytes = doc.saveSince(this.persistedHeads)
     if (bytes.length === 0) return
     const key = chunkKey(this.nextSeq++)
     const blob = seal(bytes)
-    await this.store.put(key, blob)
+    try {
+      await this.store.put(key, blob)
+    } catch (err) {
+      this.unsaved = undefined // the next write finds what this one held with saveSince
+      throw err
+    }
     this.persistedHeads = heads
     this.chunks.push({ key, bytes: blob.length })
     this.bytes += blob.length
@@ -186,6 +212,7 @@ export class DocPersistence {
     const doc = this.current()
     const heads = doc.getHeads()
     const snapshot = seal(doc.save())
+    this.unsaved = []
     const dropped = this.chunks
     // One batch: a crash leaves either the old snapshot with every chunk or
     // the new snapshot without them, never a snapshot missing a chunk's data.
@@ -193,10 +220,30 @@ export class DocPersistence {
       { type: 'put', key: SNAPSHOT_KEY, value: snapshot },
       ...dropped.map((chunk): StoreOp => ({ type: 'del', key: chunk.key })),
     ]
-    await this.store.batch(ops)
+    try {
+      await this.store.batch(ops)
+    } catch (err) {
+      this.unsaved = undefined
+      throw err
+    }
     this.chunks = []
     this.bytes = snapshot.length
     this.persistedHeads = heads
     this.logger.debug({ chunks: dropped.length, snapshotBytes: snapshot.length }, 'cluster-state compacted')
   }
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0))
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}
+
+function sameHeads(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((head, i) => head === b[i])
 }

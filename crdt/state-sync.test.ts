@@ -410,3 +410,43 @@ describe('state sync under bad input', () => {
     }
   })
 })
+
+describe('state sync applies gossip in batches', () => {
+  it('changes from several senders arriving within applyDelayMs are applied, persisted and announced once; none waits longer', async () => {
+    const clock = createVirtualClock()
+    const net = createManualNetwork()
+    const start = async (id: string): Promise<{ state: ClusterState; sync: StateSync }> => {
+      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger })
+      await state.start()
+      const transport = net.transport(id)
+      await transport.start()
+      const sync = createStateSync({ preset: 'test', config: { applyDelayMs: 50 } })({ state, transport, clock, rng: createRng(1), logger: silentLogger, peers: () => [] })
+      await sync.start()
+      return { state, sync }
+    }
+    const [a, b, c] = [await start('a'), await start('b'), await start('c')]
+    await a.state.createDeployment({ id: 'da', spec: { name: 'web', image: 'nginx' }, owner: 'a' })
+    await b.state.createDeployment({ id: 'db', spec: { name: 'api', image: 'nginx' }, owner: 'b' })
+    await b.state.setReplicas('db', 2)
+    const messages = net.take()
+    expect(messages).toHaveLength(3)
+    const events: Array<{ afterMs: number; deployments: ReadonlySet<string> | 'all' }> = []
+    const deliveredAtMs = clock.nowMs()
+    c.state.onChange((event) => events.push({ afterMs: clock.nowMs() - deliveredAtMs, deployments: event.deployments }))
+    const chunksBefore = c.state.stats().chunks
+    for (const message of messages) net.deliver('c', message)
+    await clock.advance(49)
+    expect(c.state.deployment('da')).toBeUndefined() // still waiting for more
+    await clock.advance(1)
+    await c.sync.idle()
+    expect(c.state.deployment('da')).toBeDefined()
+    expect(c.state.deployment('db')?.replicas).toBe(2)
+    expect(events).toEqual([{ afterMs: 50, deployments: new Set(['da', 'db']) }])
+    expect(c.state.stats().chunks).toBe(chunksBefore + 1)
+    expect(c.sync.counters()).toMatchObject({ changesApplied: 3 })
+    for (const node of [a, b, c]) {
+      await node.sync.stop()
+      await node.state.stop()
+    }
+  })
+})

@@ -80,7 +80,7 @@ class StateSyncService implements StateSync {
       this.resolveReady = resolve
     })
     const misbehave = (peerId: string, reason: DropReason): void => this.misbehave(peerId, reason)
-    this.dissemination = new Dissemination({ config, state: this.state, transport: components.transport, logger: this.log, counters: this.count, misbehave })
+    this.dissemination = new Dissemination({ config, state: this.state, transport: components.transport, clock: components.clock, logger: this.log, counters: this.count, misbehave })
     this.antiEntropy = new AntiEntropy({
       config,
       state: this.state,

@@ -19,6 +19,8 @@ export interface StateSyncConfig {
   pendingBytesMax: number
   /** Most gossiped changes applied (and persisted as one chunk) per call: keeps one apply short while a burst still costs few store writes. */
   applyBatchChangesMax: number
+  /** Gossiped changes wait up to this long to be applied together: one apply, one store write, one index update and one round of change listeners (placement, reconciler) for everything that arrived meanwhile, instead of one per change — every node applies every change, so this is the cost that grows with the cluster. Adds at most this much to the time a change takes to reach a node; 0 applies as soon as the current task ends. */
+  applyDelayMs: number
   /** One sync round trip, the peer's persist included. Must carry a whole-document message on a slow link (32 MiB at 100 Mbit/s ≈ 3 s); stays under libp2p's handlerTimeoutMs (30 s). Lower detects a stuck peer sooner but fails big first syncs. */
   syncRequestTimeoutMs: number
   /** Round trips per session. Automerge converges in 2–4, plus one per Bloom-filter false positive (~1 % each); more means a misbehaving or very busy peer. */
@@ -54,6 +56,7 @@ const LAN: StateSyncConfig = {
   pendingChangesMax: 1_024,
   pendingBytesMax: 8 * MIB,
   applyBatchChangesMax: 512,
+  applyDelayMs: 50,
   syncRequestTimeoutMs: 15_000,
   syncRoundsMax: 16,
   syncMessageBytesMax: 32 * MIB,
@@ -78,6 +81,7 @@ export const STATE_SYNC_PRESETS = {
     initialSyncTimeoutMs: 5_000,
     initialSyncRetryMs: 100,
     ackRetryMs: 50,
+    applyDelayMs: 0, // unit tests drive delivery by hand on a clock they may never advance
   },
   /** The simulator: the lan values, so its figures are the product's. */
   sim: LAN,

@@ -45,6 +45,8 @@ export interface TopicChange {
   change: Uint8Array
   hash: string
   deps: string[]
+  /** The whole decoded change, so applying it need not decode it again. */
+  decoded: A.DecodedChange
 }
 
 export function encodeTopicChange(change: Uint8Array): Uint8Array {
@@ -61,7 +63,7 @@ export function decodeTopicChange(data: Uint8Array, changeBytesMax: number): Dec
   try {
     const decoded = A.decodeChange(change)
     if (!HASH_PATTERN.test(decoded.hash) || !decoded.deps.every((dep) => HASH_PATTERN.test(dep))) return { ok: false, reason: 'malformed' }
-    return { ok: true, value: { change, hash: decoded.hash, deps: decoded.deps } }
+    return { ok: true, value: { change, hash: decoded.hash, deps: decoded.deps, decoded } }
   } catch {
     return { ok: false, reason: 'malformed' }
   }

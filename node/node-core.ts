@@ -155,15 +155,22 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         await state.upsertSelfNode({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version, draining })
         offs.push(membership.onEvent((event) => {
           events.emit({ type: `node.${event.type}`, peerId: event.peerId })
-          placer.membershipChanged()
+          placer.membershipChanged(event.peerId)
           if ((event.type === 'joined' || event.type === 'alive') && event.peerId !== peerId) dialIfSparse(event.member.addresses)
         }))
         // A peer whose state changes or sync messages fail validation loses gossip score.
         offs.push(stateSync.onMisbehaviour((peer, reason) => transport.penalize(peer, `state:${reason}`)))
-        offs.push(state.onChange(() => {
-          placer.markDirty()
-          reconciler.trigger()
-          membership.setLocalMeta({ free: freeResources() })
+        let announcedFree = ''
+        offs.push(state.onChange((event) => {
+          placer.markDirty(event.deployments)
+          reconciler.trigger(event.deployments)
+          // Re-announced only when it moved: encoding the member record on every change cost more than the change.
+          const free = freeResources()
+          const key = `${free.cpu}/${free.memoryMB}/${free.diskMB}/${free.gpus}`
+          if (key !== announcedFree) {
+            announcedFree = key
+            membership.setLocalMeta({ free })
+          }
         }))
         await membership.start()
         membership.setLocalMeta(meta())

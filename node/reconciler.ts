@@ -9,7 +9,8 @@
  */
 import type { Clock, ContainerInfo, Logger, ReplicaState, Runtime, RuntimeHealth, Startable, TimerHandle } from '../core/index.ts'
 import { RuntimeError } from '../core/index.ts'
-import type { ClusterState, DeploymentEntry, StatusEntry } from '../crdt/index.ts'
+import { LatticeError } from '../core/index.ts'
+import { jsonEqual, type ClusterState, type DeploymentEntry, type StatusEntry } from '../crdt/index.ts'
 import type { EventBus } from './events.ts'
 import type { NodeMetrics } from './metrics.ts'
 
@@ -32,8 +33,13 @@ export interface ReconcilerComponents {
 }
 
 export interface Reconciler extends Startable {
-  /** Asks for a pass as soon as the current one (if any) ends. */
-  trigger(): void
+  /**
+   * Asks for a pass as soon as the current one (if any) ends. With the
+   * deployments a document change touched, only if one of them concerns
+   * this node (it won a replica, runs a container or reports a status of it):
+   * every node hears of every change, and most are about other nodes' work.
+   */
+  trigger(deployments?: ReadonlySet<string> | 'all'): void
   /** Runs one pass now (waits for a running pass first). */
   reconcileNow(): Promise<void>
   /** The engine's health as of the last pass. */
@@ -64,28 +70,72 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
     let running: Promise<void> | undefined
     let again = false
     let stopped = true
+    /** Deployments the last pass found this node involved with (won, running, reported). */
+    let involved = new Set<string>()
 
+    /** The replicas this node won (from the document's index of winners: no scan of every deployment). */
     const desiredReplicas = (): Map<string, DesiredReplica> => {
       const desired = new Map<string, DesiredReplica>()
-      for (const deployment of state.deployments()) {
-        if (deployment.desired === 'deleted') continue
-        const placements = state.placements(deployment.id)
-        for (let replica = 0; replica < deployment.replicas; replica++) {
-          const placement = placements.get(replica)
-          if (placement === undefined || !placement.winners.includes(state.selfId)) continue
-          desired.set(keyOf(deployment.id, replica), {
-            deployment,
-            replica,
-            generation: placement.generation,
-            mode: deployment.desired === 'running' ? 'run' : 'stop',
-          })
-        }
+      const won = state.placementsWonBy(state.selfId).sort((a, b) => (a.deploymentId < b.deploymentId ? -1 : a.deploymentId > b.deploymentId ? 1 : a.replica - b.replica))
+      for (const { deploymentId, replica } of won) {
+        const deployment = state.deployment(deploymentId)
+        if (deployment === undefined || deployment.desired === 'deleted' || replica >= deployment.replicas) continue
+        const placement = state.placement(deploymentId, replica)
+        if (placement === undefined || !placement.winners.includes(state.selfId)) continue
+        desired.set(keyOf(deployment.id, replica), {
+          deployment,
+          replica,
+          generation: placement.generation,
+          mode: deployment.desired === 'running' ? 'run' : 'stop',
+        })
       }
       return desired
     }
 
+    /**
+     * Status writes of the current pass, not yet in the document: a pass
+     * writes them as ONE change (before each runtime action, so a report
+     * such as `starting` is out before the action it announces, and at the
+     * end of the pass) instead of one change per replica, since every node
+     * applies every change.
+     */
+    const queued = new Map<string, { deploymentId: string; replica: number; entry: StatusEntry | null; event?: () => void }>()
+
+    const ownStatus = (deploymentId: string, replica: number): StatusEntry | undefined => {
+      const pending = queued.get(keyOf(deploymentId, replica))
+      if (pending !== undefined) return pending.entry ?? undefined
+      return state.statuses(deploymentId).find((s) => s.replica === replica && s.peerId === state.selfId)
+    }
+
+    const flushReports = async (): Promise<void> => {
+      if (queued.size === 0) return
+      const writes = [...queued.values()]
+      queued.clear()
+      await state.batch((tx) => {
+        for (const write of writes) {
+          try {
+            if (write.entry === null) tx.clearStatus(write.deploymentId, write.replica)
+            else tx.reportStatus(write.deploymentId, write.replica, write.entry)
+          } catch (error) {
+            // Deleted meanwhile (a peer's change applied during the pass): nothing to report on. Writes made before the throw are none.
+            if (!(error instanceof LatticeError && error.code === 'NOT_FOUND')) throw error
+          }
+        }
+      }, `status ×${writes.length}`)
+      for (const write of writes) write.event?.()
+    }
+
+    const queueClear = (deploymentId: string, replica: number): void => {
+      queued.set(keyOf(deploymentId, replica), { deploymentId, replica, entry: null })
+    }
+
+    const withoutTime = (entry: StatusEntry): Omit<StatusEntry, 'updatedAtMs'> => {
+      const { updatedAtMs: _ignored, ...rest } = entry
+      return rest
+    }
+
     const report = async (want: DesiredReplica, update: Omit<StatusEntry, 'peerId' | 'replica' | 'generation' | 'epoch' | 'updatedAtMs' | 'restarts'> & { restarts?: number }): Promise<void> => {
-      const previous = state.statuses(want.deployment.id).find((s) => s.replica === want.replica && s.peerId === state.selfId)
+      const previous = ownStatus(want.deployment.id, want.replica)
       const entry: StatusEntry = {
         peerId: state.selfId,
         replica: want.replica,
@@ -99,21 +149,34 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
         ...(update.startedAtMs !== undefined ? { startedAtMs: update.startedAtMs } : {}),
         ...(update.error !== undefined ? { error: update.error } : {}),
       }
+      // A report that changes nothing but its time is not written (the document would refuse it anyway).
+      if (previous !== undefined && jsonEqual(withoutTime(previous), withoutTime(entry))) return
       const changed = previous === undefined || previous.state !== entry.state || previous.error !== entry.error
-      await state.reportStatus(want.deployment.id, want.replica, entry)
-      if (changed) {
+      const event = (): void => {
+        if (!changed) return
         events.emit({ type: 'replica.state', deploymentId: want.deployment.id, replica: want.replica, nodeId: state.selfId, state: entry.state, ...(entry.error !== undefined ? { error: entry.error } : {}) })
         if (entry.state === 'running' && previous?.state !== 'running' && want.deployment.createdAtMs > 0) {
           metrics.acceptToRunningSeconds.observe(Math.max(0, clock.nowMs() - want.deployment.updatedAtMs) / 1000)
         }
       }
+      const key = keyOf(want.deployment.id, want.replica)
+      const earlier = queued.get(key)?.event
+      queued.set(key, {
+        deploymentId: want.deployment.id,
+        replica: want.replica,
+        entry,
+        event: () => {
+          earlier?.()
+          event()
+        },
+      })
     }
 
-    const restartsOf = (want: DesiredReplica): number =>
-      state.statuses(want.deployment.id).find((s) => s.replica === want.replica && s.peerId === state.selfId)?.restarts ?? 0
+    const restartsOf = (want: DesiredReplica): number => ownStatus(want.deployment.id, want.replica)?.restarts ?? 0
 
     const removeContainer = async (container: ContainerInfo, why: string): Promise<void> => {
       logger.info({ containerId: container.id, deploymentId: container.deploymentId, replica: container.replica, why }, 'removing container')
+      await flushReports()
       await runtime.remove(container.id)
       metrics.reconcileActions.inc({ action: 'remove' })
     }
@@ -132,6 +195,7 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
       const { deployment } = want
       await report(want, { state: 'starting', hostPorts: {}, restarts })
       try {
+        await flushReports()
         const info = await runtime.run({
           deploymentId: deployment.id,
           replica: want.replica,
@@ -213,6 +277,7 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
     const reconcileStop = async (want: DesiredReplica, containers: ContainerInfo[]): Promise<void> => {
       for (const container of containers) {
         if (container.state === 'running' || container.state === 'restarting' || container.state === 'paused') {
+          await flushReports()
           await runtime.stop(container.id, init.containerStopTimeoutMs)
           metrics.reconcileActions.inc({ action: 'stop' })
         }
@@ -235,11 +300,17 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
         for (const want of desired.values()) {
           if (want.mode === 'run') await report(want, { state: 'pending', hostPorts: {}, error: `container runtime unavailable: ${health.reason}. ${health.hint}` })
         }
+        await flushReports()
         metrics.reconcileRuns.inc({ outcome: 'runtime_unavailable' })
         return
       }
 
       const containers = await runtime.list()
+      const nowInvolved = new Set<string>()
+      for (const want of desired.values()) nowInvolved.add(want.deployment.id)
+      for (const container of containers) nowInvolved.add(container.deploymentId)
+      for (const { deploymentId } of state.statusesReportedBy(state.selfId)) nowInvolved.add(deploymentId)
+      involved = nowInvolved
       const byKey = new Map<string, ContainerInfo[]>()
       for (const container of containers) {
         const key = keyOf(container.deploymentId, container.replica)
@@ -257,15 +328,12 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
         backoffs.delete(key)
         const [deploymentId, replicaText] = key.split('/')
         const replica = Number(replicaText)
-        if (deploymentId !== undefined && state.deployment(deploymentId) !== undefined) await state.clearStatus(deploymentId, replica)
+        if (deploymentId !== undefined && state.deployment(deploymentId) !== undefined && ownStatus(deploymentId, replica) !== undefined) queueClear(deploymentId, replica)
       }
       // Status entries of replicas that are no longer ours and have no container.
-      for (const deployment of state.deployments()) {
-        for (const status of state.statuses(deployment.id)) {
-          if (status.peerId !== state.selfId) continue
-          const key = keyOf(deployment.id, status.replica)
-          if (!desired.has(key) && !byKey.has(key)) await state.clearStatus(deployment.id, status.replica)
-        }
+      for (const { deploymentId, replica } of state.statusesReportedBy(state.selfId)) {
+        const key = keyOf(deploymentId, replica)
+        if (!desired.has(key) && !byKey.has(key) && state.deployment(deploymentId) !== undefined) queueClear(deploymentId, replica)
       }
 
       for (const [key, want] of desired) {
@@ -279,6 +347,7 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
           logger.error({ key, err: error instanceof Error ? error.message : String(error) }, 'reconcile step failed')
         }
       }
+      await flushReports()
       metrics.reconcileRuns.inc({ outcome: 'ok' })
       metrics.reconcileDurationSeconds.observe((clock.nowMs() - startedAt) / 1000)
     }
@@ -325,8 +394,13 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
         timer?.cancel()
         if (running !== undefined) await running
       },
-      trigger() {
+      trigger(deployments = 'all') {
         if (stopped) return
+        if (deployments !== 'all') {
+          const won = state.placementsWonBy(state.selfId)
+          const concerns = (id: string): boolean => involved.has(id) || won.some((held) => held.deploymentId === id)
+          if (![...deployments].some(concerns)) return
+        }
         void reconcileNow()
       },
       reconcileNow,

@@ -23,11 +23,11 @@
  */
 import type { Clock, DeploymentSpec, Logger, Startable, TimerHandle, Transport } from '../../core/index.ts'
 import { LatticeError } from '../../core/index.ts'
-import type { ClusterState, DeploymentEntry, PlacementEntry } from '../../crdt/index.ts'
+import type { ClusterState, DeploymentEntry, PlacementEntry, PlacementInput } from '../../crdt/index.ts'
 import type { MemberView } from '../../mesh/index.ts'
 import type { EventBus } from '../events.ts'
 import { BID_BYTES_MAX, BID_PROTOCOL, decodeBid, encodeBid, type BidMessage } from './bid-wire.ts'
-import { rankOf, rendezvousWeight, roundHash, topPeers, type RoundKey } from './rendezvous.ts'
+import { cappedRank, rankingView, rendezvousWeight, roundHash, topPeersOf, type RankingView, type RoundKey } from './rendezvous.ts'
 import { bidScore, fits, type ResourceFigures } from './score.ts'
 
 export interface PlacerInit {
@@ -43,7 +43,7 @@ export interface PlacerInit {
   unschedulableRetryMs: number
   /** Closers each bid is sent to: the first plus a spare in case it is gone. */
   bidRecipients: number
-  /** Fastest re-evaluation after a change: every node rescans the deployments, so this bounds CPU during bursts; it adds at most this much placement latency. */
+  /** Fastest re-evaluation after a change: every node re-checks the deployments the changes touched, so this bounds CPU during bursts; it adds at most this much placement latency. */
   evaluateIntervalMs: number
   /** A bid request that gets no answer by then is given up (the round has spares). */
   bidRequestTimeoutMs: number
@@ -51,6 +51,8 @@ export interface PlacerInit {
   reservationTtlMs: number
   /** Bids kept for rounds this node has not seen yet (bounded memory). */
   pendingBidsMax: number
+  /** Between document or membership events a node re-checks only the deployments they touched; this often it re-checks every deployment anyway, a safety net for conditions no event names (e.g. anti-affinity becoming possible as nodes join). Lower costs a scan of all deployments more often. */
+  fullScanIntervalMs: number
 }
 
 export const PLACER_DEFAULTS: PlacerInit = {
@@ -64,6 +66,7 @@ export const PLACER_DEFAULTS: PlacerInit = {
   bidRequestTimeoutMs: 2_000,
   reservationTtlMs: 10_000,
   pendingBidsMax: 10_000,
+  fullScanIntervalMs: 30_000,
 }
 
 export interface PlacerComponents {
@@ -95,10 +98,10 @@ export interface PlacerCounters {
 }
 
 export interface Placer extends Startable {
-  /** The document changed: look for replicas that need a round. */
-  markDirty(): void
-  /** Membership changed: shortlists and closers are recomputed. */
-  membershipChanged(): void
+  /** The document changed: look for replicas that need a round (among `deployments`; every one when omitted or 'all'). */
+  markDirty(deployments?: ReadonlySet<string> | 'all'): void
+  /** Membership changed (of `peerId`, when given: the replicas it won are re-checked; otherwise every deployment): shortlists and closers are recomputed. */
+  membershipChanged(peerId?: string): void
   counters(): PlacerCounters
   /** Free resources for bidding: capacity minus replicas won and bids outstanding. */
   freeForBidding(): ResourceFigures
@@ -113,10 +116,12 @@ interface Round {
   openedAtMs: number
   bids: Map<string, BidMessage>
   bidSent: boolean
-  /** Cached per membership version: closers and this node's rank. */
+  /** Cached per membership version: this node's rank (capped at wavesMax·K: beyond it only "not in a wave" matters) and, computed when needed, the shortlist and closers. */
   viewVersion: number
-  closers: string[]
   myRank: number
+  closersVersion: number
+  shortlist: string[]
+  closers: string[]
   reason: string
 }
 
@@ -162,19 +167,24 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
     let evaluating = false
     let dirtyWhileEvaluating = false
     let viewVersion = 0
-    let aliveCache: { version: number; ids: string[]; set: Set<string> } | undefined
+    let aliveCache: { version: number; ids: string[]; set: Set<string>; view: RankingView } | undefined
     let lastEvaluationMs = Number.NEGATIVE_INFINITY
-    let scanNeeded = true
+    /** Deployments to re-check at the next evaluation, or 'all'. */
+    let dirty: Set<string> | 'all' = 'all'
+    let lastFullScanMs = Number.NEGATIVE_INFINITY
+    /** Unschedulable replicas' deployments, by when their retry is due. */
+    const retries = new Map<string, number>()
     let firstScanDone = false
     let drainingSignature = ''
 
     /** Alive, not draining: who may bid and close. */
-    const eligible = (): { ids: string[]; set: Set<string> } => {
+    const eligible = (): { ids: string[]; set: Set<string>; view: RankingView } => {
       if (aliveCache?.version === viewVersion) return aliveCache
       const ids = components.members().filter((m) => m.state === 'alive' && state.node(m.peerId)?.draining !== true).map((m) => m.peerId)
-      aliveCache = { version: viewVersion, ids, set: new Set(ids) }
+      aliveCache = { version: viewVersion, ids, set: new Set(ids), view: rankingView(ids) }
       return aliveCache
     }
+    const rankCap = (): number => config.wavesMax * config.shortlistSize
 
     const isGone = (peerId: string): boolean => {
       const member = components.member(peerId)
@@ -195,11 +205,10 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
     /** Replicas this node holds (won at their current generation) for live deployments. */
     const held = (): Array<{ deployment: DeploymentEntry; replica: number }> => {
       const result: Array<{ deployment: DeploymentEntry; replica: number }> = []
-      for (const deployment of state.deployments()) {
-        if (deployment.desired === 'deleted') continue
-        for (const [replica, record] of state.placements(deployment.id)) {
-          if (replica < deployment.replicas && record.winners.includes(selfId)) result.push({ deployment, replica })
-        }
+      for (const { deploymentId, replica } of state.placementsWonBy(selfId)) {
+        const deployment = state.deployment(deploymentId)
+        if (deployment === undefined || deployment.desired === 'deleted' || replica >= deployment.replicas) continue
+        result.push({ deployment, replica })
       }
       return result
     }
@@ -258,6 +267,7 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       if (record.winners.length === 0) {
         const retryAtMs = record.closedAtMs + config.unschedulableRetryMs
         if (clock.nowMs() >= retryAtMs) return { generation: record.generation + 1, reason: 'retry after unschedulable' }
+        if (deployment !== undefined) retries.set(deployment.id, Math.min(retries.get(deployment.id) ?? Number.POSITIVE_INFINITY, retryAtMs))
         schedule(retryAtMs)
         return undefined
       }
@@ -278,12 +288,20 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
 
     const refreshView = (round: Round): void => {
       if (round.viewVersion === viewVersion) return
-      const { ids, set } = eligible()
-      const shortlist = topPeers(round.key, ids, config.shortlistSize)
-      const closers = set.has(round.owner) ? [round.owner, ...shortlist.filter((p) => p !== round.owner)] : shortlist
-      round.closers = closers
-      round.myRank = set.has(selfId) ? rankOf(round.key, ids, selfId) : Number.POSITIVE_INFINITY
+      const { set, view } = eligible()
+      round.myRank = set.has(selfId) ? cappedRank(round.key, view, selfId, rankCap()) : Number.POSITIVE_INFINITY
       round.viewVersion = viewVersion
+    }
+
+    /** The round's shortlist (top K) and closers (the owner if eligible, then the shortlist), for this view. */
+    const closersOf = (round: Round): string[] => {
+      if (round.closersVersion !== viewVersion) {
+        const { set, view } = eligible()
+        round.shortlist = topPeersOf(round.key, view, config.shortlistSize)
+        round.closers = set.has(round.owner) ? [round.owner, ...round.shortlist.filter((p) => p !== round.owner)] : round.shortlist
+        round.closersVersion = viewVersion
+      }
+      return round.closers
     }
 
     const waveOf = (round: Round): number => {
@@ -310,7 +328,7 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       }
       round.bidSent = true
       reservations.set(round.keyText, { cpu: spec.resources.cpu, memoryMB: spec.resources.memoryMB, expiresAtMs: clock.nowMs() + config.reservationTtlMs })
-      const recipients = round.closers.slice(0, config.bidRecipients)
+      const recipients = closersOf(round).slice(0, config.bidRecipients)
       counters.bidsSent++
       for (const closer of recipients) {
         counters.bidMessagesSent++
@@ -326,13 +344,13 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
 
     /** Bids a closer accepts: from eligible, shortlisted peers whose score matches their figures. */
     const validBids = (round: Round, deployment: DeploymentEntry, wave: number): BidMessage[] => {
-      const { set, ids } = eligible()
+      const { set, view } = eligible()
       const valid: BidMessage[] = []
       const cutoff = cutoffOf(wave)
       for (const bid of round.bids.values()) {
         let reason: BidIgnoredReason | undefined
         if (!set.has(bid.peerId)) reason = 'not_alive'
-        else if (cutoff !== Number.POSITIVE_INFINITY && rankOf(round.key, ids, bid.peerId) >= cutoff + config.shortlistSize) reason = 'not_shortlisted'
+        else if (cutoff !== Number.POSITIVE_INFINITY && cappedRank(round.key, view, bid.peerId, cutoff + config.shortlistSize) >= cutoff + config.shortlistSize) reason = 'not_shortlisted'
         else if (bid.score !== bidScore(deployment.spec.strategy, deployment.spec, bid.capacity, bid.free) || !fits(deployment.spec, bid.free, {}).fits) reason = 'score_mismatch'
         else {
           const known = components.member(bid.peerId)
@@ -358,42 +376,72 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       return `needs ${spec.resources.memoryMB} MB and ${spec.resources.cpu} CPU, largest free ${maxMemory} MB and ${maxCpu} CPU on ${alive.length} alive nodes${labelNote}`
     }
 
-    const close = async (round: Round, winners: string[], bids: BidMessage[], unschedulable?: string): Promise<void> => {
+    /** Rounds closed by the current evaluation, written together (closeRounds) as one change. */
+    let closing: Array<{ round: Round; record: PlacementInput; unschedulable?: string }> = []
+
+    const close = (round: Round, winners: string[], bids: BidMessage[], unschedulable?: string): void => {
       const previous = state.placement(round.key.deploymentId, round.key.replica)
       if (previous !== undefined && previous.generation >= round.key.generation) return
       const nowMs = clock.nowMs()
       const reason = unschedulable === undefined ? round.reason : `${round.reason}; unschedulable: ${unschedulable}`
-      try {
-        await state.writePlacement(round.key.deploymentId, round.key.replica, {
+      closing.push({
+        round,
+        ...(unschedulable !== undefined ? { unschedulable } : {}),
+        record: {
           generation: round.key.generation,
           winners,
           bids: bids.map((bid) => ({ peerId: bid.peerId, score: bid.score, atMs: bid.atMs })),
-          shortlist: round.closers.filter((p) => p !== round.owner || round.myRank < config.shortlistSize).slice(0, config.shortlistSize),
+          shortlist: closersOf(round).filter((p) => p !== round.owner || round.myRank < config.shortlistSize).slice(0, config.shortlistSize),
           closedBy: selfId,
           openedAtMs: round.openedAtMs,
           closedAtMs: nowMs,
           history: [...(previous?.history ?? []), { generation: round.key.generation, winners, closedBy: selfId, closedAtMs: nowMs, reason }],
           ...(unschedulable !== undefined ? { unschedulableReason: unschedulable } : {}),
-        })
+        },
+      })
+    }
+
+    /**
+     * Writes the records of the rounds this evaluation closed as ONE change
+     * (the replicas of a deployment usually close together, and every node
+     * applies every change). A round a newer record or a delete overtook
+     * meanwhile is skipped, not the whole batch.
+     */
+    const closeRounds = async (): Promise<void> => {
+      if (closing.length === 0) return
+      const batch = closing
+      closing = []
+      const written = await state.batch((tx) => {
+        const done: typeof batch = []
+        for (const item of batch) {
+          try {
+            tx.writePlacement(item.round.key.deploymentId, item.round.key.replica, item.record)
+            done.push(item)
+          } catch (error) {
+            // Thrown before anything of this record is written, so the others still go.
+            if (error instanceof LatticeError && (error.code === 'CONFLICT' || error.code === 'NOT_FOUND')) {
+              counters.closeConflicts++
+              continue
+            }
+            throw error
+          }
+        }
+        return done
+      }, `place ×${batch.length}`)
+      for (const { round, record, unschedulable } of written) {
         counters.roundsClosed++
         if (unschedulable !== undefined) counters.roundsUnschedulable++
-        logger.info({ round: round.keyText, winners, bids: bids.length, unschedulable }, 'placement round closed')
+        logger.info({ round: round.keyText, winners: record.winners, bids: record.bids.length, unschedulable }, 'placement round closed')
         rounds.delete(round.keyText)
-      } catch (error) {
-        if (error instanceof LatticeError && (error.code === 'CONFLICT' || error.code === 'NOT_FOUND')) {
-          counters.closeConflicts++
-          return
-        }
-        throw error
       }
     }
 
-    const advanceRound = async (round: Round, deployment: DeploymentEntry): Promise<void> => {
+    const advanceRound = (round: Round, deployment: DeploymentEntry): void => {
       refreshView(round)
       const nowMs = clock.nowMs()
       const wave = waveOf(round)
       if (!round.bidSent && round.myRank < cutoffOf(wave)) sendBid(round, deployment, wave)
-      const closerRank = round.closers.indexOf(selfId)
+      const closerRank = round.owner === selfId || round.myRank < config.shortlistSize ? closersOf(round).indexOf(selfId) : -1
       const waveMs = config.bidWindowMs + config.closeTimeoutMs
       if (closerRank < 0) {
         // Not a closer: only a later wave may concern this node.
@@ -402,21 +450,21 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       }
       const closeAtMs = round.openedAtMs + config.bidWindowMs + closerRank * config.closeTimeoutMs
       // The first closer need not wait out the window once every shortlisted peer has bid.
-      const everyoneBid = closerRank === 0 && wave === 0 && topPeers(round.key, eligible().ids, config.shortlistSize).every((peer) => round.bids.has(peer))
+      const everyoneBid = closerRank === 0 && wave === 0 && round.shortlist.every((peer) => round.bids.has(peer))
       if (nowMs < closeAtMs && !everyoneBid) {
         schedule(closeAtMs)
         return
       }
       const bids = validBids(round, deployment, wave)
       if (bids.length > 0) {
-        await close(round, chooseWinners(round.key, bids), bids)
+        close(round, chooseWinners(round.key, bids), bids)
         return
       }
       if (wave < config.wavesMax) {
         schedule(round.openedAtMs + (wave + 1) * waveMs + config.bidWindowMs)
         return
       }
-      await close(round, [], [], unschedulableReason(deployment.spec))
+      close(round, [], [], unschedulableReason(deployment.spec))
     }
 
     const observe = (deployment: DeploymentEntry, replica: number, record: PlacementEntry | undefined): void => {
@@ -430,27 +478,54 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       if (firstScanDone) events.emit({ type: 'placement.closed', deploymentId: deployment.id, replica, generation: record.generation, winners: record.winners })
     }
 
-    /** Finds the replicas that need a round (after a document or membership change). */
-    const scan = (): void => {
-      const live = new Set<string>()
-      for (const deployment of state.deployments()) {
-        if (deployment.desired === 'deleted') continue
-        const records = state.placements(deployment.id)
-        for (let replica = 0; replica < deployment.replicas; replica++) {
-          const record = records.get(replica)
-          observe(deployment, replica, record)
-          const need = neededRound(record, deployment, replica)
-          if (need === undefined) continue
-          const key: RoundKey = { deploymentId: deployment.id, replica, generation: need.generation }
-          const keyText = roundText(key)
-          live.add(keyText)
-          if (rounds.has(keyText)) continue
-          rounds.set(keyText, { key, keyText, owner: deployment.owner, openedAtMs: clock.nowMs(), bids: pendingBids.get(keyText) ?? new Map(), bidSent: false, viewVersion: -1, closers: [], myRank: Number.POSITIVE_INFINITY, reason: need.reason })
-          pendingBids.delete(keyText)
-          counters.roundsOpened++
-        }
+    /** Opens the rounds `deployment` needs now; returns their keys. */
+    const scanDeployment = (deployment: DeploymentEntry, live: Set<string>): void => {
+      if (deployment.desired === 'deleted') return
+      const records = state.placements(deployment.id)
+      for (let replica = 0; replica < deployment.replicas; replica++) {
+        const record = records.get(replica)
+        observe(deployment, replica, record)
+        const need = neededRound(record, deployment, replica)
+        if (need === undefined) continue
+        const key: RoundKey = { deploymentId: deployment.id, replica, generation: need.generation }
+        const keyText = roundText(key)
+        live.add(keyText)
+        if (rounds.has(keyText)) continue
+        rounds.set(keyText, { key, keyText, owner: deployment.owner, openedAtMs: clock.nowMs(), bids: pendingBids.get(keyText) ?? new Map(), bidSent: false, viewVersion: -1, myRank: Number.POSITIVE_INFINITY, closersVersion: -1, shortlist: [], closers: [], reason: need.reason })
+        pendingBids.delete(keyText)
+        counters.roundsOpened++
       }
-      for (const key of rounds.keys()) if (!live.has(key)) rounds.delete(key)
+    }
+
+    /**
+     * Finds the replicas that need a round: of every deployment (at start,
+     * after an unspecific change, every fullScanIntervalMs), else only of the
+     * deployments changes named. Open rounds of re-checked deployments that
+     * are no longer needed are dropped.
+     */
+    const scan = (): void => {
+      const nowMs = clock.nowMs()
+      let ids = dirty
+      dirty = new Set()
+      if (nowMs - lastFullScanMs >= config.fullScanIntervalMs) ids = 'all'
+      for (const [id, atMs] of retries) {
+        if (atMs > nowMs) continue
+        retries.delete(id)
+        if (ids !== 'all') ids.add(id)
+      }
+      const live = new Set<string>()
+      if (ids === 'all') {
+        lastFullScanMs = nowMs
+        retries.clear()
+        for (const deployment of state.deployments()) scanDeployment(deployment, live)
+        for (const key of rounds.keys()) if (!live.has(key)) rounds.delete(key)
+        return
+      }
+      for (const id of ids) {
+        const deployment = state.deployment(id)
+        if (deployment !== undefined) scanDeployment(deployment, live)
+      }
+      for (const [key, round] of rounds) if (ids.has(round.key.deploymentId) && !live.has(key)) rounds.delete(key)
     }
 
     async function evaluate(): Promise<void> {
@@ -466,20 +541,19 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
         if (drainingNow !== drainingSignature) {
           drainingSignature = drainingNow
           viewVersion++
+          dirty = 'all'
         }
-        if (scanNeeded) {
-          scanNeeded = false
-          scan()
-          firstScanDone = true
-        }
+        scan()
+        firstScanDone = true
         for (const round of [...rounds.values()]) {
           const deployment = state.deployment(round.key.deploymentId)
           if (deployment === undefined || deployment.desired === 'deleted') {
             rounds.delete(round.keyText)
             continue
           }
-          await advanceRound(round, deployment)
+          advanceRound(round, deployment)
         }
+        await closeRounds()
       } catch (error) {
         logger.error({ err: error instanceof Error ? error.message : String(error) }, 'placement evaluation failed')
       } finally {
@@ -487,13 +561,14 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       }
       if (dirtyWhileEvaluating) {
         dirtyWhileEvaluating = false
-        markDirty()
+        schedule(Math.max(clock.nowMs(), lastEvaluationMs + config.evaluateIntervalMs))
       }
     }
 
-    function markDirty(): void {
+    function markDirty(deployments: ReadonlySet<string> | 'all' = 'all'): void {
       if (!running) return
-      scanNeeded = true
+      if (deployments === 'all') dirty = 'all'
+      else if (dirty !== 'all') for (const id of deployments) dirty.add(id)
       schedule(Math.max(clock.nowMs(), lastEvaluationMs + config.evaluateIntervalMs))
     }
 
@@ -524,7 +599,7 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
         bids.set(bid.peerId, bid)
         pendingBids.set(keyText, bids)
       }
-      markDirty()
+      markDirty(new Set([bid.deploymentId]))
       return new Uint8Array([1])
     }
 
@@ -546,9 +621,9 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
         timerAtMs = Number.POSITIVE_INFINITY
       },
       markDirty,
-      membershipChanged() {
+      membershipChanged(peerId) {
         viewVersion++
-        markDirty()
+        markDirty(peerId === undefined ? 'all' : new Set(state.placementsWonBy(peerId).map((held) => held.deploymentId)))
       },
       counters: () => ({ ...counters, bidsIgnored: { ...counters.bidsIgnored } }),
       freeForBidding,

@@ -20,7 +20,7 @@ export interface RoundKey {
 const peerHashes = new Map<string, number>()
 const PEER_HASH_CACHE_MAX = 100_000
 
-function peerHash(peerId: string): number {
+export function peerHash(peerId: string): number {
   let hash = peerHashes.get(peerId)
   if (hash === undefined) {
     hash = fnv1a32(peerId)
@@ -79,4 +79,65 @@ export function rankOf(round: RoundKey, peerIds: Iterable<string>, peerId: strin
     if (byWeight({ peerId: other, weight: rendezvousWeight(base, other) }, mine) < 0) rank++
   }
   return rank
+}
+
+/**
+ * A membership view prepared for ranking many rounds: the peers' hashes
+ * computed once, so ranking a round is a tight loop of integer mixes.
+ */
+export interface RankingView {
+  ids: readonly string[]
+  hashes: Uint32Array
+}
+
+export function rankingView(peerIds: readonly string[]): RankingView {
+  const hashes = new Uint32Array(peerIds.length)
+  for (let i = 0; i < peerIds.length; i++) hashes[i] = peerHash(peerIds[i]!)
+  return { ids: peerIds, hashes }
+}
+
+/**
+ * rankOf over a RankingView, counting only up to `cap` (the answer is
+ * min(rank, cap)): a peer far down the list stops after finding `cap`
+ * better peers, so most peers of a large cluster answer in O(cap) steps.
+ */
+export function cappedRank(round: RoundKey | number, view: RankingView, peerId: string, cap: number): number {
+  const base = typeof round === 'number' ? round : roundHash(round)
+  const mine = mix(base ^ Math.imul(peerHash(peerId), 0x9e3779b1))
+  const { ids, hashes } = view
+  let rank = 0
+  for (let i = 0; i < hashes.length && rank < cap; i++) {
+    const weight = mix(base ^ Math.imul(hashes[i]!, 0x9e3779b1))
+    if (weight > mine) rank++
+    else if (weight === mine) {
+      const other = ids[i]!
+      if (other !== peerId && other < peerId) rank++
+    }
+  }
+  return rank
+}
+
+/** topPeers over a RankingView (same answer, no per-peer allocation). */
+export function topPeersOf(round: RoundKey, view: RankingView, count: number): string[] {
+  const base = roundHash(round)
+  const { ids, hashes } = view
+  const bestWeights: number[] = []
+  const bestIds: string[] = []
+  for (let i = 0; i < hashes.length; i++) {
+    const weight = mix(base ^ Math.imul(hashes[i]!, 0x9e3779b1))
+    const peerId = ids[i]!
+    const n = bestIds.length
+    if (n === count && (weight < bestWeights[n - 1]! || (weight === bestWeights[n - 1]! && peerId > bestIds[n - 1]!))) continue
+    if (count <= 0) break
+    // Insert in order: weight descending, ties by peerId ascending.
+    let at = n
+    while (at > 0 && (bestWeights[at - 1]! < weight || (bestWeights[at - 1] === weight && bestIds[at - 1]! > peerId))) at--
+    bestWeights.splice(at, 0, weight)
+    bestIds.splice(at, 0, peerId)
+    if (bestIds.length > count) {
+      bestWeights.pop()
+      bestIds.pop()
+    }
+  }
+  return bestIds
 }

@@ -3,6 +3,7 @@
  * They measure; tests check behaviour. With no name, lists the benchmarks.
  */
 import '../../core/polyfills.ts'
+import { clusterBench } from './cluster-bench.ts'
 import { crdtBench } from './crdt-bench.ts'
 import { failoverBench } from './failover-bench.ts'
 import { membershipBench } from './membership-bench.ts'
@@ -12,6 +13,7 @@ import { simBench } from './sim-bench.ts'
 
 const BENCHMARKS: Record<string, { what: string; run: () => Promise<Record<string, unknown>> }> = {
   runtime: { what: '20 deploys of the busybox httpd through the API on Docker: accept→running p50/p99, node RSS', run: runtimeBench },
+  cluster: { what: 'the whole node core in the simulator: change propagation to all of 1,000 nodes and state-sync bytes; placement and failover figures (sizes from env)', run: clusterBench },
   crdt: { what: 'a document with 10,000 deployments, placements and statuses: save size, load time, apply time, fresh-node sync bytes', run: crdtBench },
   failover: { what: 'three node processes with Docker: SIGKILL the winner, time until a replacement runs (target ≤ 8 s)', run: failoverBench },
   membership: { what: 'the membership simulator at 1,000 nodes, 10 virtual minutes at 10 % loss: detection, false deaths, traffic, heap', run: membershipBench },
