@@ -119,6 +119,14 @@ describe('cluster state: deployments', () => {
     expect(state.deployment('d1')?.epoch).toBe(3)
   })
 
+  it('a write at a fractional clock time is stored at the whole millisecond and reads back', async () => {
+    const { state, clock } = await start()
+    await clock.advance(1_000.5)
+    await state.createDeployment({ id: 'd-frac', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    expect(state.deployment('d-frac')).toMatchObject({ createdAtMs: Math.floor(clock.nowMs()), updatedAtMs: Math.floor(clock.nowMs()) })
+    expect(state.deployments().map((d) => d.id)).toContain('d-frac')
+  })
+
   it('setting the desired state it already has writes no change', async () => {
     const { state } = await start()
     await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })

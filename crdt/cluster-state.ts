@@ -396,7 +396,8 @@ class AutomergeClusterState implements ClusterState {
   async batch<T>(fn: (tx: ClusterStateTx) => T, message = 'batch'): Promise<T> {
     const doc = this.runningDoc()
     const persistence = this.persistence!
-    const nowMs = this.clock.nowMs()
+    // Entries hold whole milliseconds (the schema says so); a virtual clock may stand between two.
+    const nowMs = Math.floor(this.clock.nowMs())
     let result: T
     try {
       result = fn(createTx(draftRoot(doc), { selfId: this.selfId, nowMs }))

@@ -29,6 +29,8 @@ export const NodeConfigSchema = z.strictObject({
   containerStopTimeoutMs: z.number().int().min(0).default(10_000),
   /** Default pids limit per container: stops fork bombs, roomy for real servers. */
   containerPidsMax: z.number().int().min(16).default(1_024),
+  /** Container starts under way at once: a slow start (image unpacking, busy engine) must not hold back other replicas, yet dozens at once would swamp the engine. */
+  containerStartsConcurrentMax: z.number().int().min(1).default(4),
   /** Host address published ports bind to. 0.0.0.0 lets the team's LAN reach services. */
   publishHostIp: z.string().default('0.0.0.0'),
   /** Docker socket; empty means DOCKER_HOST or /var/run/docker.sock. */

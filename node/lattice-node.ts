@@ -117,6 +117,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
       restartBackoffResetMs: config.restartBackoffResetMs,
       containerStopTimeoutMs: config.containerStopTimeoutMs,
       containerPidsMax: config.containerPidsMax,
+      startsConcurrentMax: config.containerStartsConcurrentMax,
     },
     docCompactAfterChunks: config.docCompactAfterChunks,
     membershipPreset: config.membershipPreset,

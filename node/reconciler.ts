@@ -6,6 +6,10 @@
  * backoff, and reports each replica's state into the document.
  *
  * Passes never overlap: a trigger during a pass schedules one more pass.
+ * Container starts run beside the passes (at most `startsConcurrentMax` at
+ * once): a slow start must not hold back the rest of the work — above all
+ * removing a copy this node no longer owns, which other nodes are already
+ * replacing. A finished start asks for a pass.
  */
 import type { Clock, ContainerInfo, Logger, ReplicaState, Runtime, RuntimeHealth, Startable, TimerHandle } from '../core/index.ts'
 import { RuntimeError } from '../core/index.ts'
@@ -21,6 +25,8 @@ export interface ReconcilerInit {
   restartBackoffResetMs: number
   containerStopTimeoutMs: number
   containerPidsMax: number
+  /** Container starts under way at once. */
+  startsConcurrentMax: number
 }
 
 export interface ReconcilerComponents {
@@ -70,6 +76,8 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
     let running: Promise<void> | undefined
     let again = false
     let stopped = true
+    /** Container starts under way, by replica key. */
+    const startsInFlight = new Map<string, Promise<void>>()
     /** Deployments the last pass found this node involved with (won, running, reported). */
     let involved = new Set<string>()
 
@@ -107,7 +115,19 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
       return state.statuses(deploymentId).find((s) => s.replica === replica && s.peerId === state.selfId)
     }
 
-    const flushReports = async (): Promise<void> => {
+    /**
+     * Flushes run one after another: a start flushing its `starting` report
+     * while a pass flushes waits for that pass's write, so the report is in
+     * the document before the start it announces.
+     */
+    let flushing: Promise<void> = Promise.resolve()
+    const flushReports = (): Promise<void> => {
+      const next = flushing.then(flushQueued)
+      flushing = next.catch(() => {})
+      return next
+    }
+
+    const flushQueued = async (): Promise<void> => {
       if (queued.size === 0) return
       const writes = [...queued.values()]
       queued.clear()
@@ -223,10 +243,27 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
       }
     }
 
+    /** Starts a replica beside the pass; when the start ends (either way), another pass looks at the result. */
+    const launchStart = (want: DesiredReplica, key: string, restarts: number): void => {
+      // All slots busy: the pass that the next finished start asks for finds one free.
+      if (startsInFlight.has(key) || startsInFlight.size >= init.startsConcurrentMax) return
+      const start = startReplica(want, key, restarts)
+        .catch((error: unknown) => {
+          logger.error({ key, err: error instanceof Error ? error.message : String(error) }, 'replica start failed')
+        })
+        .finally(() => {
+          startsInFlight.delete(key)
+          if (!stopped) void reconcileNow()
+        })
+      startsInFlight.set(key, start)
+    }
+
     const reconcileRun = async (want: DesiredReplica, key: string, containers: ContainerInfo[]): Promise<void> => {
       const { deployment } = want
       const current = containers.filter((c) => c.generation === want.generation && c.epoch === deployment.epoch)
       for (const stale of containers.filter((c) => !current.includes(c))) await removeContainer(stale, 'older generation or epoch')
+      // A start under way owns this replica's current container until it ends.
+      if (startsInFlight.has(key)) return
       // Keep the newest current container if several exist (e.g. after a crash between run and report).
       current.sort((a, b) => (b.startedAtMs ?? 0) - (a.startedAtMs ?? 0))
       for (const duplicate of current.slice(1)) await removeContainer(duplicate, 'duplicate')
@@ -236,7 +273,7 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
 
       if (container === undefined) {
         if (backoff !== undefined && nowMs < backoff.nextAttemptAtMs) return
-        await startReplica(want, key, restartsOf(want))
+        launchStart(want, key, restartsOf(want))
         return
       }
       if (container.state === 'running' || container.state === 'restarting') {
@@ -271,7 +308,7 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
       }
       if (nowMs < backoff.nextAttemptAtMs) return
       await removeContainer(container, 'restart after exit')
-      await startReplica(want, key, restartsOf(want))
+      launchStart(want, key, restartsOf(want))
     }
 
     const reconcileStop = async (want: DesiredReplica, containers: ContainerInfo[]): Promise<void> => {
@@ -393,6 +430,8 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
         stopped = true
         timer?.cancel()
         if (running !== undefined) await running
+        // Starts under way are not awaited: one may take as long as an image unpack, and what it
+        // creates carries our labels — the next start adopts it or removes it. It only queues reports now.
       },
       trigger(deployments = 'all') {
         if (stopped) return

@@ -98,6 +98,7 @@ const RECONCILE_SIM = {
   restartBackoffResetMs: 30_000,
   containerStopTimeoutMs: 2_000,
   containerPidsMax: 1_024,
+  startsConcurrentMax: 4,
 }
 
 export function createSimCluster(options: SimClusterOptions): SimCluster {
