@@ -30,11 +30,11 @@
  */
 import os from 'node:os'
 import { createRng, silentLogger, type Rng } from '../../core/index.ts'
-import type { MemberMeta, MembershipCounters, MembershipEvent } from '../../mesh/index.ts'
+import type { MembershipCounters, MembershipEvent } from '../../mesh/index.ts'
 import { createSystemClock } from '../../node/index.ts'
 import { percentile } from '../bench/stats.ts'
 import { FaultyTransport } from '../request-faults.ts'
-import type { MembershipScenarioOptions, MembershipScenarioReport } from '../scenarios/membership.ts'
+import { initialMeta, sumCounters, type MembershipScenarioOptions, type MembershipScenarioReport } from '../scenarios/membership.ts'
 import { Trace } from '../trace.ts'
 import { startLibp2pCluster, type Libp2pClusterNode } from './cluster.ts'
 
@@ -303,31 +303,7 @@ export async function runMembershipScenarioLibp2p(options: Libp2pMembershipScena
   }
 }
 
-function sumCounters(all: MembershipCounters[]): Record<string, number | Record<string, number>> {
-  const total: Record<string, number> = {}
-  const dropped: Record<string, number> = {}
-  for (const counters of all) {
-    for (const [key, value] of Object.entries(counters)) {
-      if (key === 'dropped') for (const [reason, count] of Object.entries(value as Record<string, number>)) dropped[reason] = (dropped[reason] ?? 0) + count
-      else total[key] = (total[key] ?? 0) + (value as number)
-    }
-  }
-  return { ...total, dropped }
-}
 
-/** As the simulated scenario's nodes: a few machine sizes, a zone label. */
-function initialMeta(rng: Rng): Partial<MemberMeta> {
-  const cpu = [4, 8, 16, 32][rng.int(4)] as number
-  const diskMB = [256_000, 512_000, 1_024_000][rng.int(3)] as number
-  const gpus = rng.next() < 0.1 ? 1 : 0
-  return {
-    capacity: { cpu, memoryMB: cpu * 2048, diskMB, gpus },
-    free: { cpu, memoryMB: cpu * 2048, diskMB, gpus },
-    load: 0,
-    labels: { zone: `zone-${rng.int(4)}` },
-    version: '0.1.0',
-  }
-}
 
 function shuffleCopy<T>(items: readonly T[], rng: Rng): T[] {
   const out = [...items]

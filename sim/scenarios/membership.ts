@@ -510,7 +510,8 @@ function trafficFigures(
   }
 }
 
-function sumCounters(all: MembershipCounters[]): Record<string, number | Record<string, number>> {
+/** Every node's membership counters added up (drops per reason too). */
+export function sumCounters(all: MembershipCounters[]): Record<string, number | Record<string, number>> {
   const total: Record<string, number> = {}
   const dropped: Record<string, number> = {}
   for (const counters of all) {
@@ -522,7 +523,8 @@ function sumCounters(all: MembershipCounters[]): Record<string, number | Record<
   return { ...total, dropped }
 }
 
-function initialMeta(rng: Rng): Partial<MemberMeta> {
+/** A simulated machine: a few sizes, drawn from the scenario's PRNG. */
+export function initialMeta(rng: Rng): Partial<MemberMeta> {
   const cpu = [4, 8, 16, 32][rng.int(4)] as number
   const memoryMB = cpu * 2048
   const diskMB = [256_000, 512_000, 1_024_000][rng.int(3)] as number

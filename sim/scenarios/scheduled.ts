@@ -43,9 +43,10 @@ import {
   UnwonRunWatch,
   type DeathDeclaration,
 } from '../invariants.ts'
-import { SeriesRecorder, type SimSeries } from '../report/series.ts'
+import { SeriesRecorder } from '../report/series.ts'
 import { onlyNetworkNoise, type ScheduledSpec } from '../scenario-file.ts'
 import { createSimCluster, type SimCluster, type SimNode } from '../sim-cluster.ts'
+import type { ClusterScenarioReport } from './cluster.ts'
 import { Trace, type TraceSink } from '../trace.ts'
 
 export interface ScheduledScenarioOptions {
@@ -63,28 +64,8 @@ export interface ScheduledScenarioOptions {
   plant?: (cluster: SimCluster) => void | Promise<void>
 }
 
-export interface ScheduledScenarioReport {
-  seed: number
-  nodes: number
-  scenario: string
-  virtualSeconds: number
-  wallSeconds: number
-  invariants: { ok: boolean; violations: string[] }
-  traceHash: string
-  figures: {
-    joinConvergenceMs: { p50: number; p99: number }
-    deathDetectionMs: { p50: number; p99: number } | null
-    falsePositiveDeaths: number
-    placeLatencyMs: { p50: number; p99: number } | null
-    failoverMs: { p50: number; p99: number } | null
-    placementsPerSecond: number | null
-    bidsPerPlacement: number | null
-    gossipBytesPerNodePerSecond: number
-    heapBytesPerNode: number
-  }
-  details: Record<string, unknown>
-  series: SimSeries
-}
+/** The cluster scenarios' report, named by the scenario file. */
+export type ScheduledScenarioReport = Omit<ClusterScenarioReport, 'scenario'> & { scenario: string }
 
 /** A dead declaration this soon after a partition healed, or the subject resumed or came back from a crash, is not counted false: suspicion started while it really was unreachable. */
 export const FALSE_DEATH_GRACE_MS = 30_000
