@@ -78,6 +78,8 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
     let stopped = true
     /** Container starts under way, by replica key. */
     const startsInFlight = new Map<string, Promise<void>>()
+    /** Starts that ended after the current pass listed the containers: its list may not show what they made. */
+    const startsEndedSinceList = new Set<string>()
     /** Deployments the last pass found this node involved with (won, running, reported). */
     let involved = new Set<string>()
 
@@ -253,6 +255,7 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
         })
         .finally(() => {
           startsInFlight.delete(key)
+          startsEndedSinceList.add(key)
           if (!stopped) void reconcileNow()
         })
       startsInFlight.set(key, start)
@@ -262,8 +265,9 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
       const { deployment } = want
       const current = containers.filter((c) => c.generation === want.generation && c.epoch === deployment.epoch)
       for (const stale of containers.filter((c) => !current.includes(c))) await removeContainer(stale, 'older generation or epoch')
-      // A start under way owns this replica's current container until it ends.
-      if (startsInFlight.has(key)) return
+      // A start under way owns this replica's current container until it ends; one that just ended
+      // made a container this pass's list may not show (the pass it asked for will).
+      if (startsInFlight.has(key) || startsEndedSinceList.has(key)) return
       // Keep the newest current container if several exist (e.g. after a crash between run and report).
       current.sort((a, b) => (b.startedAtMs ?? 0) - (a.startedAtMs ?? 0))
       for (const duplicate of current.slice(1)) await removeContainer(duplicate, 'duplicate')
@@ -342,6 +346,7 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
         return
       }
 
+      startsEndedSinceList.clear()
       const containers = await runtime.list()
       const nowInvolved = new Set<string>()
       for (const want of desired.values()) nowInvolved.add(want.deployment.id)

@@ -20,7 +20,7 @@ import type { DeploymentSpecInput } from '../../core/index.ts'
 import { checkEqualMembershipViews } from '../invariants.ts'
 import { runClusterScenario } from '../scenarios/cluster.ts'
 import { createSimCluster } from '../sim-cluster.ts'
-import { percentile } from './stats.ts'
+import { p50p99 } from './stats.ts'
 
 export const CLUSTER_BENCH_TARGETS = {
   placeLatencyMsP50: 1_000,
@@ -93,7 +93,7 @@ async function propagation(nodes: number, writes: number): Promise<Record<string
   const figures = {
     nodes,
     writes,
-    changeReachesAllMs: reachAll.length > 0 ? { p50: Math.round(percentile(reachAll, 0.5)), p99: Math.round(percentile(reachAll, 0.99)) } : null,
+    changeReachesAllMs: reachAll.length > 0 ? p50p99(reachAll) : null,
     writesNotSeenEverywhere: incomplete,
     stateSyncBytesPerNodePerSecond: Math.round((gossipBytes + syncBytes() - syncBefore) / alive / seconds),
     antiEntropyBytesPerNodePerSecond: Math.round((syncBytes() - syncBefore) / alive / seconds),

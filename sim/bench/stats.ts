@@ -7,3 +7,8 @@ export function percentile(values: readonly number[], q: number): number {
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))
   return sorted[rank] as number
 }
+
+/** The median and 99th percentile, rounded to whole units: how every figure reports a distribution. */
+export function p50p99(values: readonly number[]): { p50: number; p99: number } {
+  return { p50: Math.round(percentile(values, 0.5)), p99: Math.round(percentile(values, 0.99)) }
+}

@@ -32,7 +32,7 @@ import os from 'node:os'
 import { createRng, silentLogger, type Rng } from '../../core/index.ts'
 import type { MembershipCounters, MembershipEvent } from '../../mesh/index.ts'
 import { createSystemClock } from '../../node/index.ts'
-import { percentile } from '../bench/stats.ts'
+import { p50p99, percentile } from '../bench/stats.ts'
 import { FaultyTransport } from '../request-faults.ts'
 import { initialMeta, sumCounters, type MembershipScenarioOptions, type MembershipScenarioReport } from '../scenarios/membership.ts'
 import { Trace } from '../trace.ts'
@@ -265,8 +265,8 @@ export async function runMembershipScenarioLibp2p(options: Libp2pMembershipScena
       invariants: { ok: violations.length === 0, violations },
       traceHash: trace.digest(),
       figures: {
-        joinConvergenceMs: { p50: Math.round(percentile([...joinLatencyMax], 0.5)), p99: Math.round(percentile([...joinLatencyMax], 0.99)) },
-        deathDetectionMs: { p50: Math.round(percentile(detections, 0.5)), p99: Math.round(percentile(detections, 0.99)) },
+        joinConvergenceMs: p50p99([...joinLatencyMax]),
+        deathDetectionMs: p50p99(detections),
         falsePositiveDeaths: falseDeathIncidents.size,
         placeLatencyMs: null,
         failoverMs: null,

@@ -21,7 +21,7 @@
  * and within a budget of virtual time every invariant must hold.
  */
 import type { DeploymentSpecInput } from '../../core/index.ts'
-import { percentile } from '../bench/stats.ts'
+import { p50p99 } from '../bench/stats.ts'
 import { checkEqualHeads, checkEqualMembershipViews, checkNoAcceptedDeploymentLost, checkReplicaPlacement, takeCensus } from '../invariants.ts'
 import { createSimCluster, type SimCluster, type SimNode } from '../sim-cluster.ts'
 import { SeriesRecorder, type SimSeries } from '../report/series.ts'
@@ -87,7 +87,6 @@ function smallSpec(index: number, rngInt: (n: number) => number): DeploymentSpec
   }
 }
 
-const pct = (values: number[]): { p50: number; p99: number } => ({ p50: Math.round(percentile(values, 0.5)), p99: Math.round(percentile(values, 0.99)) })
 
 export async function runClusterScenario(options: ClusterScenarioOptions): Promise<ClusterScenarioReport> {
   const log = options.log ?? (() => {})
@@ -324,10 +323,10 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
     traceHash: trace.digest(),
     figures: {
       joinConvergenceMs: { p50: joinConvergenceMs, p99: joinConvergenceMs },
-      deathDetectionMs: detections.length > 0 ? pct(detections) : null,
+      deathDetectionMs: detections.length > 0 ? p50p99(detections) : null,
       falsePositiveDeaths,
-      placeLatencyMs: placeLatencies.length > 0 ? pct(placeLatencies) : null,
-      failoverMs: failovers.length > 0 ? pct(failovers) : null,
+      placeLatencyMs: placeLatencies.length > 0 ? p50p99(placeLatencies) : null,
+      failoverMs: failovers.length > 0 ? p50p99(failovers) : null,
       placementsPerSecond,
       bidsPerPlacement,
       gossipBytesPerNodePerSecond: Math.round(gossipBytes / options.nodes / Math.max(1, elapsedS)),

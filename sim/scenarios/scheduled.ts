@@ -30,7 +30,7 @@
  */
 import type { DeploymentSpecInput, Rng } from '../../core/index.ts'
 import type { ClusterEvent } from '../../node/events.ts'
-import { percentile } from '../bench/stats.ts'
+import { p50p99 } from '../bench/stats.ts'
 import { FaultScheduler, type FaultEvent } from '../faults.ts'
 import {
   checkAcceptedDeploymentsDurable,
@@ -76,7 +76,6 @@ const SAMPLE_EVERY_MS = 1_000
 /** Observers whose alive count is plotted. */
 const ALIVE_OBSERVERS = 4
 
-const pct = (values: number[]): { p50: number; p99: number } => ({ p50: Math.round(percentile(values, 0.5)), p99: Math.round(percentile(values, 0.99)) })
 
 function drawSpec(spec: ScheduledSpec, index: number, rng: Rng): DeploymentSpecInput {
   const { mix, replicas, strategy } = spec.deployments
@@ -336,10 +335,10 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
     traceHash: trace.digest(),
     figures: {
       joinConvergenceMs: { p50: joinConvergenceMs, p99: joinConvergenceMs },
-      deathDetectionMs: detections.length > 0 ? pct(detections) : null,
+      deathDetectionMs: detections.length > 0 ? p50p99(detections) : null,
       falsePositiveDeaths,
-      placeLatencyMs: placeLatencies.length > 0 ? pct(placeLatencies) : null,
-      failoverMs: failovers.length > 0 ? pct(failovers) : null,
+      placeLatencyMs: placeLatencies.length > 0 ? p50p99(placeLatencies) : null,
+      failoverMs: failovers.length > 0 ? p50p99(failovers) : null,
       placementsPerSecond: placeLatencies.length > 0 && lastFirstRunningMs > firstAcceptMs ? Math.round((placeLatencies.length / ((lastFirstRunningMs - firstAcceptMs) / 1000)) * 10) / 10 : null,
       bidsPerPlacement: rounds.size > 0 ? Math.round((bids / rounds.size) * 100) / 100 : null,
       gossipBytesPerNodePerSecond: Math.round(network.counters().total.bytesReceived / Math.max(1, cluster.nodes.length) / Math.max(1, elapsedS)),
