@@ -75,8 +75,14 @@ describe('cluster state cost per change', () => {
   }, 120_000)
 
   it('one change applied to 2,000 deployments costs less than 2× one applied to 100', async () => {
-    const small = await fastestApplyMs(100, 30)
-    const large = await fastestApplyMs(2_000, 30)
+    let small = await fastestApplyMs(100, 30)
+    let large = await fastestApplyMs(2_000, 30)
+    // Sub-millisecond timings on a shared machine: a burst of other load during the large document's
+    // runs is answered by measuring both once more (a real regression is slow both times).
+    if (large / small >= 2) {
+      small = Math.min(small, await fastestApplyMs(100, 30))
+      large = Math.min(large, await fastestApplyMs(2_000, 30))
+    }
     // ≈ 1 now; ≈ 3 while the document was materialized (an Automerge.Doc
     // copies every map on the changed path, here a map of every deployment).
     expect(large / small).toBeLessThan(2)
