@@ -56,6 +56,8 @@ export const NodeConfigSchema = z.strictObject({
     .default({}),
   /** libp2p listen multiaddrs. Port 0 picks a free port: invites carry the actual addresses, and peers learn new ones from membership. */
   listen: z.array(z.string().min(1)).min(1).default(['/ip4/0.0.0.0/tcp/0']),
+  /** A port-0 listen address asks again for the port it bound last time (D/listen.json), so peers' remembered addresses and invites survive a restart. */
+  stickyListenPorts: z.boolean().default(true),
   /** libp2p transport preset: `lan` for machines on a network; `test` allows many nodes on loopback (no IP colocation penalty). */
   meshTransportPreset: z.enum(['lan', 'test']).default('lan'),
   /** Membership timings preset (mesh/membership-config.ts): `lan` suits real machines, `test` is ~5× faster for virtual-time tests only. */

@@ -20,6 +20,7 @@ import { ensureDataDir, loadOrCreateApiToken, writeApiCredentials } from './data
 import { createEventBus, type EventBus } from './events.ts'
 import { createIdGenerator } from './ids.ts'
 import { peerIdOf, prepareMesh, rememberPeers } from './join.ts'
+import { rememberListenPorts, stickyListenAddresses } from './listen-ports.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import { createNodeCore, type NodeCore } from './node-core.ts'
 import type { Reconciler } from './reconciler.ts'
@@ -97,7 +98,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     : createDockerRuntime({ nodeId: peerId, publishHostIp: config.publishHostIp, ...(config.dockerSocketPath !== undefined ? { socketPath: config.dockerSocketPath } : {}) })({ logger: logger.child({ module: 'runtime' }) })
   const transport = createLibp2pTransport({
     ...LIBP2P_TRANSPORT_PRESETS[config.meshTransportPreset],
-    listen: config.listen,
+    listen: config.stickyListenPorts ? await stickyListenAddresses(dataDir, config.listen) : config.listen,
     meshKey: mesh.meshKey,
     topics: [MEMBERSHIP_TOPIC, STATE_TOPIC],
     bootstrap: mesh.bootstrap,
@@ -174,6 +175,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     async start() {
       await core.start()
       started = true
+      if (config.stickyListenPorts) await rememberListenPorts(dataDir, config.listen, transport.addresses()).catch((error: unknown) => logger.warn({ err: String(error) }, 'could not remember listen ports'))
       const address = await api.listen({ host: config.apiHost, port: config.apiPort })
       apiUrl = address.replace('[::1]', '127.0.0.1')
       await writeApiCredentials(dataDir, { url: apiUrl, token })

@@ -108,10 +108,13 @@ describe('a cluster of three real nodes', () => {
 
   it('a stopped node catches up on changes made while it was away', async () => {
     const away = nodes[2]!
+    const addressesBefore = away.node.transport.addresses()
     await away.stop({ graceful: true })
     const id = (await api(nodes[0]!, 'POST', '/v1/deployments', spec('while-away'))).json<{ id: string }>().id
     const back = await away.restart()
     nodes[2] = back
+    // Its port is sticky: the addresses its peers remember still reach it.
+    expect(back.node.transport.addresses()).toEqual(addressesBefore)
     await eventually(async () => ((await list(back)).some((d) => d.id === id) ? true : undefined), 45_000, 'caught up')
   }, 90_000)
 
