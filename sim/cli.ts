@@ -2,7 +2,7 @@
  * `lattice sim …` (and `npm run sim -- …`, `tsx sim/main.ts …`):
  *
  *   lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T]
- *               [--deployments M] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition]
+ *               [--deployments M] [--deploy-spread-ms MS] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition]
  *               [--network sim|libp2p|both] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]
  *
  * A scenario is a file (YAML or JSON, sim/scenario-file.ts) — a library one
@@ -58,6 +58,8 @@ const RawFlagsSchema = z.strictObject({
   partition: z.boolean().optional(),
   /** Deployments created by the cluster scenarios. */
   deployments: z.coerce.number().int().min(1).max(100_000).optional(),
+  /** Virtual ms over which the scripted cluster scenarios submit their deployments; 0 submits them all at once. */
+  deploySpreadMs: z.coerce.number().int().min(0).max(600_000).optional(),
   network: z.enum(NETWORKS).default('sim'),
   json: z.string().min(1).optional(),
   /** Writes report.json, report.md and SVG plots into this directory. */
@@ -97,12 +99,12 @@ export interface SimFlags {
 }
 
 const USAGE = [
-  'usage: lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T] [--deployments M] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--network sim|libp2p|both] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]',
+  'usage: lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T] [--deployments M] [--deploy-spread-ms MS] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--network sim|libp2p|both] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]',
   `       scenarios: ${libraryNames().join(', ')} (sim/scenarios/library/), or any YAML/JSON file (docs/simulator-reports.md)`,
   '       lattice sim campaign --seeds N (--scenario NAME | --scenario-file FILE) [--nodes N] [--duration-s T] [--concurrency C] [--report DIR]',
 ].join('\n')
 
-const FLAG_NAMES: Record<string, string> = { durationS: 'duration-s', killMode: 'kill-mode', scenarioFile: 'scenario-file' }
+const FLAG_NAMES: Record<string, string> = { durationS: 'duration-s', killMode: 'kill-mode', scenarioFile: 'scenario-file', deploySpreadMs: 'deploy-spread-ms' }
 const flagName = (key: string): string => FLAG_NAMES[key] ?? key
 
 type Parsed = { ok: true; flags: SimFlags } | { ok: false; error: string }
@@ -127,6 +129,7 @@ export function parseSimFlags(argv: readonly string[]): Parsed {
         'kill-mode': { type: 'string' },
         partition: { type: 'boolean' },
         deployments: { type: 'string' },
+        'deploy-spread-ms': { type: 'string' },
         network: { type: 'string' },
         json: { type: 'string' },
         report: { type: 'string' },
@@ -139,8 +142,8 @@ export function parseSimFlags(argv: readonly string[]): Parsed {
   } catch (err) {
     return { ok: false, error: (err as Error).message }
   }
-  const { 'duration-s': durationS, 'kill-mode': killMode, 'scenario-file': scenarioFile, ...rest } = values
-  const result = RawFlagsSchema.safeParse({ ...rest, durationS, killMode, scenarioFile })
+  const { 'duration-s': durationS, 'kill-mode': killMode, 'scenario-file': scenarioFile, 'deploy-spread-ms': deploySpreadMs, ...rest } = values
+  const result = RawFlagsSchema.safeParse({ ...rest, durationS, killMode, scenarioFile, deploySpreadMs })
   if (!result.success) {
     const issue = result.error.issues[0]
     return { ok: false, error: `--${flagName(String(issue?.path[0] ?? '?'))}: ${issue?.message ?? 'invalid'}` }
@@ -200,12 +203,14 @@ function applyFlags(spec: ScenarioSpec, raw: z.output<typeof RawFlagsSchema>): S
   if (raw.durationS !== undefined) next.durationS = raw.durationS
   if (next.script === 'scheduled') {
     if (raw.killMode !== undefined) return `--kill-mode: applies to the membership scenario only (scenario "${spec.name}" is scheduled)`
+    if (raw.deploySpreadMs !== undefined) return `--deploy-spread-ms: applies to the scripted cluster scenarios only (scenario "${spec.name}" is scheduled)`
     if (raw.deployments !== undefined) next.deployments.count = raw.deployments
     if (raw.loss !== undefined) next.network.loss = raw.loss
     if (raw.kill !== undefined) next.faults.kill.probability = raw.kill
     if (raw.partition === true) next.faults.partition.probability = Math.max(next.faults.partition.probability, PARTITION_FLAG_PROBABILITY)
   } else {
     if (raw.deployments !== undefined) next.deployments.count = raw.deployments
+    if (raw.deploySpreadMs !== undefined) next.deployments.spreadMs = raw.deploySpreadMs
     if (raw.loss !== undefined) next.knobs.loss = raw.loss
     if (raw.kill !== undefined) next.knobs.kill = raw.kill
     if (raw.killMode !== undefined) next.knobs.killMode = raw.killMode
@@ -227,6 +232,7 @@ export function replayCommand(flags: SimFlags): string {
   if (flags.script !== 'scheduled') parts.push(`--kill-mode ${flags.killMode}`)
   if (flags.partition) parts.push('--partition')
   if (flags.script !== 'membership') parts.push(`--deployments ${flags.deployments}`)
+  if (flags.spec.script !== 'scheduled' && flags.spec.deployments.spreadMs !== undefined) parts.push(`--deploy-spread-ms ${flags.spec.deployments.spreadMs}`)
   if (flags.network !== 'sim') parts.push(`--network ${flags.network}`)
   return parts.join(' ')
 }
@@ -250,7 +256,7 @@ export async function runScenario(flags: SimFlags, log: (line: string) => void, 
     case 'placement':
     case 'failover':
     case 'partition':
-      return runClusterScenario({ scenario: spec.script, nodes: flags.nodes, seed: flags.seed, deployments: flags.deployments, kill: flags.kill, loss: flags.loss, durationS: flags.durationS, partition: flags.partition, log, ...extra })
+      return runClusterScenario({ scenario: spec.script, nodes: flags.nodes, seed: flags.seed, deployments: flags.deployments, ...(spec.deployments.spreadMs === undefined ? {} : { deploySpreadMs: spec.deployments.spreadMs }), kill: flags.kill, loss: flags.loss, durationS: flags.durationS, partition: flags.partition, log, ...extra })
   }
 }
 

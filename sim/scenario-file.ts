@@ -162,7 +162,17 @@ export const ScenarioFileSchema = z.discriminatedUnion('script', [
   z.strictObject({
     ...common,
     script: z.enum(SCRIPTED),
-    deployments: z.strictObject({ count: z.number().int().min(1).max(100_000).default(50) }).default({ count: 50 }),
+    deployments: z
+      .strictObject({
+        count: z.number().int().min(1).max(100_000).default(50),
+        /**
+         * Virtual ms over which the deployments are submitted, evenly. Absent: 5 ms each, at most 10 s (a steady
+         * stream). 0 submits them all at once: the offered load then exceeds what the mesh places, so
+         * placementsPerSecond measures its throughput rather than the arrival rate.
+         */
+        spreadMs: z.number().int().min(0).max(600_000).optional(),
+      })
+      .default({ count: 50 }),
     knobs: ScriptKnobs,
   }),
 ])

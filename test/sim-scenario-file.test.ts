@@ -66,6 +66,18 @@ describe('scenario files and flags', () => {
     expect(spec).toMatchObject({ name: 'j', nodes: 4, faults: { loss: { probability: 0.5, rate: 0.3 } } })
   })
 
+  it('--deploy-spread-ms sets how fast the scripted scenarios submit deployments (0: all at once) and round-trips in the replay', () => {
+    const parsed = parseSimFlags(['--scenario', 'placement', '--nodes', '20', '--deployments', '40', '--deploy-spread-ms', '0'])
+    if (!parsed.ok) throw new Error(parsed.error)
+    expect(parsed.flags.spec.script !== 'scheduled' && parsed.flags.spec.deployments.spreadMs).toBe(0)
+    expect(replayCommand(parsed.flags)).toContain('--deploy-spread-ms 0')
+    expect(parseSimFlags(replayCommand(parsed.flags).split(' ').slice(4))).toEqual(parsed)
+    const unset = parseSimFlags(['--scenario', 'placement'])
+    if (!unset.ok) throw new Error(unset.error)
+    expect(unset.flags.spec.script !== 'scheduled' && unset.flags.spec.deployments.spreadMs).toBeUndefined()
+    expect(replayCommand(unset.flags)).not.toContain('--deploy-spread-ms')
+  })
+
   it('the chaos replay command round-trips', () => {
     const parsed = parseSimFlags(['--scenario', 'chaos', '--nodes', '20', '--seed', '9', '--duration-s', '30'])
     if (!parsed.ok) throw new Error(parsed.error)
@@ -94,6 +106,8 @@ describe('scenario files and flags', () => {
       [['--scenario', 'membership', '--network', 'libp2p', '--trace', join(dir, 't.jsonl')], /--trace and --report/],
       [['--scenario', 'membership', '--network', 'tcp'], /--network/],
       [['--scenario', 'chaos', '--nodes', '2'], /--nodes/],
+      [['--scenario', 'chaos', '--deploy-spread-ms', '0'], /--deploy-spread-ms: applies to the scripted cluster scenarios only/],
+      [['--scenario', 'placement', '--deploy-spread-ms', '-5'], /--deploy-spread-ms/],
     ]
     for (const [argv, reason] of cases) {
       const err = silence()

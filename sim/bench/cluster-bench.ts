@@ -8,7 +8,8 @@
  *   delivered to every other node, plus anti-entropy bytes received).
  * - placement (issue 5): the `placement` scenario on
  *   LATTICE_BENCH_PLACE_NODES × LATTICE_BENCH_PLACE_DEPLOYMENTS (default
- *   100 × 200): placeLatencyMs, placementsPerSecond, bidsPerPlacement;
+ *   100 × 200), all submitted at once unless LATTICE_BENCH_PLACE_SPREAD_MS
+ *   spreads them: placeLatencyMs, placementsPerSecond, bidsPerPlacement;
  *   and the `failover` scenario on LATTICE_BENCH_FAILOVER_NODES (default
  *   100): failoverMs. Targets (at 500 and 1,000 nodes) are printed beside
  *   the figures with the size they were measured at.
@@ -110,7 +111,10 @@ export async function clusterBench(): Promise<Record<string, unknown>> {
   if (parts.has('sync')) out.propagation = await propagation(env('LATTICE_BENCH_SYNC_NODES', 1_000), env('LATTICE_BENCH_SYNC_WRITES', 20))
   if (parts.has('placement')) {
     const nodes = env('LATTICE_BENCH_PLACE_NODES', 100)
-    const report = await runClusterScenario({ scenario: 'placement', nodes, deployments: env('LATTICE_BENCH_PLACE_DEPLOYMENTS', 200), seed: 1, kill: 0, loss: 0, durationS: 0, partition: false, log })
+    // All deployments at once by default: placementsPerSecond is then the mesh's throughput, not the arrival rate.
+    const spread = Number(process.env.LATTICE_BENCH_PLACE_SPREAD_MS ?? 0)
+    const deploySpreadMs = Number.isInteger(spread) && spread >= 0 ? spread : 0
+    const report = await runClusterScenario({ scenario: 'placement', nodes, deployments: env('LATTICE_BENCH_PLACE_DEPLOYMENTS', 200), deploySpreadMs, seed: 1, kill: 0, loss: 0, durationS: 0, partition: false, log })
     out.placement = {
       nodes,
       deployments: report.details.accepted,

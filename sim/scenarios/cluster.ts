@@ -34,6 +34,8 @@ export interface ClusterScenarioOptions {
   nodes: number
   seed: number
   deployments: number
+  /** Virtual ms over which the deployments are submitted (0: all at once); default 5 ms each, at most 10 s. */
+  deploySpreadMs?: number
   /** Fraction of nodes crashed (failover). */
   kill: number
   /** Message loss during the safety phase. */
@@ -243,7 +245,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
   } else {
     const startMs = driver.elapsedMs()
     const bidsBefore = bidsSent()
-    const ids = await deployMany(options.deployments, Math.min(10_000, options.deployments * 5))
+    const ids = await deployMany(options.deployments, options.deploySpreadMs ?? Math.min(10_000, options.deployments * 5))
     await converge('placement liveness')
     measurePlacement(ids)
     const placements = placeLatencies.length
