@@ -9,6 +9,7 @@ import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
 import type { ClusterState } from './cluster-state.ts'
 import { toDocValue, type DocMap } from './doc-codec.ts'
 import { createLevelStore, createMemoryStore } from './level-store.ts'
+import { seal } from './envelope.ts'
 import { CHUNK_PREFIX, SNAPSHOT_KEY } from './persistence.ts'
 import { flakyStore, sampleNode, sampleStatus, startState, type Started, type StartOptions } from './test-support.ts'
 
@@ -235,6 +236,34 @@ describe('cluster state persistence', () => {
     expect(await withOpen(store, () => store.get(SNAPSHOT_KEY))).toBeDefined()
     const restarted = await start({ store, clock })
     expect(view(restarted.state)).toEqual(view(state))
+  })
+
+  it('a fresh node that merges a peer’s snapshot stores those bytes as its snapshot, not every change as a chunk', async () => {
+    const { state: source } = await start({ selfId: 'node-a' })
+    await writeSome(source, 30)
+    const snapshot = source.saveSnapshot()
+    const store = createMemoryStore()
+    const { state: fresh, clock } = await start({ selfId: 'node-b', store })
+    await fresh.mergeSnapshot(snapshot)
+    expect(fresh.stats()).toMatchObject({ chunks: 0, sizeBytes: seal(snapshot).byteLength })
+    await fresh.stop()
+    const restarted = await start({ selfId: 'node-b', store, clock })
+    expect(view(restarted.state)).toEqual(view(source))
+  })
+
+  it('a snapshot merged into a node holding changes of its own is written as a new snapshot of both', async () => {
+    const { state: source } = await start({ selfId: 'node-a' })
+    await writeSome(source, 9)
+    const store = createMemoryStore()
+    const { state: other, clock } = await start({ selfId: 'node-b', store })
+    await other.createDeployment({ id: 'mine', spec: { name: 'mine', image: 'nginx' }, owner: 'node-b' })
+    await other.mergeSnapshot(source.saveSnapshot())
+    expect(other.stats().chunks).toBe(0)
+    const merged = view(other)
+    await other.stop()
+    const restarted = await start({ selfId: 'node-b', store, clock })
+    expect(view(restarted.state)).toEqual(merged)
+    expect(restarted.state.deployments().map((d) => d.id).sort()).toEqual(['d0', 'd3', 'd6', 'mine'])
   })
 
   it('each start writes with a new actor id, so a node that lost chunks never reuses a sequence number', async () => {
