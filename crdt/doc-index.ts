@@ -72,7 +72,7 @@ function parseReplicaKey(key: string): number {
   return replica
 }
 
-// The decoders take the parts of the entry's key (splitEntryKey) and a plain copy of what is stored there.
+// The decoders take the parts of the entry's key (splitEntryKey) and what is stored there, as plain data.
 
 export function decodeNode(keys: readonly string[], raw: unknown): NodeEntry {
   const entry = parseEntry(NodeEntrySchema, raw)
