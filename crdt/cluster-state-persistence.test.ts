@@ -9,6 +9,7 @@ import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
 import type { ClusterState } from './cluster-state.ts'
 import { toDocValue, type DocMap } from './doc-codec.ts'
 import { createLevelStore, createMemoryStore } from './level-store.ts'
+import { loadHandle } from './doc-handle.ts'
 import { seal } from './envelope.ts'
 import { CHUNK_PREFIX, SNAPSHOT_KEY } from './persistence.ts'
 import { flakyStore, sampleNode, sampleStatus, startState, type Started, type StartOptions } from './test-support.ts'
@@ -393,6 +394,29 @@ describe('cluster state validation on read', () => {
     expect(result.invalidEntries).toEqual([['status']])
     expect(state.statuses('d1')).toEqual([])
     expect(state.deployment('d1')).toBeDefined()
+  })
+
+  it('a key named __proto__ holding a map, in a section or inside an entry, is an invalid entry; the rest of the section still reads, at load too', async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ selfId: 'node-a', store })
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await state.writePlacement('d1', 0, { generation: 1, winners: ['node-a'], bids: [], shortlist: [], closedBy: 'node-a', openedAtMs: 1, closedAtMs: 2, history: [] })
+    const placement = state.placement('d1', 0)
+    // Written with the raw handle: materialize would make such a map the prototype of the section it reads.
+    const handle = loadHandle(state.saveSnapshot(), 'fe'.repeat(16))
+    const sectionId = (name: string): string => handle.getWithType('_root', name)![1] as string
+    handle.putObject(sectionId('placements'), '__proto__', { 'd1/1': JSON.stringify(placement) })
+    const node = handle.putObject(sectionId('nodes'), 'node-b', {})
+    handle.putObject(node, '__proto__', { peerId: 'node-b' })
+    handle.commit('proto', 0)
+    const result = await state.applyChanges([handle.getLastLocalChange()!])
+    expect(result.invalidEntries.sort()).toEqual([['nodes', 'node-b'], ['placements', '__proto__']])
+    expect([...state.placements('d1')]).toEqual([[0, placement]])
+    await state.stop()
+    const restarted = (await start({ selfId: 'node-a', store, clock })).state
+    expect([...restarted.placements('d1')]).toEqual([[0, placement]])
+    expect(restarted.nodes()).toEqual([])
+    expect(restarted.stats().invalidEntries).toBe(2)
   })
 
   it('an invalid entry is counted at load too, and warned once per reason, not once per read', async () => {

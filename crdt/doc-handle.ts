@@ -146,6 +146,13 @@ export function readValue(handle: DocHandle, obj: ObjId, prop: string | number):
 }
 
 /**
+ * A map holding a key named `__proto__` with a map in it materializes as an
+ * object whose prototype is that map, not as a property: its fields would
+ * read as inherited ones. plainValue refuses such a value.
+ */
+const HIJACKED_PROTOTYPE = 'a key named __proto__ holds a map'
+
+/**
  * A value Automerge materialized (one call into Automerge for a whole map
  * instead of one per field), checked against the READ_* bounds and returned
  * as it is: with no `str` datatype registered (registerDatatypes) it is
@@ -161,7 +168,9 @@ export function plainValue(materialized: unknown): unknown {
     if (Array.isArray(value)) {
       for (const item of value) check(item, depth + 1)
     } else if (isDocMap(value)) {
-      for (const key in value) check(value[key], depth + 1)
+      for (const key of Object.keys(value)) check(value[key], depth + 1)
+    } else if (!(value instanceof A.Counter || ArrayBuffer.isView(value) || value instanceof Date)) {
+      throw new DocReadError(HIJACKED_PROTOTYPE)
     }
   }
   check(materialized, 0)

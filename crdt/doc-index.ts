@@ -23,7 +23,7 @@
 import type { DecodedChange } from '@automerge/automerge'
 import type { z } from 'zod'
 import type { Logger } from '../core/index.ts'
-import { DocReadError, deepFreeze, isDocMap } from './doc-codec.ts'
+import { DocReadError, deepFreeze, type DocMap } from './doc-codec.ts'
 import { mapAt, plainValue, readValue, type DocHandle, type ObjId } from './doc-handle.ts'
 import { ENTRY_KEY_PARTS, KEY_SEPARATOR, SECTIONS, entryKeyOf, gatherDeployment, gatherDeployments, isSectionName, splitEntryKey, type SectionName } from './document.ts'
 import { PathTrie } from './path-trie.ts'
@@ -43,6 +43,7 @@ import {
 } from './schema.ts'
 
 const REASON_LENGTH_MAX = 500
+const PROTO_KEY = '__proto__'
 
 export class InvalidEntryError extends Error {}
 
@@ -396,12 +397,13 @@ export class DocIndex {
       this.markInvalid([section], 'expected a map')
       return
     }
-    const entries = doc.materialize(top[1] as ObjId)
-    if (!isDocMap(entries)) return
+    const entries = doc.materialize(top[1] as ObjId) as DocMap
+    // Never an entry (no id starts with "_"), and not an own property of what materialize returns: reported here.
+    if (doc.getWithType(top[1] as ObjId, PROTO_KEY) !== null) this.markInvalid([section, PROTO_KEY], 'a key named __proto__')
     if (section === 'deployments') {
       for (const [id, stored] of gatherDeployments(entries)) this.refreshEntry(section, id, () => plainValue(stored))
     } else {
-      for (const key in entries) this.refreshEntry(section, key, () => plainValue(entries[key]))
+      for (const key of Object.keys(entries)) this.refreshEntry(section, key, () => plainValue(entries[key]))
     }
   }
 

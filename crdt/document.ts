@@ -108,7 +108,7 @@ export function gatherDeployment(id: string, read: (key: string) => unknown): Do
  */
 export function gatherDeployments(section: DocMap): Map<string, DocMap> {
   const byId = new Map<string, DocMap>()
-  for (const key in section) {
+  for (const key of Object.keys(section)) {
     const end = key.indexOf(KEY_SEPARATOR)
     const id = end < 0 ? key : key.slice(0, end)
     const field = end < 0 ? 'definition' : key.slice(end + 1)
