@@ -9,6 +9,8 @@ import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
 import type { ClusterState } from './cluster-state.ts'
 import { toDocValue, type DocMap } from './doc-codec.ts'
 import { createLevelStore, createMemoryStore } from './level-store.ts'
+import { loadHandle } from './doc-handle.ts'
+import { seal } from './envelope.ts'
 import { CHUNK_PREFIX, SNAPSHOT_KEY } from './persistence.ts'
 import { flakyStore, sampleNode, sampleStatus, startState, type Started, type StartOptions } from './test-support.ts'
 
@@ -237,6 +239,34 @@ describe('cluster state persistence', () => {
     expect(view(restarted.state)).toEqual(view(state))
   })
 
+  it('a fresh node that merges a peer’s snapshot stores those bytes as its snapshot, not every change as a chunk', async () => {
+    const { state: source } = await start({ selfId: 'node-a' })
+    await writeSome(source, 30)
+    const snapshot = source.saveSnapshot()
+    const store = createMemoryStore()
+    const { state: fresh, clock } = await start({ selfId: 'node-b', store })
+    await fresh.mergeSnapshot(snapshot)
+    expect(fresh.stats()).toMatchObject({ chunks: 0, sizeBytes: seal(snapshot).byteLength })
+    await fresh.stop()
+    const restarted = await start({ selfId: 'node-b', store, clock })
+    expect(view(restarted.state)).toEqual(view(source))
+  })
+
+  it('a snapshot merged into a node holding changes of its own is written as a new snapshot of both', async () => {
+    const { state: source } = await start({ selfId: 'node-a' })
+    await writeSome(source, 9)
+    const store = createMemoryStore()
+    const { state: other, clock } = await start({ selfId: 'node-b', store })
+    await other.createDeployment({ id: 'mine', spec: { name: 'mine', image: 'nginx' }, owner: 'node-b' })
+    await other.mergeSnapshot(source.saveSnapshot())
+    expect(other.stats().chunks).toBe(0)
+    const merged = view(other)
+    await other.stop()
+    const restarted = await start({ selfId: 'node-b', store, clock })
+    expect(view(restarted.state)).toEqual(merged)
+    expect(restarted.state.deployments().map((d) => d.id).sort()).toEqual(['d0', 'd3', 'd6', 'mine'])
+  })
+
   it('each start writes with a new actor id, so a node that lost chunks never reuses a sequence number', async () => {
     const store = createMemoryStore()
     const actors: string[] = []
@@ -262,12 +292,11 @@ describe('cluster state persistence', () => {
 })
 
 describe('cluster state validation on read', () => {
-  it('a deployment whose spec JSON is garbage is skipped, counted and warned with its path; others still read', async () => {
+  it('a deployment whose definition JSON is garbage is skipped, counted and warned with its path; others still read', async () => {
     const { state, logger } = await start()
     await state.createDeployment({ id: 'good', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
-    const good = state.deployment('good')!
     await state.applyChanges([foreignChange(state, (doc) => {
-      ;(doc.deployments as DocMap).bad = toDocValue({ ...good, id: 'bad', spec: '{"name": "web", "image":' })
+      ;(doc.deployments as DocMap).bad = new A.ImmutableString('{"id":"bad","spec":{"name": "web", "image":')
     })])
     expect(state.deployment('bad')).toBeUndefined()
     expect(state.deployments().map((d) => d.id)).toEqual(['good'])
@@ -275,45 +304,119 @@ describe('cluster state validation on read', () => {
     const warnings = logger.at('warn')
     expect(warnings).toHaveLength(1)
     expect(warnings[0]!.obj).toMatchObject({ path: ['deployments', 'bad'] })
-    expect(String(warnings[0]!.obj.reason)).toContain('spec')
+    expect(String(warnings[0]!.obj.reason)).toContain('definition is not valid JSON')
+  })
+
+  it('a definition whose spec breaks the schema, or whose id is not its key, is skipped and reported', async () => {
+    const { state, logger } = await start()
+    await state.createDeployment({ id: 'good', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    const definition = (id: string, spec: unknown): A.ImmutableString =>
+      new A.ImmutableString(JSON.stringify({ id, spec, specVersion: 1, owner: 'node-a', createdAtMs: 1 }))
+    const result = await state.applyChanges([foreignChange(state, (doc) => {
+      const deployments = doc.deployments as DocMap
+      deployments.badspec = definition('badspec', { ...state.deployment('good')!.spec, image: '' })
+      deployments.moved = definition('elsewhere', state.deployment('good')!.spec)
+    })])
+    expect(result.invalidEntries.sort()).toEqual([['deployments', 'badspec'], ['deployments', 'moved']])
+    expect(state.deployments().map((d) => d.id)).toEqual(['good'])
+    expect(logger.at('warn').map((w) => String(w.obj.reason))).toEqual(
+      expect.arrayContaining([expect.stringContaining('definition.spec.image'), expect.stringContaining('does not match its key moved')]),
+    )
+  })
+
+  it('a field written under a deployment that has no definition makes an invalid entry, not a deployment', async () => {
+    const { state } = await start()
+    const result = await state.applyChanges([foreignChange(state, (doc) => {
+      ;(doc.deployments as DocMap)['ghost/replicas'] = 3
+    })])
+    expect(result.invalidEntries).toEqual([['deployments', 'ghost']])
+    expect(state.deployments()).toEqual([])
+    // The id is taken: a new deployment must not inherit the stray field.
+    await expect(state.createDeployment({ id: 'ghost', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })).rejects.toMatchObject({ code: 'CONFLICT' })
   })
 
   it('an invalid entry repaired by a later change is read again and no longer counted', async () => {
     const { state } = await start()
     await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
     await state.applyChanges([foreignChange(state, (doc) => {
-      ;((doc.deployments as DocMap).d1 as DocMap).replicas = -3
+      ;(doc.deployments as DocMap)['d1/replicas'] = -3
     })])
     expect(state.deployment('d1')).toBeUndefined()
     expect(state.stats().invalidEntries).toBe(1)
     await state.applyChanges([foreignChange(state, (doc) => {
-      ;((doc.deployments as DocMap).d1 as DocMap).replicas = 2
+      ;(doc.deployments as DocMap)['d1/replicas'] = 2
     })])
     expect(state.deployment('d1')?.replicas).toBe(2)
     expect(state.stats().invalidEntries).toBe(0)
   })
 
-  it('entries that disagree with their path, bad replica keys and non-map subtrees are each skipped and counted', async () => {
+  it('placements and statuses with keys that do not split into their parts, or bodies that break the schema, are each skipped and counted', async () => {
     const { state } = await start({ selfId: 'node-a' })
     await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx', replicas: 2 }, owner: 'node-a' })
     await state.createDeployment({ id: 'd2', spec: { name: 'api', image: 'nginx' }, owner: 'node-a' })
     await state.reportStatus('d1', 0, sampleStatus)
+    await state.writePlacement('d1', 0, { generation: 1, winners: ['node-a'], bids: [], shortlist: [], closedBy: 'node-a', openedAtMs: 1, closedAtMs: 2, history: [] })
     const status = state.statuses('d1')[0]!
-    await state.applyChanges([foreignChange(state, (doc) => {
+    const placement = state.placement('d1', 0)!
+    const body = new A.ImmutableString(JSON.stringify({ ...status, peerId: undefined, replica: undefined }))
+    const result = await state.applyChanges([foreignChange(state, (doc) => {
       const statuses = doc.status as DocMap
-      ;((statuses.d1 as DocMap)['1'] as DocMap)['node-b'] = toDocValue({ ...status, replica: 1, peerId: 'node-c' }) // wrong peer
-      ;(statuses.d1 as DocMap)['07'] = toDocValue({ 'node-b': { ...status, replica: 7, peerId: 'node-b' } }) // non-canonical key
-      statuses.d2 = 'not a map'
-      ;(doc.nodes as DocMap)['node-b'] = toDocValue({ ...sampleNode, peerId: 'node-c', joinedAtMs: 1, updatedAtMs: 1 })
+      const placements = doc.placements as DocMap
+      statuses['d1/07/node-b'] = body // non-canonical replica
+      statuses['d1/1/node b'] = body // not a peer id
+      statuses['d1/1'] = body // no peer
+      statuses['d2/0/node-a'] = new A.ImmutableString('not json')
+      placements['d1/1/extra'] = new A.ImmutableString(JSON.stringify(placement)) // too many parts
+      placements['d1/64'] = new A.ImmutableString(JSON.stringify(placement)) // beyond any replica index
+      placements['d2/0'] = new A.ImmutableString(JSON.stringify({ ...placement, winners: 'node-a' }))
+      ;(doc.nodes as DocMap)['node-b'] = toDocValue({ ...sampleNode, peerId: 'node-c', joinedAtMs: 1, updatedAtMs: 1 }) // disagrees with its key
     })])
+    expect(result.invalidEntries).toHaveLength(8)
     expect(state.statuses('d1')).toEqual([status])
     expect(state.statuses('d2')).toEqual([])
+    expect([...state.placements('d1')]).toEqual([[0, placement]])
+    expect(state.placements('d2').size).toBe(0)
     expect(state.nodes()).toEqual([])
-    expect(state.stats().invalidEntries).toBe(4)
-    // Writes to an entry another peer broke still work: status[d2] is remade as a map.
+    expect(state.stats().invalidEntries).toBe(8)
+    // A report overwrites what another peer broke under this node's key.
     await state.reportStatus('d2', 0, sampleStatus)
     expect(state.statuses('d2')).toHaveLength(1)
-    expect(state.stats().invalidEntries).toBe(3)
+    expect(state.stats().invalidEntries).toBe(7)
+  })
+
+  it('a section that is not a map is reported once and its entries read as absent', async () => {
+    const { state } = await start({ selfId: 'node-a' })
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await state.reportStatus('d1', 0, sampleStatus)
+    const result = await state.applyChanges([foreignChange(state, (doc) => {
+      doc.status = 'not a map'
+    })])
+    expect(result.invalidEntries).toEqual([['status']])
+    expect(state.statuses('d1')).toEqual([])
+    expect(state.deployment('d1')).toBeDefined()
+  })
+
+  it('a key named __proto__ holding a map, in a section or inside an entry, is an invalid entry; the rest of the section still reads, at load too', async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ selfId: 'node-a', store })
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await state.writePlacement('d1', 0, { generation: 1, winners: ['node-a'], bids: [], shortlist: [], closedBy: 'node-a', openedAtMs: 1, closedAtMs: 2, history: [] })
+    const placement = state.placement('d1', 0)
+    // Written with the raw handle: materialize would make such a map the prototype of the section it reads.
+    const handle = loadHandle(state.saveSnapshot(), 'fe'.repeat(16))
+    const sectionId = (name: string): string => handle.getWithType('_root', name)![1] as string
+    handle.putObject(sectionId('placements'), '__proto__', { 'd1/1': JSON.stringify(placement) })
+    const node = handle.putObject(sectionId('nodes'), 'node-b', {})
+    handle.putObject(node, '__proto__', { peerId: 'node-b' })
+    handle.commit('proto', 0)
+    const result = await state.applyChanges([handle.getLastLocalChange()!])
+    expect(result.invalidEntries.sort()).toEqual([['nodes', 'node-b'], ['placements', '__proto__']])
+    expect([...state.placements('d1')]).toEqual([[0, placement]])
+    await state.stop()
+    const restarted = (await start({ selfId: 'node-a', store, clock })).state
+    expect([...restarted.placements('d1')]).toEqual([[0, placement]])
+    expect(restarted.nodes()).toEqual([])
+    expect(restarted.stats().invalidEntries).toBe(2)
   })
 
   it('an invalid entry is counted at load too, and warned once per reason, not once per read', async () => {
@@ -321,7 +424,7 @@ describe('cluster state validation on read', () => {
     const { state, clock } = await start({ store })
     await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
     await state.applyChanges([foreignChange(state, (doc) => {
-      ;((doc.deployments as DocMap).d1 as DocMap).desired = 'paused'
+      ;(doc.deployments as DocMap)['d1/desired'] = 'paused'
     })])
     for (let i = 0; i < 3; i++) state.deployments()
     expect(state.stats().invalidEntries).toBe(1)

@@ -112,6 +112,61 @@ describe('cluster state sync between replicas', () => {
     expect(view(a)).toEqual(view(b))
   })
 
+  it('concurrent stop, restart and scale on three nodes all survive the merge, each field from its own writer', async () => {
+    const clock = createVirtualClock()
+    const nodes = await Promise.all(['node-a', 'node-b', 'node-c'].map(async (selfId) => (await start({ selfId, clock })).state))
+    const [a, b, c] = nodes as [ClusterState, ClusterState, ClusterState]
+    await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    for (const peer of [b, c]) await peer.mergeSnapshot(a.saveSnapshot())
+    await a.setDesired('d1', 'stopped')
+    await b.bumpEpoch('d1')
+    await c.setReplicas('d1', 3)
+    const all = nodes.flatMap((node) => node.changesSince([]))
+    for (const node of nodes) await node.applyChanges(all)
+    for (const node of nodes) expect(node.deployment('d1')).toMatchObject({ desired: 'stopped', epoch: 2, replicas: 3 })
+    expect(view(b)).toEqual(view(a))
+    expect(view(c)).toEqual(view(a))
+  })
+
+  it('two nodes scaling up at once, each reporting the new replica before they merge, keep both reports', async () => {
+    const { a, b, exchange } = await pair()
+    await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await exchange()
+    await a.setReplicas('d1', 3)
+    await a.reportStatus('d1', 2, sampleStatus)
+    await b.setReplicas('d1', 3)
+    await b.reportStatus('d1', 2, { ...sampleStatus, state: 'starting' })
+    await exchange()
+    for (const node of [a, b]) expect(node.statuses('d1').map((s) => [s.replica, s.peerId, s.state])).toEqual([[2, 'node-a', 'running'], [2, 'node-b', 'starting']])
+  })
+
+  it('a deployment reads back the same on a peer that merged its snapshot and after a restart (definition round trip)', async () => {
+    const clock = createVirtualClock(1_234)
+    const store = createMemoryStore()
+    const a = (await start({ selfId: 'node-a', clock, store })).state
+    const spec = {
+      name: 'web',
+      image: 'ghcr.io/acme/web:1.2',
+      command: ['serve', '--port', '8080'],
+      env: { MODE: 'prod', QUOTE: 'say "hi" \\ ünïcode' },
+      ports: [{ container: 8080 }, { container: 53, protocol: 'udp' as const }],
+      resources: { cpu: 1.5, memoryMB: 512 },
+      replicas: 2,
+      restart: 'on-failure' as const,
+      constraints: { labels: { zone: 'home' } },
+      strategy: 'binpack' as const,
+      capAdd: ['NET_ADMIN'],
+    }
+    const created = await a.createDeployment({ id: 'd1', spec, owner: 'node-a' })
+    expect(a.deployment('d1')).toEqual(created)
+    const fresh = (await start({ selfId: 'node-b', clock })).state
+    await fresh.mergeSnapshot(a.saveSnapshot())
+    expect(fresh.deployment('d1')).toEqual(created)
+    await a.stop()
+    const restarted = (await start({ selfId: 'node-a', clock, store })).state
+    expect(restarted.deployment('d1')).toEqual(created)
+  })
+
   it('two concurrent closes of the same round converge to one whole record, never a mix', async () => {
     const { a, b, exchange } = await pair()
     await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })

@@ -68,16 +68,36 @@ describe('cluster state: deployments', () => {
     })
   })
 
-  it('the spec is stored as one compact JSON ImmutableString and scalars as ImmutableStrings', async () => {
-    const { state } = await start()
+  it('a deployment is stored as one compact JSON definition; the fields others change get their own keys once changed', async () => {
+    const { state, clock } = await start()
     await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
-    const doc = A.load<Record<string, Record<string, Record<string, unknown>>>>(state.saveSnapshot())
-    const stored = doc.deployments!.d1!
-    expect(A.isImmutableString(stored.spec)).toBe(true)
-    expect(A.isImmutableString(stored.desired)).toBe(true)
-    const json = (stored.spec as A.ImmutableString).val
+    const stored = (): Record<string, unknown> => A.load<Record<string, Record<string, unknown>>>(state.saveSnapshot()).deployments!
+    expect(Object.keys(stored())).toEqual(['d1'])
+    expect(A.isImmutableString(stored().d1)).toBe(true)
+    const json = (stored().d1 as A.ImmutableString).val
     expect(json).not.toMatch(/\s/)
-    expect(JSON.parse(json)).toMatchObject({ name: 'web', image: 'nginx' })
+    expect(JSON.parse(json)).toEqual({ id: 'd1', spec: state.deployment('d1')!.spec, specVersion: 1, owner: 'node-a', createdAtMs: clock.nowMs() })
+
+    await clock.advance(5)
+    await state.setReplicas('d1', 3)
+    expect(stored()).toEqual({ d1: expect.anything(), 'd1/replicas': 3, 'd1/updatedAtMs': clock.nowMs() })
+    await state.setDesired('d1', 'stopped')
+    expect(A.isImmutableString(stored()['d1/desired'])).toBe(true)
+    expect(state.deployment('d1')).toMatchObject({ desired: 'stopped', replicas: 3, epoch: 1, updatedAtMs: clock.nowMs() })
+  })
+
+  it('a placement and a status are each one compact JSON string under "<id>/<replica>" and "<id>/<replica>/<peer>"', async () => {
+    const { state } = await start({ selfId: 'node-a' })
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx', replicas: 2 }, owner: 'node-a' })
+    await state.writePlacement('d1', 1, placement(1, 'node-a'))
+    await state.reportStatus('d1', 1, sampleStatus)
+    const doc = A.load<Record<string, Record<string, unknown>>>(state.saveSnapshot())
+    expect(Object.keys(doc.placements!)).toEqual(['d1/1'])
+    expect(JSON.parse((doc.placements!['d1/1'] as A.ImmutableString).val)).toEqual(state.placement('d1', 1))
+    expect(Object.keys(doc.status!)).toEqual(['d1/1/node-a'])
+    const { peerId, replica, ...body } = state.statuses('d1')[0]!
+    expect([peerId, replica]).toEqual(['node-a', 1])
+    expect(JSON.parse((doc.status!['d1/1/node-a'] as A.ImmutableString).val)).toEqual(body)
   })
 
   it('creating a deployment whose id exists fails with CONFLICT and changes nothing', async () => {

@@ -17,8 +17,8 @@
  * - draftRoot: a map view over the handle for ClusterStateTx, with the
  *   reading and writing semantics of Automerge.change's proxies (an
  *   ImmutableString stays one scalar; integers are ints);
- * - readValue / plainCopy: a bounded plain copy of one stored value (a map
- *   or list in one materialize call).
+ * - readValue / plainValue: one stored value as plain JSON-like data (a map
+ *   or list in one materialize call), within READ_* bounds.
  */
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -30,6 +30,7 @@ export type DocHandle = ReturnType<typeof A.getBackend>
 type WasmSyncState = Parameters<DocHandle['receiveSyncMessage']>[0]
 
 interface WasmApi {
+  create(options?: { actor?: string }): DocHandle
   load(data: Uint8Array, options?: { actor?: string }): DocHandle
   importSyncState(state: A.SyncState): WasmSyncState
   exportSyncState(state: WasmSyncState): A.SyncState
@@ -38,7 +39,8 @@ interface WasmApi {
 /**
  * The WASM bindings Automerge itself loaded (its Node ESM entry imports this
  * CommonJS file, so require() returns the same instance and memory). Only
- * the sync state conversions and load live there; checked at first use.
+ * the sync state conversions, create and load live there; checked at first
+ * use.
  */
 let wasm: WasmApi | undefined
 function wasmApi(): WasmApi {
@@ -63,22 +65,37 @@ function quiet(handle: DocHandle): DocHandle {
 }
 
 export function createHandle(actor?: string): DocHandle {
-  return quiet(A.getBackend(A.init(actor === undefined ? {} : { actor })))
+  const handle = wasmApi().create(actor === undefined ? {} : { actor })
+  registerDatatypes(handle)
+  return quiet(handle)
 }
 
-/** Loads a whole document (Automerge.save); throws on bytes that are not one, truncated ones included. */
+/**
+ * Loads a whole document (Automerge.save); throws on bytes that are not one,
+ * truncated ones included. Checked (Automerge verifies the heads it rebuilds
+ * against the saved ones): `unchecked` measured no faster on our documents,
+ * and a peer's snapshot is input.
+ */
 export function loadHandle(bytes: Uint8Array, actor?: string): DocHandle {
   const handle = wasmApi().load(bytes, actor === undefined ? {} : { actor })
   registerDatatypes(handle)
   return quiet(handle)
 }
 
-/** As Automerge.init/load do: `str` scalars read back as ImmutableString. */
+/**
+ * Counters read back as Automerge.Counter (as Automerge.init/load do), so
+ * that zod refuses one where a number belongs. `str` scalars are NOT
+ * wrapped in ImmutableString, unlike Automerge.load: materialize would call
+ * back into JS for every string of the document (it doubled the time to
+ * read a section of 10,000 deployments), and readers want plain strings.
+ * getWithType still says `str`, which draftMap turns into ImmutableString;
+ * writes never hand Automerge an ImmutableString to convert (writeValue).
+ */
 function registerDatatypes(handle: DocHandle): void {
   handle.registerDatatype(
-    'str',
-    (value: string) => new A.ImmutableString(value),
-    (value: unknown) => (A.isImmutableString(value) ? value.val : undefined),
+    'counter',
+    (value: number) => new A.Counter(value),
+    (value: unknown) => (value instanceof A.Counter ? value.value : undefined),
   )
 }
 
@@ -115,43 +132,53 @@ function fullValue(handle: DocHandle, obj: ObjId, prop: string | number): FullVa
 }
 
 /**
- * A plain copy of the value at obj[prop] (undefined when absent): strings
- * for str and text, numbers, booleans, null, arrays, plain objects; other
+ * The value at obj[prop] as plain data (undefined when absent): strings for
+ * str and text, numbers, booleans, null, arrays, plain objects; other
  * scalars (counters, bytes, dates) as Automerge returns them, for zod to
- * reject. `onObject` sees the id of every object read. Throws DocReadError
- * when the value is deeper or larger than any valid entry.
+ * reject. Throws DocReadError when the value is deeper or larger than any
+ * valid entry.
  */
-export function readValue(handle: DocHandle, obj: ObjId, prop: string | number, onObject?: (id: ObjId) => void): unknown {
+export function readValue(handle: DocHandle, obj: ObjId, prop: string | number): unknown {
   const value = fullValue(handle, obj, prop)
   if (value === null) return undefined
-  if (onObject === undefined && (value[0] === 'map' || value[0] === 'list')) return plainCopy(handle.materialize(value[1] as ObjId))
-  return readFull(handle, value, onObject)
+  if (value[0] === 'map' || value[0] === 'list') return plainValue(handle.materialize(value[1] as ObjId))
+  return readFull(handle, value)
 }
 
 /**
- * The plain copy readFull makes, of a value Automerge materialized (one call
- * into Automerge for a whole map instead of one per field): `str` scalars
- * (ImmutableString) become strings, texts already are; the same bounds
- * apply. Throws DocReadError when the value is deeper or larger than any
- * valid entry.
+ * A map holding a key named `__proto__` with a map in it materializes as an
+ * object whose prototype is that map, not as a property: its fields would
+ * read as inherited ones. plainValue refuses such a value.
  */
-export function plainCopy(materialized: unknown): unknown {
+const HIJACKED_PROTOTYPE = 'a key named __proto__ holds a map'
+
+/**
+ * A value Automerge materialized (one call into Automerge for a whole map
+ * instead of one per field), checked against the READ_* bounds and returned
+ * as it is: with no `str` datatype registered (registerDatatypes) it is
+ * already plain data, so nothing is copied. Throws DocReadError when it is
+ * deeper or larger than any valid entry.
+ */
+export function plainValue(materialized: unknown): unknown {
   let budget = READ_VALUES_MAX
-  const convert = (value: unknown, depth: number): unknown => {
+  const check = (value: unknown, depth: number): void => {
     if (--budget < 0) throw new DocReadError(`more than ${READ_VALUES_MAX} values`)
     if (depth > READ_DEPTH_MAX) throw new DocReadError(`nested deeper than ${READ_DEPTH_MAX}`)
-    if (A.isImmutableString(value)) return value.val
-    if (Array.isArray(value)) return value.map((item) => convert(item, depth + 1))
-    if (!isDocMap(value)) return value // strings, numbers, booleans, null, counters, bytes, dates: as Automerge gives them
-    const out: DocMap = {}
-    for (const [key, child] of Object.entries(value)) out[key] = convert(child, depth + 1)
-    return out
+    if (value === null || typeof value !== 'object') return
+    if (Array.isArray(value)) {
+      for (const item of value) check(item, depth + 1)
+    } else if (isDocMap(value)) {
+      for (const key of Object.keys(value)) check(value[key], depth + 1)
+    } else if (!(value instanceof A.Counter || ArrayBuffer.isView(value) || value instanceof Date)) {
+      throw new DocReadError(HIJACKED_PROTOTYPE)
+    }
   }
-  return convert(materialized, 0)
+  check(materialized, 0)
+  return materialized
 }
 
-/** readValue of a value already fetched with getWithType. */
-function readFull(handle: DocHandle, top: FullValue, onObject?: (id: ObjId) => void): unknown {
+/** A plain copy of a value already fetched with getWithType, read field by field (bounded as plainValue). */
+function readFull(handle: DocHandle, top: FullValue): unknown {
   let budget = READ_VALUES_MAX
   const read = (value: FullValue, depth: number): unknown => {
     if (--budget < 0) throw new DocReadError(`more than ${READ_VALUES_MAX} values`)
@@ -160,7 +187,6 @@ function readFull(handle: DocHandle, top: FullValue, onObject?: (id: ObjId) => v
     switch (datatype) {
       case 'map': {
         const id = raw as ObjId
-        onObject?.(id)
         const out: DocMap = {}
         for (const key of handle.keys(id)) {
           const child = fullValue(handle, id, key)
@@ -170,7 +196,6 @@ function readFull(handle: DocHandle, top: FullValue, onObject?: (id: ObjId) => v
       }
       case 'list': {
         const id = raw as ObjId
-        onObject?.(id)
         const items: unknown[] = []
         const length = handle.length(id)
         for (let i = 0; i < length; i++) {
@@ -180,7 +205,6 @@ function readFull(handle: DocHandle, top: FullValue, onObject?: (id: ObjId) => v
         return items
       }
       case 'text':
-        onObject?.(raw as ObjId)
         return handle.text(raw as ObjId)
       case 'str':
         return A.isImmutableString(raw) ? raw.val : raw
@@ -249,12 +273,33 @@ function draftMap(handle: DocHandle, obj: ObjId): DocMap {
   )
 }
 
-function writeValue(handle: DocHandle, obj: ObjId, key: string, value: unknown): void {
-  if (A.isImmutableString(value)) handle.put(obj, key, value.val, 'str')
-  else if (typeof value === 'string') handle.put(obj, key, value, 'str')
-  else if (typeof value === 'number') handle.put(obj, key, value, Number.isInteger(value) ? 'int' : 'f64')
-  else if (typeof value === 'boolean') handle.put(obj, key, value, 'boolean')
-  else if (value === null) handle.put(obj, key, null, 'null')
-  else if (Array.isArray(value) || isDocMap(value)) handle.putObjectFromHydrate(obj, key, value)
-  else throw new LatticeError('INTERNAL', `cannot store ${Object.prototype.toString.call(value)} at ${key}`)
+function writeValue(handle: DocHandle, obj: ObjId, key: string | number, value: unknown, insert = false): void {
+  const scalar = scalarOf(value)
+  if (scalar !== undefined) {
+    if (insert) handle.insert(obj, key as number, scalar[0], scalar[1])
+    else handle.put(obj, key, scalar[0], scalar[1])
+    return
+  }
+  // Containers are made empty and filled value by value: putObjectFromHydrate
+  // would store an ImmutableString as a map, `str` having no datatype here.
+  if (Array.isArray(value)) {
+    const list = insert ? handle.insertObject(obj, key as number, []) : handle.putObject(obj, key, [])
+    value.forEach((item: unknown, index) => writeValue(handle, list, index, item, true))
+  } else if (isDocMap(value)) {
+    const map = insert ? handle.insertObject(obj, key as number, {}) : handle.putObject(obj, key, {})
+    for (const [field, child] of Object.entries(value)) if (child !== undefined) writeValue(handle, map, field, child)
+  } else {
+    throw new LatticeError('INTERNAL', `cannot store ${Object.prototype.toString.call(value)} at ${String(key)}`)
+  }
+}
+
+type Scalar = [string | number | boolean | null, 'str' | 'int' | 'f64' | 'boolean' | 'null']
+
+function scalarOf(value: unknown): Scalar | undefined {
+  if (A.isImmutableString(value) && !Array.isArray(value)) return [value.val, 'str']
+  if (typeof value === 'string') return [value, 'str']
+  if (typeof value === 'number') return [value, Number.isInteger(value) ? 'int' : 'f64']
+  if (typeof value === 'boolean') return [value, 'boolean']
+  if (value === null) return [null, 'null']
+  return undefined
 }

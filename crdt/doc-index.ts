@@ -1,37 +1,41 @@
 /**
  * The validated read model of the document. Every entry is decoded and
  * checked with zod once, when it changes, and kept frozen in a PathTrie per
- * section: reads never touch Automerge, and a change costs the entries it
- * touched, not the size of the document. That matters in the simulator,
- * where every node applies every change.
+ * section, keyed by the parts of its key (id, replica, peer): reads never
+ * touch Automerge, and a change costs the entries it touched, not the size
+ * of the document. That matters in the simulator, where every node applies
+ * every change.
  *
- * What a change touched is read from its ops, not from Automerge patches
- * (whose paths cost a walk of the parent map, i.e. of every deployment):
- * each op's object is located by its path in the document (objInfo). An op
- * inside an entry re-reads that entry; an op on a container (section,
- * placements[id], status[id][r]) re-reads the child at the op's key. An
- * object with no path is one no read can see (the losing side of a
- * conflict, or inside a deleted value): visibility only ever changes
- * through an op on a visible parent's key. Entries are read with one
- * materialize call each, and a whole section at once on a rebuild.
+ * Every entry sits directly in its section (document.ts), so what a change
+ * touched is read from its ops, not from Automerge patches (whose paths
+ * cost a walk of the parent map, i.e. of every deployment): an op on a
+ * section map touches the entry at its key; an op on any other object
+ * touches the entry that object lies in, located by its path in the
+ * document (objInfo). An object with no path is one no read can see (the
+ * losing side of a conflict, or inside a deleted value): visibility only
+ * ever changes through an op on a visible parent's key. Entries are read
+ * with one materialize call each, and a whole section at once on a rebuild.
  *
  * An invalid entry is left out of every read, logged once with its path
- * (again only if its reason changes) and counted while it stays invalid.
+ * (section and key; again only if its reason changes) and counted while it
+ * stays invalid.
  */
 import type { DecodedChange } from '@automerge/automerge'
 import type { z } from 'zod'
 import type { Logger } from '../core/index.ts'
-import { DocReadError, deepFreeze, isDocMap } from './doc-codec.ts'
-import { mapAt, plainCopy, readValue, type DocHandle, type ObjId } from './doc-handle.ts'
-import { ENTRY_DEPTH, SECTIONS, isSectionName, type SectionName } from './document.ts'
+import { DocReadError, deepFreeze, type DocMap } from './doc-codec.ts'
+import { mapAt, plainValue, readValue, type DocHandle, type ObjId } from './doc-handle.ts'
+import { ENTRY_KEY_PARTS, KEY_SEPARATOR, SECTIONS, entryKeyOf, gatherDeployment, gatherDeployments, isSectionName, splitEntryKey, type SectionName } from './document.ts'
 import { PathTrie } from './path-trie.ts'
 import {
+  IdSchema,
   NodeEntrySchema,
+  PeerIdSchema,
   REPLICA_KEY_PATTERN,
   ReplicaIndexSchema,
-  StatusEntrySchema,
   StoredDeploymentSchema,
   StoredPlacementSchema,
+  StoredStatusSchema,
   type DeploymentEntry,
   type NodeEntry,
   type PlacementEntry,
@@ -39,10 +43,11 @@ import {
 } from './schema.ts'
 
 const REASON_LENGTH_MAX = 500
+const PROTO_KEY = '__proto__'
 
 export class InvalidEntryError extends Error {}
 
-/** Validates one stored entry (a plain copy, see readValue) with zod; the decoders then check it against its path. */
+/** Validates one stored entry (plain data, see readValue) with zod; the decoders then check it against its key. */
 function parseEntry<S extends z.ZodType>(schema: S, plain: unknown): z.output<S> {
   const result = schema.safeParse(plain)
   if (!result.success) {
@@ -56,11 +61,19 @@ function expectKey(actual: string | number, key: string, field: string): void {
   if (String(actual) !== key) throw new InvalidEntryError(`${field} ${String(actual)} does not match its key ${key}`)
 }
 
+/** A deployment id or peer id taken from an entry's key (where nothing else states it). */
+function parseKeyId(schema: z.ZodType<string>, key: string, what: string): string {
+  if (!schema.safeParse(key).success) throw new InvalidEntryError(`${what} ${key} in the key is not an id`)
+  return key
+}
+
 function parseReplicaKey(key: string): number {
   const replica = REPLICA_KEY_PATTERN.test(key) ? Number(key) : Number.NaN
-  if (!ReplicaIndexSchema.safeParse(replica).success) throw new InvalidEntryError(`replica key ${key} is not a replica index`)
+  if (!ReplicaIndexSchema.safeParse(replica).success) throw new InvalidEntryError(`replica ${key} in the key is not a replica index`)
   return replica
 }
+
+// The decoders take the parts of the entry's key (splitEntryKey) and what is stored there, as plain data.
 
 export function decodeNode(keys: readonly string[], raw: unknown): NodeEntry {
   const entry = parseEntry(NodeEntrySchema, raw)
@@ -68,23 +81,32 @@ export function decodeNode(keys: readonly string[], raw: unknown): NodeEntry {
   return entry
 }
 
+/** `raw`: the deployment's keys gathered (document.ts, gatherDeployment); fields never written take their defaults. */
 export function decodeDeployment(keys: readonly string[], raw: unknown): DeploymentEntry {
-  const entry = parseEntry(StoredDeploymentSchema, raw)
-  expectKey(entry.id, keys[0]!, 'id')
-  return entry
+  const stored = parseEntry(StoredDeploymentSchema, raw)
+  const { definition } = stored
+  expectKey(definition.id, keys[0]!, 'id')
+  return {
+    ...definition,
+    name: definition.spec.name,
+    desired: stored.desired ?? 'running',
+    replicas: stored.replicas ?? definition.spec.replicas,
+    epoch: stored.epoch ?? 1,
+    updatedAtMs: stored.updatedAtMs ?? definition.createdAtMs,
+  }
 }
 
 export function decodePlacement(keys: readonly string[], raw: unknown): PlacementEntry {
+  parseKeyId(IdSchema, keys[0]!, 'deployment id')
   parseReplicaKey(keys[1]!)
   return parseEntry(StoredPlacementSchema, raw)
 }
 
 export function decodeStatus(keys: readonly string[], raw: unknown): StatusEntry {
+  parseKeyId(IdSchema, keys[0]!, 'deployment id')
   const replica = parseReplicaKey(keys[1]!)
-  const entry = parseEntry(StatusEntrySchema, raw)
-  expectKey(entry.replica, String(replica), 'replica')
-  expectKey(entry.peerId, keys[2]!, 'peerId')
-  return entry
+  const peerId = parseKeyId(PeerIdSchema, keys[2]!, 'peer id')
+  return { peerId, replica, ...parseEntry(StoredStatusSchema, raw) }
 }
 
 interface InvalidEntry {
@@ -282,7 +304,7 @@ export class DocIndex {
   /** Re-reads the whole document (after a load, or a merge that touched most of it). */
   rebuild(doc: DocHandle): void {
     this.touched = { deployments: 'all', nodes: true }
-    for (const section of SECTIONS) this.refreshSubtree(doc, section, [])
+    for (const section of SECTIONS) this.refreshSection(doc, section)
   }
 
   /**
@@ -301,12 +323,12 @@ export class DocIndex {
   }
 
   /**
-   * Paths (section first) whose entries the ops of `changes` may have
-   * changed, located in `doc`: an op on the root names a section; an op on
-   * any other object is located by the object's path in the document
-   * (Automerge's objInfo) — inside an entry it touches that entry, on a
-   * container it touches the child at its key. An object with no path is
-   * not visible (the losing side of a conflict, or inside a deleted value):
+   * Paths ([section] or [section, key]) of the entries the ops of `changes`
+   * may have changed, located in `doc`: an op on the root names a section;
+   * an op on a section map names the entry at its key; an op on any other
+   * object names the entry that object lies in, found by the object's path
+   * in the document (Automerge's objInfo). An object with no path is not
+   * visible (the losing side of a conflict, or inside a deleted value):
    * visibility only ever changes through an op on a visible parent's key.
    */
   touchedBy(changes: readonly DecodedChange[], doc: DocHandle): string[][] {
@@ -337,11 +359,9 @@ export class DocIndex {
         const path = pathOf(op.obj)
         if (path === null || !isSectionName(path[0])) continue
         const section = path[0]
-        const keys = path.slice(1)
-        const depth = ENTRY_DEPTH[section]
-        if (keys.length >= depth) add([section, ...keys.slice(0, depth)])
-        else if (typeof op.key === 'string') add([section, ...keys, op.key])
-        else add([section, ...keys])
+        if (path.length >= 2) add([section, entryKeyOf(section, path[1]!)])
+        else if (typeof op.key === 'string') add([section, entryKeyOf(section, op.key)])
+        else add([section]) // a section that is a list: not ours, re-read to report it
       }
     }
     return [...touched.values()]
@@ -349,60 +369,50 @@ export class DocIndex {
 
   private refreshPath(doc: DocHandle, path: readonly string[]): void {
     const section = path[0] as SectionName
-    const keys = path.slice(1)
-    if (keys.length === ENTRY_DEPTH[section]) {
-      const parent = this.containerAt(doc, section, keys.slice(0, -1))
-      this.refreshEntry(section, keys, () => (parent === undefined ? undefined : readValue(doc, parent, keys[keys.length - 1]!)))
-    } else {
-      this.refreshSubtree(doc, section, keys)
+    if (path.length === 1) {
+      this.refreshSection(doc, section)
+      return
     }
-  }
-
-  /** The map holding section/prefix's children, or undefined when any step is missing or not a map. */
-  private containerAt(doc: DocHandle, section: SectionName, prefix: readonly string[]): ObjId | undefined {
-    let obj = mapAt(doc, '_root', section)
-    for (const key of prefix) {
-      if (obj === undefined) return undefined
-      obj = mapAt(doc, obj, key)
-    }
-    return obj
+    const key = path[1]!
+    const parent = mapAt(doc, '_root', section)
+    if (parent === undefined) this.refreshEntry(section, key, () => undefined)
+    else if (section === 'deployments') this.refreshEntry(section, key, () => gatherDeployment(key, (at) => readValue(doc, parent, at)))
+    else this.refreshEntry(section, key, () => readValue(doc, parent, key))
   }
 
   /**
-   * Forgets everything under section/prefix, then reads it again from the
-   * document: the whole subtree in one call into Automerge (materialize),
-   * then entry by entry from the copy.
+   * Forgets everything in `section`, then reads it again from the document:
+   * the whole section in one call into Automerge (materialize), then entry
+   * by entry from what it returned.
    */
-  private refreshSubtree(doc: DocHandle, section: SectionName, prefix: string[]): void {
-    this.sections[section].deleteSubtree(prefix)
-    const scope = JSON.stringify([section, ...prefix]).slice(0, -1)
+  private refreshSection(doc: DocHandle, section: SectionName): void {
+    this.sections[section].deleteSubtree([])
+    const scope = JSON.stringify([section]).slice(0, -1)
     for (const key of this.invalid.keys()) {
       if (key === `${scope}]` || key.startsWith(`${scope},`)) this.invalid.delete(key)
     }
-    const parent = prefix.length === 0 ? '_root' : this.containerAt(doc, section, prefix.slice(0, -1))
-    if (parent === undefined) return
-    const top = doc.getWithType(parent, prefix.length === 0 ? section : prefix[prefix.length - 1]!) as [string, unknown] | null
+    const top = doc.getWithType('_root', section) as [string, unknown] | null
     if (top === null) return
     if (top[0] !== 'map') {
-      this.markInvalid([section, ...prefix], 'expected a map')
+      this.markInvalid([section], 'expected a map')
       return
     }
-    const visit = (value: unknown, keys: string[]): void => {
-      if (keys.length === ENTRY_DEPTH[section]) {
-        this.refreshEntry(section, keys, () => plainCopy(value))
-        return
-      }
-      if (!isDocMap(value)) {
-        this.markInvalid([section, ...keys], 'expected a map')
-        return
-      }
-      for (const [child, childValue] of Object.entries(value)) visit(childValue, [...keys, child])
+    const entries = doc.materialize(top[1] as ObjId) as DocMap
+    // Never an entry (no id starts with "_"), and not an own property of what materialize returns: reported here.
+    if (doc.getWithType(top[1] as ObjId, PROTO_KEY) !== null) this.markInvalid([section, PROTO_KEY], 'a key named __proto__')
+    if (section === 'deployments') {
+      for (const [id, stored] of gatherDeployments(entries)) this.refreshEntry(section, id, () => plainValue(stored))
+    } else {
+      for (const key of Object.keys(entries)) this.refreshEntry(section, key, () => plainValue(entries[key]))
     }
-    visit(doc.materialize(top[1] as ObjId), prefix)
   }
 
-  /** Reads the entry at section/keys (`read` returns undefined when absent) and stores it decoded, or marks it invalid. */
-  private refreshEntry(section: SectionName, keys: string[], read: () => unknown): void {
+  /**
+   * Reads the entry at section[key] (`read` returns undefined when absent)
+   * and stores it decoded under its key's parts, or marks it invalid (with
+   * a key that does not split into the section's parts, it is never stored).
+   */
+  private refreshEntry(section: SectionName, key: string, read: () => unknown): void {
     let raw: unknown
     try {
       raw = read()
@@ -411,9 +421,12 @@ export class DocIndex {
       raw = err
     }
     this.decoded++
-    const reason = this.sections[section].refresh(keys, raw)
-    if (reason === undefined) this.invalid.delete(JSON.stringify([section, ...keys]))
-    else this.markInvalid([section, ...keys], reason)
+    const parts = splitEntryKey(section, key)
+    let reason: string | undefined
+    if (parts !== undefined) reason = this.sections[section].refresh(parts, raw)
+    else if (raw !== undefined) reason = `key ${key} does not have ${ENTRY_KEY_PARTS[section]} parts separated by ${KEY_SEPARATOR}`
+    if (reason !== undefined) this.markInvalid([section, key], reason)
+    else if (this.invalid.size > 0) this.invalid.delete(JSON.stringify([section, key]))
   }
 
   private markInvalid(path: string[], reason: string): void {

@@ -3,28 +3,48 @@
  * change (ClusterStateTx). Inputs are validated with zod first; a thrown
  * error inside the change rolls the whole change back.
  *
- * How each entry is written follows from who writes it:
- * - nodes[self], status[..][self]: single writer; only changed fields are
- *   written, so history grows by what changed.
- * - deployments[id]: any node may change it; field by field, so a concurrent
- *   stop on one node and scale on another both survive the merge.
- * - placements[id][replica]: written whole, as one JSON string, so two
+ * How each entry is written follows from who writes it, and from what a
+ * document costs to load: Automerge's load time and memory grow with its
+ * ops, so whatever one writer writes whole is ONE string of compact JSON
+ * (one op), and only what several writers change concurrently is split into
+ * fields (docs/ARCHITECTURE.md, "Document layout"):
+ * - nodes[self]: single writer, a map of fields; only changed fields are
+ *   written, so history grows by what changed. Few entries, written rarely.
+ * - deployments[id]: the definition (id, spec, specVersion, owner,
+ *   createdAtMs), one JSON string written once, by the node that creates
+ *   it (a new spec version would replace it whole). desired, replicas,
+ *   epoch and updatedAtMs, which any node may change, each have their own
+ *   key "<id>/<field>", written when they change: a concurrent stop on one
+ *   node and scale on another both survive the merge. Until first written
+ *   a field holds its default, so a deployment nobody changed costs one op.
+ * - placements["<id>/<replica>"]: written whole, one JSON string, so two
  *   concurrent closes of the same round resolve to one of the two records,
  *   never a mix of both.
- * - Nested maps (placements[id], status[id], status[id][replica]) are made
- *   once, by the writer that introduces the id or replica: two peers each
- *   creating the same map would make two objects, and the merge would hide
- *   one of them with everything written inside it. The one window left is
- *   two nodes scaling the same deployment up concurrently: a report written
- *   into the hidden replica map before the merge is rewritten by the
- *   reporter's next reportStatus, which compares with what is visible.
+ * - status["<id>/<replica>/<self>"]: single writer (the reporter, whose
+ *   peer id is in the key), written whole as one JSON string when anything
+ *   but its time changed.
+ * - Everything sits directly in its section: the only maps below one are
+ *   nodes' own entries, each made by its node, so no two peers can each
+ *   make "the same" map and have the merge hide one of them with
+ *   everything written inside it (there is no map to make before a first
+ *   status report, or after a scale up).
  */
 import { ImmutableString } from '@automerge/automerge'
 import type { z } from 'zod'
 import { DesiredStateSchema, LatticeError, type DesiredState } from '../core/index.ts'
 import { deepFreeze, fromDocValue, isDocMap, jsonEqual, toDocValue, type DocMap, type JsonObject } from './doc-codec.ts'
 import { decodeDeployment, decodeNode, decodePlacement, decodeStatus } from './doc-index.ts'
-import { replicaKey, type ClusterDoc, type SectionName } from './document.ts'
+import {
+  DEPLOYMENT_FIELDS,
+  deploymentFieldKey,
+  gatherDeployment,
+  placementKey,
+  replicaKey,
+  statusKey,
+  type ClusterDoc,
+  type DeploymentField,
+  type SectionName,
+} from './document.ts'
 import {
   CreateDeploymentInputSchema,
   PlacementInputSchema,
@@ -33,11 +53,12 @@ import {
   SelfNodeInputSchema,
   StatusInputSchema,
   type CreateDeploymentInput,
+  type DeploymentDefinition,
   type DeploymentEntry,
   type NodeEntry,
   type PlacementInput,
   type SelfNodeInput,
-  type StatusEntry,
+  type StatusBody,
   type StatusInput,
 } from './schema.ts'
 
@@ -54,9 +75,9 @@ export interface ClusterStateTx {
   setReplicas(id: string, replicas: number): void
   /** Throws CONFLICT when the stored round has a newer generation. */
   writePlacement(id: string, replica: number, entry: PlacementInput): void
-  /** Writes status[id][replica][selfId]; nothing when only updatedAtMs would change. */
+  /** Writes status[id/replica/selfId]; nothing when only updatedAtMs would change. */
   reportStatus(id: string, replica: number, entry: StatusInput): void
-  /** Removes status[id][replica][selfId], if present. */
+  /** Removes status[id/replica/selfId], if present. */
   clearStatus(id: string, replica: number): void
 }
 
@@ -140,28 +161,33 @@ const withoutUpdatedAt = <E extends { updatedAtMs: number }>(entry: E): Omit<E, 
 export function createTx(draft: ClusterDoc, context: TxContext): ClusterStateTx {
   const { selfId, nowMs } = context
 
-  const requireDeployment = (id: string): { entry: DeploymentEntry; map: DocMap } => {
+  const requireDeployment = (id: string): DeploymentEntry => {
     const deployments = draft.deployments
-    const raw = isDocMap(deployments) ? childOf(deployments, id) : undefined
-    const entry = isDocMap(raw) ? tryDecode(decodeDeployment, [id], raw) : undefined
+    const stored = isDocMap(deployments) ? gatherDeployment(id, (key) => childOf(deployments, key)) : undefined
+    const entry = tryDecode(decodeDeployment, [id], stored)
     // An invalid entry is invisible to readers, so it is not found for writers either.
-    if (entry === undefined || !isDocMap(raw)) throw new LatticeError('NOT_FOUND', `deployment ${id} not found`)
-    return { entry, map: raw }
+    if (entry === undefined) throw new LatticeError('NOT_FOUND', `deployment ${id} not found`)
+    return entry
   }
 
-  const requireLive = (id: string, action: string): { entry: DeploymentEntry; map: DocMap } => {
-    const found = requireDeployment(id)
-    if (found.entry.desired === 'deleted') throw new LatticeError('CONFLICT', `cannot ${action} deployment ${id}: it is deleted`)
-    return found
+  const requireLive = (id: string, action: string): DeploymentEntry => {
+    const entry = requireDeployment(id)
+    if (entry.desired === 'deleted') throw new LatticeError('CONFLICT', `cannot ${action} deployment ${id}: it is deleted`)
+    return entry
   }
 
-  const replicaIndex = (replica: number): string => replicaKey(validate(ReplicaIndexSchema, replica, 'replica index'))
-
-  /** status[id][r] for every r below `replicas`, so reporters never create them concurrently. */
-  const ensureReplicaMaps = (id: string, replicas: number): void => {
-    const statuses = ensureMap(section(draft, 'status'), id)
-    for (let replica = 0; replica < replicas; replica++) ensureMap(statuses, replicaKey(replica))
+  /** Writes each of `fields` under its own key "<id>/<field>", where the stored value differs. */
+  const writeDeploymentFields = (id: string, fields: Partial<Pick<DeploymentEntry, DeploymentField>>): void => {
+    const deployments = section(draft, 'deployments')
+    for (const field of DEPLOYMENT_FIELDS) {
+      const value = fields[field]
+      if (value === undefined) continue
+      const key = deploymentFieldKey(id, field)
+      if (!storedEquals(childOf(deployments, key), value)) deployments[key] = toDocValue(value)
+    }
   }
+
+  const replicaIndex = (replica: number): number => validate(ReplicaIndexSchema, replica, 'replica index')
 
   return {
     upsertSelfNode(input) {
@@ -183,84 +209,75 @@ export function createTx(draft: ClusterDoc, context: TxContext): ClusterStateTx 
     createDeployment(input) {
       const { id, spec, owner } = validate(CreateDeploymentInputSchema, input, 'deployment')
       const deployments = section(draft, 'deployments')
-      if (childOf(deployments, id) !== undefined) throw new LatticeError('CONFLICT', `deployment ${id} already exists`)
-      const entry: DeploymentEntry = {
-        id,
-        name: spec.name,
-        spec,
-        specVersion: 1,
-        desired: 'running',
-        replicas: spec.replicas,
-        epoch: 1,
-        owner,
-        createdAtMs: nowMs,
-        updatedAtMs: nowMs,
+      // Taken when anything is stored under the id, a field included: a new deployment must not inherit it.
+      if (gatherDeployment(id, (key) => childOf(deployments, key)) !== undefined) {
+        throw new LatticeError('CONFLICT', `deployment ${id} already exists`)
       }
-      // Compact JSON, one immutable scalar per spec version (schema.ts, SpecJsonSchema).
-      deployments[id] = toDocValue({ ...entry, spec: JSON.stringify(spec) })
-      ensureMap(section(draft, 'placements'), id)
-      ensureReplicaMaps(id, entry.replicas)
+      const definition: DeploymentDefinition = { id, spec, specVersion: 1, owner, createdAtMs: nowMs }
+      // schema.ts, StoredDeploymentSchema: the definition is one immutable scalar of compact JSON; the
+      // fields others may change keep their defaults (running, spec.replicas, epoch 1) until first written.
+      deployments[id] = new ImmutableString(JSON.stringify(definition))
+      const entry: DeploymentEntry = { ...definition, name: spec.name, desired: 'running', replicas: spec.replicas, epoch: 1, updatedAtMs: nowMs }
       return deepFreeze(entry)
     },
 
     setDesired(id, desired) {
       const next = validate(DesiredStateSchema, desired, 'desired state')
-      const { entry, map } = requireDeployment(id)
+      const entry = requireDeployment(id)
       if (entry.desired === next) return
       if (entry.desired === 'deleted') throw new LatticeError('CONFLICT', `deployment ${id} is deleted`)
       const restart = entry.desired === 'stopped' && next === 'running'
-      writeFields(map, { desired: next, updatedAtMs: nowMs, ...(restart ? { epoch: entry.epoch + 1 } : {}) }, false)
+      writeDeploymentFields(id, { desired: next, updatedAtMs: nowMs, ...(restart ? { epoch: entry.epoch + 1 } : {}) })
     },
 
     bumpEpoch(id) {
-      const { entry, map } = requireLive(id, 'restart')
-      writeFields(map, { epoch: entry.epoch + 1, updatedAtMs: nowMs }, false)
+      const entry = requireLive(id, 'restart')
+      writeDeploymentFields(id, { epoch: entry.epoch + 1, updatedAtMs: nowMs })
     },
 
     setReplicas(id, replicas) {
       const count = validate(ReplicaCountSchema, replicas, 'replica count')
-      const { entry, map } = requireLive(id, 'scale')
+      const entry = requireLive(id, 'scale')
       if (entry.replicas === count) return
-      writeFields(map, { replicas: count, updatedAtMs: nowMs }, false)
-      ensureReplicaMaps(id, count)
+      writeDeploymentFields(id, { replicas: count, updatedAtMs: nowMs })
     },
 
     writePlacement(id, replica, input) {
-      const key = replicaIndex(replica)
+      const index = replicaIndex(replica)
       const entry = validate(PlacementInputSchema, input, 'placement')
       requireDeployment(id)
-      const placements = ensureMap(section(draft, 'placements'), id)
-      const existing = tryDecode(decodePlacement, [id, key], childOf(placements, key))
+      const placements = section(draft, 'placements')
+      const key = placementKey(id, index)
+      const existing = tryDecode(decodePlacement, [id, replicaKey(index)], childOf(placements, key))
       if (existing !== undefined && existing.generation > entry.generation) {
-        throw new LatticeError('CONFLICT', `placement ${id}/${key} is at generation ${existing.generation}, newer than ${entry.generation}`)
+        throw new LatticeError('CONFLICT', `placement ${key} is at generation ${existing.generation}, newer than ${entry.generation}`)
       }
       if (existing !== undefined && jsonEqual(existing, entry)) return
-      // One immutable scalar of compact JSON (schema.ts, StoredPlacementSchema).
+      // schema.ts, StoredPlacementSchema: one immutable scalar of compact JSON.
       placements[key] = new ImmutableString(JSON.stringify(entry))
     },
 
     reportStatus(id, replica, input) {
-      const key = replicaIndex(replica)
+      const index = replicaIndex(replica)
       const parsed = validate(StatusInputSchema, input, 'status')
       requireDeployment(id)
-      const entry: StatusEntry = { ...parsed, peerId: selfId, replica: Number(key), updatedAtMs: parsed.updatedAtMs ?? nowMs }
-      const reporters = ensureMap(ensureMap(section(draft, 'status'), id), key)
-      const current = childOf(reporters, selfId)
-      const existing = tryDecode(decodeStatus, [id, key, selfId], current)
+      const body: StatusBody = { ...parsed, updatedAtMs: parsed.updatedAtMs ?? nowMs }
+      const statuses = section(draft, 'status')
+      const key = statusKey(id, index, selfId)
+      const existing = tryDecode(decodeStatus, [id, replicaKey(index), selfId], childOf(statuses, key))
       // Reconcilers report on every pass; a report that changes nothing but
       // its time must not grow the history every node keeps forever.
-      if (existing !== undefined && jsonEqual(withoutUpdatedAt(existing), withoutUpdatedAt(entry))) return
-      if (existing !== undefined && isDocMap(current)) writeFields(current, entry, true)
-      else reporters[selfId] = toDocValue(entry)
+      if (existing !== undefined && jsonEqual(withoutUpdatedAt(existing), withoutUpdatedAt({ ...body, peerId: selfId, replica: index }))) return
+      // schema.ts, StoredStatusSchema: one immutable scalar of compact JSON; peerId and replica are in the key.
+      statuses[key] = new ImmutableString(JSON.stringify(body))
     },
 
     clearStatus(id, replica) {
-      const key = replicaIndex(replica)
+      const index = replicaIndex(replica)
       requireDeployment(id)
       const statuses = draft.status
-      const byReplica = isDocMap(statuses) ? childOf(statuses, id) : undefined
-      const reporters = isDocMap(byReplica) ? childOf(byReplica, key) : undefined
-      if (isDocMap(reporters) && childOf(reporters, selfId) !== undefined) delete reporters[selfId]
+      const key = statusKey(id, index, selfId)
+      if (isDocMap(statuses) && childOf(statuses, key) !== undefined) delete statuses[key]
     },
   }
 }

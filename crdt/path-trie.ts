@@ -5,7 +5,8 @@
  * size of the answer, not of the document.
  */
 class TrieNode<E> {
-  readonly children = new Map<string, TrieNode<E>>()
+  /** Made with the first child: most nodes are leaves, and an index holds one per entry (tens of thousands). */
+  children: Map<string, TrieNode<E>> | undefined
   value: E | undefined
   hasValue = false
 }
@@ -20,6 +21,7 @@ export class PathTrie<E> {
   set(path: readonly string[], value: E): void {
     let node = this.root
     for (const key of path) {
+      node.children ??= new Map()
       let child = node.children.get(key)
       if (child === undefined) {
         child = new TrieNode<E>()
@@ -35,7 +37,7 @@ export class PathTrie<E> {
   delete(path: readonly string[]): void {
     const trail: TrieNode<E>[] = [this.root]
     for (const key of path) {
-      const child = trail[trail.length - 1]!.children.get(key)
+      const child = trail[trail.length - 1]!.children?.get(key)
       if (child === undefined) return
       trail.push(child)
     }
@@ -53,11 +55,11 @@ export class PathTrie<E> {
     }
     const trail: TrieNode<E>[] = [this.root]
     for (const key of prefix.slice(0, -1)) {
-      const child = trail[trail.length - 1]!.children.get(key)
+      const child = trail[trail.length - 1]!.children?.get(key)
       if (child === undefined) return
       trail.push(child)
     }
-    trail[trail.length - 1]!.children.delete(prefix[prefix.length - 1]!)
+    trail[trail.length - 1]!.children?.delete(prefix[prefix.length - 1]!)
     this.prune(prefix.slice(0, -1), trail)
   }
 
@@ -69,7 +71,7 @@ export class PathTrie<E> {
     while (stack.length > 0) {
       const [path, node] = stack.pop()!
       if (node.hasValue) yield [path, node.value as E]
-      const children = [...node.children]
+      const children = node.children === undefined ? [] : [...node.children]
       for (let i = children.length - 1; i >= 0; i--) {
         const [key, child] = children[i]!
         stack.push([[...path, key], child])
@@ -80,7 +82,7 @@ export class PathTrie<E> {
   private find(path: readonly string[]): TrieNode<E> | undefined {
     let node: TrieNode<E> | undefined = this.root
     for (const key of path) {
-      node = node.children.get(key)
+      node = node.children?.get(key)
       if (node === undefined) return undefined
     }
     return node
@@ -90,8 +92,8 @@ export class PathTrie<E> {
   private prune(path: readonly string[], trail: TrieNode<E>[]): void {
     for (let depth = path.length; depth > 0; depth--) {
       const node = trail[depth]
-      if (node === undefined || node.hasValue || node.children.size > 0) return
-      trail[depth - 1]!.children.delete(path[depth - 1]!)
+      if (node === undefined || node.hasValue || (node.children?.size ?? 0) > 0) return
+      trail[depth - 1]!.children?.delete(path[depth - 1]!)
     }
   }
 }

@@ -164,9 +164,17 @@ export class DocPersistence {
     return this.enqueue(() => this.writeChunk())
   }
 
-  /** Writes the whole document as the snapshot and drops the chunks, in one atomic batch. */
-  compact(): Promise<void> {
-    return this.enqueue(() => this.writeSnapshot())
+  /**
+   * Writes the whole document as the snapshot and drops the chunks, in one
+   * atomic batch. `saved`: Automerge.save bytes of exactly the current
+   * document (a peer's snapshot that replaced it), written as they are
+   * instead of saving again.
+   */
+  compact(saved?: Uint8Array): Promise<void> {
+    const savedHeads = saved === undefined ? undefined : this.current().getHeads()
+    // Tasks run later than they are queued: the bytes serve only if nothing changed since.
+    const stillCurrent = (): boolean => savedHeads !== undefined && sameHeads(this.current().getHeads(), savedHeads)
+    return this.enqueue(() => this.writeSnapshot(stillCurrent() ? saved : undefined))
   }
 
   private enqueue(task: () => Promise<void>): Promise<void> {
@@ -207,11 +215,11 @@ export class DocPersistence {
     }
   }
 
-  private async writeSnapshot(): Promise<void> {
+  private async writeSnapshot(saved?: Uint8Array): Promise<void> {
     this.compactionQueued = false
     const doc = this.current()
     const heads = doc.getHeads()
-    const snapshot = seal(doc.save())
+    const snapshot = seal(saved ?? doc.save())
     this.unsaved = []
     const dropped = this.chunks
     // One batch: a crash leaves either the old snapshot with every chunk or

@@ -34,10 +34,12 @@ export const SCHEMA_LIMITS = {
   containerIdLengthMax: 128,
   errorLengthMax: 4096,
   hostPortsMax: 2 * SPEC_LIMITS.portsMax,
-  /** Guards JSON.parse of a stored spec; far above any spec SPEC_LIMITS allows in practice. */
-  specJsonLengthMax: 4 * 1024 * 1024,
+  /** Guards JSON.parse of a stored deployment definition (its spec); far above any spec SPEC_LIMITS allows in practice. */
+  definitionJsonLengthMax: 4 * 1024 * 1024,
   /** Guards JSON.parse of a stored placement; a full one (256 bids, 32 history entries) is ~60 KB. */
   placementJsonLengthMax: 1024 * 1024,
+  /** Guards JSON.parse of a stored status; a full one (4 KB error, 32 host ports) is under 6 KB. */
+  statusJsonLengthMax: 16 * 1024,
 } as const
 
 /**
@@ -83,7 +85,10 @@ export const NodeEntrySchema = z.object({
 })
 export type NodeEntry = z.output<typeof NodeEntrySchema>
 
-/** deployments[id]: what the cluster should run. Never removed; `deleted` is a tombstone. */
+/**
+ * A deployment as readers see it: what the cluster should run. Never
+ * removed; `deleted` is a tombstone. Stored as StoredDeploymentSchema.
+ */
 export const DeploymentEntrySchema = z.object({
   id: IdSchema,
   name: z.string().min(1).max(SPEC_LIMITS.nameLengthMax),
@@ -117,7 +122,7 @@ export const PlacementHistoryEntrySchema = z.object({
 })
 export type PlacementHistoryEntry = z.output<typeof PlacementHistoryEntrySchema>
 
-/** placements[id][replica]: the closed bidding round (DESIGN.md §5), kept for audit. */
+/** A replica's closed bidding round (DESIGN.md §5), kept for audit. Stored as StoredPlacementSchema. */
 export const PlacementEntrySchema = z.object({
   generation: CountSchema,
   winners: z.array(PeerIdSchema).max(SCHEMA_LIMITS.winnersMax),
@@ -134,7 +139,7 @@ export type PlacementEntry = z.output<typeof PlacementEntrySchema>
 
 const HostPortKeySchema = z.string().regex(/^[0-9]{1,5}(\/(tcp|udp))?$/, 'host port key: "80" or "80/udp"')
 
-/** status[id][replica][peerId]: what a node reports about a replica it runs. */
+/** What a node reports about a replica it runs. Stored as StoredStatusSchema, peerId and replica in its key. */
 export const StatusEntrySchema = z.object({
   peerId: PeerIdSchema,
   replica: ReplicaIndexSchema,
@@ -152,45 +157,66 @@ export const StatusEntrySchema = z.object({
 })
 export type StatusEntry = z.output<typeof StatusEntrySchema>
 
-/**
- * A spec is stored as ONE string of compact JSON: it is immutable per
- * specVersion, so one scalar costs far less than a tree of map entries and
- * can never be half-merged from two writers.
- */
-export const SpecJsonSchema = z
-  .string()
-  .max(SCHEMA_LIMITS.specJsonLengthMax)
-  .transform((json, ctx): unknown => {
-    try {
-      return JSON.parse(json) as unknown
-    } catch {
-      ctx.addIssue({ code: 'custom', message: 'spec is not valid JSON' })
-      return z.NEVER
-    }
-  })
-  .pipe(DeploymentSpecSchema)
-
-/** A deployment as stored: the entry with its spec as JSON text. */
-export const StoredDeploymentSchema = DeploymentEntrySchema.extend({ spec: SpecJsonSchema })
+// ---- entries as stored (docs/ARCHITECTURE.md, "Document layout") ----
 
 /**
- * A placement as stored: ONE string of compact JSON. Placements are written
- * whole (a closed round is replaced, never edited field by field), so one
- * scalar instead of ~10 objects and ~40 ops per replica: about 3× fewer ops
- * in the document, which is what load time and memory grow with.
+ * A value stored as ONE string of compact JSON, validated with `schema`
+ * once parsed. An entry written whole by one writer at a time costs one op
+ * this way instead of one per field and one per nested map or list: the
+ * document's load time and memory grow with its ops.
  */
-export const StoredPlacementSchema = z
-  .string()
-  .max(SCHEMA_LIMITS.placementJsonLengthMax)
-  .transform((json, ctx): unknown => {
-    try {
-      return JSON.parse(json) as unknown
-    } catch {
-      ctx.addIssue({ code: 'custom', message: 'placement is not valid JSON' })
-      return z.NEVER
-    }
-  })
-  .pipe(PlacementEntrySchema)
+function storedJson<S extends z.ZodType>(schema: S, lengthMax: number, what: string) {
+  return z
+    .string()
+    .max(lengthMax)
+    .transform((json, ctx): unknown => {
+      try {
+        return JSON.parse(json) as unknown
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `${what} is not valid JSON` })
+        return z.NEVER
+      }
+    })
+    .pipe(schema)
+}
+
+/**
+ * What a deployment is, fixed when it is created: deployments[id].definition.
+ * A new spec version would replace it whole, so two concurrent replacements
+ * resolve to one of them, never to a mix.
+ */
+export const DeploymentDefinitionSchema = z.object({
+  id: IdSchema,
+  spec: DeploymentSpecSchema,
+  specVersion: z.number().int().min(1),
+  owner: PeerIdSchema,
+  createdAtMs: TimeMsSchema,
+})
+export type DeploymentDefinition = z.output<typeof DeploymentDefinitionSchema>
+
+/**
+ * A deployment as stored (document.ts, gatherDeployment): deployments[id],
+ * the definition as JSON, and the fields any node may change, each from
+ * its own key "<id>/<field>" and absent until first changed (defaults:
+ * running, spec.replicas, epoch 1, updated when created).
+ */
+export const StoredDeploymentSchema = z.object({
+  definition: storedJson(DeploymentDefinitionSchema, SCHEMA_LIMITS.definitionJsonLengthMax, 'definition'),
+  desired: DeploymentEntrySchema.shape.desired.optional(),
+  replicas: DeploymentEntrySchema.shape.replicas.optional(),
+  epoch: DeploymentEntrySchema.shape.epoch.optional(),
+  updatedAtMs: DeploymentEntrySchema.shape.updatedAtMs.optional(),
+})
+
+/** placements["<id>/<replica>"] as stored: the closed round, written whole. */
+export const StoredPlacementSchema = storedJson(PlacementEntrySchema, SCHEMA_LIMITS.placementJsonLengthMax, 'placement')
+
+/** What a status holds beyond its key (which names the replica and the reporter). */
+export const StatusBodySchema = StatusEntrySchema.omit({ peerId: true, replica: true })
+export type StatusBody = z.output<typeof StatusBodySchema>
+
+/** status["<id>/<replica>/<peerId>"] as stored: written whole, by that peer only. */
+export const StoredStatusSchema = storedJson(StatusBodySchema, SCHEMA_LIMITS.statusJsonLengthMax, 'status')
 
 // ---- inputs of the writes (ClusterState) ----
 

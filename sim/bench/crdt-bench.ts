@@ -3,22 +3,59 @@
  * and their placements and statuses — save size (target ≤ 5 MB), load time
  * (target ≤ 500 ms), apply time per change, bytes for a fresh node to sync
  * it. Prints figures; asserts nothing.
+ *
+ * The load figures, from Automerge alone to what a node does:
+ * - automergeLoadMs: Automerge.load of the snapshot, materialized as a
+ *   JavaScript object (the library's own load; no node does this).
+ * - automergeLoadHandleMs: the same bytes loaded as a node loads them
+ *   (crdt/doc-handle.ts, loadHandle: no JavaScript copy).
+ * - loadAndValidateAllEntriesMs: a fresh node, start() on an empty store
+ *   then mergeSnapshot: load, validate every entry into the index, store
+ *   the snapshot. The target applies to this figure and the next two.
+ * - nodeStartFromStoreMs: a restarted node, start() with that snapshot in
+ *   its store.
+ * - nodeStartColdProcessMs: the same start in a new process on LevelDB,
+ *   with nothing run before it to warm Automerge's WASM or the JIT (the
+ *   median of COLD_STARTS processes).
+ * All three in-process figures run after the document was built, in a
+ * process that has already run every code path involved.
+ *
+ * Sizes from the environment: LATTICE_BENCH_CRDT_DEPLOYMENTS (10,000) and
+ * LATTICE_BENCH_CRDT_REPORTERS (5 of the 50 peers report the statuses of
+ * the replicas they won: 1,000 statuses; 50 gives every replica one).
  */
+import { spawnSync } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import * as Automerge from '@automerge/automerge'
 import { silentLogger } from '../../core/index.ts'
-import { createClusterState, createMemoryStore, type ClusterState } from '../../crdt/index.ts'
+import { createClusterState, createLevelStore, createMemoryStore, type ClusterState } from '../../crdt/index.ts'
+import { loadHandle } from '../../crdt/doc-handle.ts'
 import { createVirtualClock } from '../virtual-clock.ts'
 
 const DEPLOYMENTS = Number(process.env.LATTICE_BENCH_CRDT_DEPLOYMENTS ?? 10_000)
+const PEERS = 50
+const REPORTERS = Math.min(PEERS, Number(process.env.LATTICE_BENCH_CRDT_REPORTERS ?? 5))
 /** Deployments written per change: the API writes one per change, bulk loads batch (STACK-NOTES: batching is ~8× faster). */
 const BATCH = 100
+/** New processes timed for nodeStartColdProcessMs; the median is printed. */
+const COLD_STARTS = 3
+/** A cold start must finish within this, or the figure is reported as missing. */
+const COLD_START_TIMEOUT_MS = 120_000
+/** argv[2] of this file run as a child process: time one start() on the LevelDB directory in argv[3]. */
+const COLD_START_ARG = '--cold-start'
+const COLD_START_SELF_ID = '12D3KooWfresh'
+
+const make = (selfId: string, clock = createVirtualClock()): ClusterState =>
+  createClusterState({ selfId })({ store: createMemoryStore(), clock, logger: silentLogger })
 
 export async function crdtBench(): Promise<Record<string, unknown>> {
   const clock = createVirtualClock()
-  const make = (selfId: string): ClusterState => createClusterState({ selfId })({ store: createMemoryStore(), clock, logger: silentLogger })
-  const source = make('12D3KooWsource')
+  const source = make('12D3KooWsource', clock)
   await source.start()
-  const peers = Array.from({ length: 50 }, (_, i) => `12D3KooWpeer${String(i).padStart(3, '0')}`)
+  const peers = Array.from({ length: PEERS }, (_, i) => `12D3KooWpeer${String(i).padStart(3, '0')}`)
 
   const writeStartedAt = performance.now()
   for (let first = 0; first < DEPLOYMENTS; first += BATCH) {
@@ -45,8 +82,8 @@ export async function crdtBench(): Promise<Record<string, unknown>> {
   // Statuses are written by each node about itself: one change per status (the realistic shape).
   const statusChanges: Uint8Array[] = []
   const reporters = new Map<string, ClusterState>()
-  for (const peerId of peers.slice(0, 5)) {
-    const reporter = make(peerId)
+  for (const peerId of peers.slice(0, REPORTERS)) {
+    const reporter = make(peerId, clock)
     await reporter.start()
     await reporter.mergeSnapshot(source.saveSnapshot())
     reporter.onLocalChange((change) => statusChanges.push(change))
@@ -59,25 +96,45 @@ export async function crdtBench(): Promise<Record<string, unknown>> {
     if (reporter === undefined) continue
     await reporter.reportStatus(id, 0, { generation: 1, epoch: 1, state: 'running', containerId: `c${i}`, hostPorts: { '80': 40_000 + (i % 20_000) }, startedAtMs: 1_700_000_001_000, restarts: 0 })
   }
+  await Promise.all([...reporters.values()].map((reporter) => reporter.stop()))
+  reporters.clear() // their indexes would otherwise burden every garbage collection timed below
   const applyStartedAt = performance.now()
   for (const change of statusChanges) await source.applyChanges([change])
   const applyPerChangeMs = (performance.now() - applyStartedAt) / Math.max(1, statusChanges.length)
 
   const saved = source.saveSnapshot()
   const loadStartedAt = performance.now()
-  const loaded = Automerge.load(saved)
+  Automerge.load(saved) // dropped at once: a materialized copy held on would slow every garbage collection timed below
   const automergeLoadMs = performance.now() - loadStartedAt
-  const fresh = make('12D3KooWfresh')
+  const handleStartedAt = performance.now()
+  loadHandle(saved).free()
+  const automergeLoadHandleMs = performance.now() - handleStartedAt
+
+  // A fresh node: start on an empty store, then the whole document from a peer.
+  const freshStore = createMemoryStore()
+  const fresh = createClusterState({ selfId: COLD_START_SELF_ID })({ store: freshStore, clock, logger: silentLogger })
   const stateLoadStartedAt = performance.now()
   await fresh.start()
   await fresh.mergeSnapshot(saved)
   const loadAndIndexMs = performance.now() - stateLoadStartedAt
+  const entriesValidated = fresh.stats().entriesDecoded
+  const storedBytes = fresh.stats().sizeBytes
+  await fresh.stop()
+
+  // The same node restarted on its store, which now holds the snapshot.
+  const restarted = createClusterState({ selfId: COLD_START_SELF_ID })({ store: freshStore, clock, logger: silentLogger })
+  const restartStartedAt = performance.now()
+  await restarted.start()
+  const nodeStartFromStoreMs = performance.now() - restartStartedAt
+  await restarted.stop()
+
+  const nodeStartColdProcessMs = await coldStartsMedianMs(saved)
 
   // A fresh node syncing from scratch with the Automerge sync protocol.
   let sourceSync = Automerge.initSyncState()
   let freshSync = Automerge.initSyncState()
   let freshDoc = Automerge.init()
-  let sourceDoc = loaded
+  let sourceDoc = Automerge.load(saved)
   let syncBytes = 0
   let rounds = 0
   for (; rounds < 20; rounds++) {
@@ -96,20 +153,72 @@ export async function crdtBench(): Promise<Record<string, unknown>> {
     if (message === null && reply === null) break
   }
 
-  await Promise.all([source, fresh, ...reporters.values()].map((s) => s.stop()))
+  const stats = source.stats()
+  await source.stop()
   return {
     deployments: DEPLOYMENTS,
     placements: DEPLOYMENTS,
     statuses: statusChanges.length,
-    changes: source.stats().changeCount,
+    changes: stats.changeCount,
     writeDeploymentsAndPlacementsMs: Math.round(writeMs),
     saveBytes: saved.byteLength,
     saveMB: Math.round((saved.byteLength / (1024 * 1024)) * 100) / 100,
+    freshNodeStoredBytes: storedBytes,
     automergeLoadMs: Math.round(automergeLoadMs),
+    automergeLoadHandleMs: Math.round(automergeLoadHandleMs),
     loadAndValidateAllEntriesMs: Math.round(loadAndIndexMs),
+    entriesValidated,
+    nodeStartFromStoreMs: Math.round(nodeStartFromStoreMs),
+    nodeStartColdProcessMs: nodeStartColdProcessMs === undefined ? null : Math.round(nodeStartColdProcessMs),
     applyOneStatusChangeMs: Math.round(applyPerChangeMs * 1000) / 1000,
     freshNodeSyncBytes: syncBytes,
     freshNodeSyncRounds: rounds,
     targets: { saveMB: 5, loadMs: 500 },
   }
+}
+
+/**
+ * Stores `snapshot` in a LevelDB directory as a node would (a merge, then
+ * stop), then times start() on it in COLD_STARTS new processes. Undefined
+ * when a child fails (its stderr is printed).
+ */
+async function coldStartsMedianMs(snapshot: Uint8Array): Promise<number | undefined> {
+  const dir = await mkdtemp(join(tmpdir(), 'lattice-crdt-bench-'))
+  try {
+    const seeded = createClusterState({ selfId: COLD_START_SELF_ID })({ store: createLevelStore({ path: dir }), clock: createVirtualClock(), logger: silentLogger })
+    await seeded.start()
+    await seeded.mergeSnapshot(snapshot)
+    await seeded.stop()
+    const times: number[] = []
+    for (let i = 0; i < COLD_STARTS; i++) {
+      const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), COLD_START_ARG, dir], {
+        encoding: 'utf8',
+        timeout: COLD_START_TIMEOUT_MS,
+      })
+      const figure = Number(child.stdout.trim().split('\n').pop())
+      if (child.status !== 0 || !Number.isFinite(figure)) {
+        console.error(`cold start ${i} failed (status ${String(child.status)}):\n${child.stderr}`)
+        return undefined
+      }
+      times.push(figure)
+    }
+    return times.sort((a, b) => a - b)[Math.floor(times.length / 2)]
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** The child of coldStartsMedianMs: prints the milliseconds one start() took. */
+async function coldStart(dir: string): Promise<void> {
+  const state = createClusterState({ selfId: COLD_START_SELF_ID })({ store: createLevelStore({ path: dir }), clock: createVirtualClock(), logger: silentLogger })
+  const startedAt = performance.now()
+  await state.start()
+  const ms = performance.now() - startedAt
+  await state.stop()
+  console.log(ms)
+}
+
+if (process.argv[2] === COLD_START_ARG && process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await coldStart(process.argv[3]!)
+  process.exit(0)
 }
