@@ -48,6 +48,8 @@ export interface Transport {
   /** Dials an address (bootstrap, or one learned from a heartbeat). */
   dial(address: string): Promise<void>
   connectedPeers(): string[]
+  /** How many peers are connected now (connectedPeers().length, without building the list). */
+  connectionCount(): number
   onPeerEvent(handler: (event: PeerEvent) => void): () => void
   /**
    * Reports a peer that sent input which failed validation. The libp2p

@@ -461,6 +461,10 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
       return [...(up.get(this.selfId) ?? [])].sort()
     }
 
+    connectionCount(): number {
+      return this.started ? (up.get(this.selfId)?.size ?? 0) : 0
+    }
+
     onPeerEvent(handler: (event: PeerEvent) => void): () => void {
       const entry = (event: PeerEvent): void => handler(event)
       this.peerListeners.add(entry)
