@@ -269,7 +269,12 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
     }
 
     /** The round a replica needs now, or undefined. */
-    const neededRound = (record: PlacementEntry | undefined, deployment?: DeploymentEntry, replica?: number): { generation: number; reason: string } | undefined => {
+    const neededRound = (
+      record: PlacementEntry | undefined,
+      deployment?: DeploymentEntry,
+      replica?: number,
+      records?: ReadonlyMap<number, PlacementEntry>,
+    ): { generation: number; reason: string } | undefined => {
       if (record === undefined) return { generation: 1, reason: 'initial' }
       if (record.winners.length === 0) {
         const retryAtMs = record.closedAtMs + config.unschedulableRetryMs
@@ -284,9 +289,8 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       if (draining !== undefined) return { generation: record.generation + 1, reason: `drain: ${draining.slice(-8)} is draining` }
       // Two replicas on one node (a scale-up revived an old record, or a healed partition): the higher index moves.
       if (deployment !== undefined && replica !== undefined && antiAffinityApplies(deployment)) {
-        const records = state.placements(deployment.id)
         for (let lower = 0; lower < replica; lower++) {
-          const shared = records.get(lower)?.winners.find((winner) => record.winners.includes(winner))
+          const shared = (records !== undefined ? records.get(lower) : state.placement(deployment.id, lower))?.winners.find((winner) => record.winners.includes(winner))
           if (shared !== undefined) return { generation: record.generation + 1, reason: `anti-affinity: shares ${shared.slice(-8)} with replica ${lower}` }
         }
       }
@@ -492,7 +496,7 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       for (let replica = 0; replica < deployment.replicas; replica++) {
         const record = records.get(replica)
         observe(deployment, replica, record)
-        const need = neededRound(record, deployment, replica)
+        const need = neededRound(record, deployment, replica, records)
         if (need === undefined) continue
         const key: RoundKey = { deploymentId: deployment.id, replica, generation: need.generation }
         const keyText = roundText(key)
