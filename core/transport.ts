@@ -11,6 +11,7 @@ export interface TopicMessage {
   topic: string
   /** PeerId of the signer/sender. */
   from: string
+  /** Read-only: one copy may be handed to every subscriber (and, in the simulator, to every peer). */
   data: Uint8Array
 }
 

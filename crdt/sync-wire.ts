@@ -56,8 +56,33 @@ export function encodeTopicChange(change: Uint8Array): Uint8Array {
   return out
 }
 
+/**
+ * Topic changes decoded so far, by the message's bytes object: one published
+ * change reaches every subscriber, and in the simulator every node gets the
+ * very same bytes — decoded (and hashed) once, not once per node. Values are
+ * deeply frozen (shared); a real node never hits, each message arrives in its
+ * own buffer. The bound is checked on every call.
+ */
+const topicChanges = new WeakMap<Uint8Array, Decoded<TopicChange>>()
+
 export function decodeTopicChange(data: Uint8Array, changeBytesMax: number): Decoded<TopicChange> {
   if (data.byteLength > changeBytesMax + 1) return { ok: false, reason: 'oversized' }
+  let decoded = topicChanges.get(data)
+  if (decoded === undefined) {
+    decoded = decodeTopicChangeOnce(data)
+    if (decoded.ok) deepFreeze(decoded.value.decoded)
+    topicChanges.set(data, decoded)
+  }
+  return decoded
+}
+
+function deepFreeze(value: unknown): void {
+  if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value) || Object.isFrozen(value)) return
+  Object.freeze(value)
+  for (const child of Object.values(value)) deepFreeze(child)
+}
+
+function decodeTopicChangeOnce(data: Uint8Array): Decoded<TopicChange> {
   if (data.byteLength < 2 || data[0] !== WIRE_VERSION) return { ok: false, reason: 'malformed' }
   const change = data.subarray(1)
   try {

@@ -63,7 +63,7 @@ import {
   ProbeRequestSchema,
   ProbeResponseSchema,
   SyncMessageSchema,
-  TopicMessageSchema,
+  decodeTopicMessage,
   decodeWire,
   encodeWire,
   type DropReason,
@@ -1283,7 +1283,7 @@ class MembershipService implements Membership {
       this.drop('selfLoop')
       return
     }
-    const decoded = decodeWire(TopicMessageSchema, message.data, this.config.broadcastBytesMax)
+    const decoded = decodeTopicMessage(message.data, this.config.broadcastBytesMax)
     if (!decoded.ok) {
       this.dropFrom(message.from, decoded.reason)
       return
