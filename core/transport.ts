@@ -11,6 +11,7 @@ export interface TopicMessage {
   topic: string
   /** PeerId of the signer/sender. */
   from: string
+  /** Read-only: one copy may be handed to every subscriber (and, in the simulator, to every peer). */
   data: Uint8Array
 }
 
@@ -48,6 +49,8 @@ export interface Transport {
   /** Dials an address (bootstrap, or one learned from a heartbeat). */
   dial(address: string): Promise<void>
   connectedPeers(): string[]
+  /** How many peers are connected now (connectedPeers().length, without building the list). */
+  connectionCount(): number
   onPeerEvent(handler: (event: PeerEvent) => void): () => void
   /**
    * Reports a peer that sent input which failed validation. The libp2p

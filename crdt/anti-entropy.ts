@@ -18,6 +18,14 @@
  * The responder persists before it answers, so the heads in its answer are
  * durable: the initiator records them as proof that the peer holds them
  * (waitForPeerAck).
+ *
+ * Heads first: a session opens with one round of heads only. Equal heads end
+ * it there (the usual case between two replicas of a quiet cluster); else
+ * both sides seed their sync state's shared heads with the other's heads they
+ * know (changes both hold), so the Bloom filters cover only what differs.
+ * Without that, every session with a peer not synced lately (at n peers
+ * picked at random, almost every session) filtered the whole history on both
+ * sides: O(history) per session, and the history grows with the cluster.
  */
 import * as A from '@automerge/automerge'
 import { LatticeError, TransportError, type Logger, type RequestContext, type Transport } from '../core/index.ts'
@@ -26,8 +34,10 @@ import { LruMap } from './lru.ts'
 import { STATE_SYNC_PROTOCOL, type StateSyncConfig } from './sync-config.ts'
 import type { StateSyncCounters, SyncFailure, SyncSessionResult } from './sync-types.ts'
 import {
+  decodeHeads,
   decodeSyncRequest,
   decodeSyncResponse,
+  encodeHeads,
   encodeSyncError,
   encodeSyncRequest,
   encodeSyncResponse,
@@ -52,6 +62,17 @@ const INVALID_PATHS_LOGGED_MAX = 5
 /** What survives a lost message: the shared heads only (Automerge's own reset). */
 export function resetSyncState(state: SyncState | undefined): SyncState {
   return state === undefined ? A.initSyncState() : A.decodeSyncState(A.encodeSyncState(state))
+}
+
+/** `state` with `shared` — changes both sides are known to hold — as its shared heads (none: unchanged). */
+function seedSharedHeads(state: SyncState, shared: readonly string[]): SyncState {
+  return shared.length === 0 ? state : { ...state, sharedHeads: [...shared] }
+}
+
+function sameHeadSet(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false
+  const set = new Set(a)
+  return b.every((head) => set.has(head))
 }
 
 function transportFailure(err: unknown): SyncFailure {
@@ -89,6 +110,8 @@ export class AntiEntropy {
   private readonly inStates: LruMap<string, SyncState>
   /** Each peer's heads from its last sync reply: changes it holds durably. */
   private readonly peerHeads: LruMap<string, string[]>
+  /** Heads an initiator sent in its heads round, until its session's first message (responder side). */
+  private readonly heardHeads: LruMap<string, string[]>
   private readonly sessions = new Map<string, Promise<SyncSessionResult>>()
   /** Per-peer chain of requests being served, so one peer's rounds never interleave. */
   private readonly serving = new Map<string, Promise<unknown>>()
@@ -106,6 +129,7 @@ export class AntiEntropy {
     this.outStates = new LruMap(deps.config.syncStatesMax)
     this.inStates = new LruMap(deps.config.syncStatesMax)
     this.peerHeads = new LruMap(deps.config.syncStatesMax)
+    this.heardHeads = new LruMap(deps.config.syncStatesMax)
   }
 
   start(): void {
@@ -160,17 +184,29 @@ export class AntiEntropy {
     try {
       if (!this.running) throw new SessionFailure('stopped')
       let syncState = resetSyncState(this.outStates.get(peerId))
+      const ours = this.state.heads()
+      rounds++
+      const theirs = await this.headsRound(peerId, ours)
+      if (sameHeadSet(ours, theirs)) {
+        this.outStates.set(peerId, seedSharedHeads(syncState, ours))
+        this.count.syncSessionsOk++
+        this.deps.onSessionOk(peerId)
+        return { ok: true, peerId, rounds }
+      }
+      syncState = seedSharedHeads(syncState, theirs.filter((head) => this.state.hasChanges([head])))
+      let messageRounds = 0
       for (;;) {
         if (!this.running) throw new SessionFailure('stopped')
         const [next, message] = this.state.generateSyncMessage(syncState)
         syncState = next
         // Nothing more to say after applying the peer's last answer: converged.
-        if (message === null && rounds > 0) break
+        if (message === null && messageRounds > 0) break
         if (rounds >= this.config.syncRoundsMax) throw new SessionFailure('roundsExceeded')
         const outgoing = this.fit(message ?? EMPTY)
         if (outgoing === undefined) throw new SessionFailure('oversized')
-        const request = encodeSyncRequest({ start: rounds === 0, ...outgoing })
+        const request = encodeSyncRequest({ start: messageRounds === 0, ...outgoing })
         rounds++
+        messageRounds++
         this.count.syncRoundsOut++
         this.count.syncBytesOut += request.byteLength
         let reply: Uint8Array
@@ -220,6 +256,37 @@ export class AntiEntropy {
     this.count.syncSessionsOk++
     this.deps.onSessionOk(peerId)
     return { ok: true, peerId, rounds }
+  }
+
+  /** Round 0 of a session: our heads for the peer's (durable) heads. */
+  private async headsRound(peerId: string, ours: readonly string[]): Promise<string[]> {
+    const request = encodeSyncRequest({ start: false, snapshot: false, heads: true, payload: encodeHeads(ours) })
+    this.count.syncRoundsOut++
+    this.count.syncBytesOut += request.byteLength
+    let reply: Uint8Array
+    try {
+      reply = await this.transport.request(peerId, STATE_SYNC_PROTOCOL, request, {
+        timeoutMs: this.config.syncRequestTimeoutMs,
+        responseBytesMax: syncFrameBytes(this.config.syncMessageBytesMax),
+        signal: this.abort.signal,
+      })
+    } catch (err) {
+      throw new SessionFailure(this.running ? transportFailure(err) : 'stopped')
+    }
+    this.count.syncBytesIn += reply.byteLength
+    const decoded = decodeSyncResponse(reply, this.config.syncMessageBytesMax)
+    const theirs = decoded.ok && decoded.value.kind === 'heads' ? decodeHeads(decoded.value.payload) : undefined
+    if (decoded.ok && decoded.value.kind === 'busy') throw new SessionFailure('busy')
+    if (decoded.ok && decoded.value.kind === 'error') {
+      this.log.debug({ peerId, reason: new TextDecoder().decode(decoded.value.payload) }, 'peer refused a sync request')
+      throw new SessionFailure('refused')
+    }
+    if (theirs === undefined) {
+      this.dropFrom(peerId, decoded.ok ? 'malformed' : decoded.reason, true)
+      throw new SessionFailure(!decoded.ok && decoded.reason === 'oversized' ? 'oversized' : 'malformed')
+    }
+    this.peerHeads.set(peerId, theirs)
+    return theirs
   }
 
   /** Applies what a peer sent; bytes Automerge refuses end the session as `malformed`, blamed on the peer. */
@@ -274,9 +341,13 @@ export class AntiEntropy {
       return encodeSyncError(decoded.reason)
     }
     if (!this.running) return encodeSyncResponse('busy')
-    const { start, snapshot, payload } = decoded.value
-    if (start) this.count.syncSessionsServed++
+    const { start, snapshot, heads, payload } = decoded.value
+    if (heads) return this.serveHeads(from, payload)
+    const heard = start ? this.heardHeads.get(from) : undefined
+    if (heard !== undefined) this.heardHeads.delete(from)
+    else if (start) this.count.syncSessionsServed++ // a session that did not open with a heads round
     let syncState = start ? resetSyncState(this.inStates.get(from)) : (this.inStates.get(from) ?? A.initSyncState())
+    if (heard !== undefined) syncState = seedSharedHeads(syncState, heard.filter((head) => this.state.hasChanges([head])))
     try {
       if (payload.byteLength > 0 && snapshot) {
         this.count.syncSnapshotsReceived++
@@ -302,6 +373,22 @@ export class AntiEntropy {
       if (err instanceof LatticeError && err.code === 'INTERNAL') return encodeSyncResponse('busy') // stopping
       throw err // our store failed: the peer sees HANDLER_FAILED
     }
+  }
+
+  /** A session's heads round: our heads, durable before they are told (as every answer's). */
+  private async serveHeads(from: string, payload: Uint8Array): Promise<Uint8Array> {
+    this.count.syncSessionsServed++
+    const theirs = decodeHeads(payload) ?? []
+    const ours = this.state.heads()
+    if (sameHeadSet(ours, theirs)) this.heardHeads.delete(from)
+    else this.heardHeads.set(from, theirs)
+    try {
+      await this.state.flush()
+    } catch (err) {
+      if (err instanceof LatticeError && err.code === 'INTERNAL') return encodeSyncResponse('busy') // stopping
+      throw err
+    }
+    return encodeSyncResponse('heads', encodeHeads(ours))
   }
 
   // ---- shared ----

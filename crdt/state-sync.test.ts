@@ -316,6 +316,10 @@ describe('state sync under bad input', () => {
       expect(await ask(new TextEncoder().encode('{"sync":"me"}'))).toBe('error')
       expect(await ask(encodeSyncRequest({ start: true, snapshot: false, payload: BYTES(80, 6) }))).toBe('error')
       expect(await ask(encodeSyncRequest({ start: true, snapshot: true, payload: BYTES(80, 7) }))).toBe('error')
+      // A heads round is heads alone, a whole number of 32-byte hashes.
+      expect(await ask(encodeSyncRequest({ start: false, snapshot: false, heads: true, payload: BYTES(33, 8) }))).toBe('error')
+      expect(await ask(encodeSyncRequest({ start: true, snapshot: false, heads: true, payload: BYTES(32, 9) }))).toBe('error')
+      expect(await ask(encodeSyncRequest({ start: false, snapshot: false, heads: true, payload: BYTES(64, 10) }))).toBe('heads')
 
       // A full session from a peer whose document holds an invalid entry.
       let doc = docWithInvalidEntry('dd'.repeat(16))
@@ -330,10 +334,10 @@ describe('state sync under bad input', () => {
         if (decoded.value.payload.byteLength > 0) [doc, syncState] = A.receiveSyncMessage(doc, syncState, decoded.value.payload)
       }
       const counters = n0.sync.counters()
-      expect(counters.syncDropped).toMatchObject({ malformed: 4, invalidEntry: 1 })
+      expect(counters.syncDropped).toMatchObject({ malformed: 6, invalidEntry: 1 }) // 4 raw frames + 2 bad heads rounds
       expect(n0.state.deployment('evil')).toBeUndefined()
       expect(n0.state.hasChanges(A.getHeads(doc))).toBe(true)
-      expect(n0.sync.misbehavingPeers()).toEqual([expect.objectContaining({ peerId: 'mallory', count: 4, lastReason: 'malformed' })])
+      expect(n0.sync.misbehavingPeers()).toEqual([expect.objectContaining({ peerId: 'mallory', count: 6, lastReason: 'malformed' })])
 
       // The other direction: a peer that answers garbage.
       evil.handle(STATE_SYNC_PROTOCOL, async () => BYTES(30, 8), { requestBytesMax: 1 << 20 })
@@ -341,7 +345,7 @@ describe('state sync under bad input', () => {
       evil.handle(STATE_SYNC_PROTOCOL, async () => Uint8Array.from([1, 0, ...BYTES(60, 9)]), { requestBytesMax: 1 << 20 })
       expect(await within(cluster, n0.sync.syncNow('mallory'), 2_000)).toMatchObject({ ok: false, reason: 'malformed' })
       expect(n0.sync.counters().syncSessionFailures.malformed).toBe(2)
-      expect(n0.sync.misbehavingPeers()[0]).toMatchObject({ peerId: 'mallory', count: 6 })
+      expect(n0.sync.misbehavingPeers()[0]).toMatchObject({ peerId: 'mallory', count: 8 })
 
       await deploy(n0, 'still-fine')
       expect(await within(cluster, n0.sync.syncNow('n1'), 2_000)).toMatchObject({ ok: true })
@@ -405,6 +409,57 @@ describe('state sync under bad input', () => {
       expect(a.sync.counters().syncSnapshotsSent).toBe(2)
       expect(cluster.node('b').sync.counters().syncSnapshotsReceived).toBe(2)
       expectConverged([a, cluster.node('b')])
+    } finally {
+      await cluster.stopAll()
+    }
+  })
+})
+
+describe('anti-entropy opens each session with a heads round', () => {
+  it('two replicas in sync end a session after one round of heads, without a Bloom filter of the history', async () => {
+    const cluster = await simCluster(['a', 'b'], { seed: 41, config: { antiEntropyIntervalMs: 600_000 } })
+    try {
+      const a = cluster.node('a')
+      const b = cluster.node('b')
+      for (let i = 0; i < 40; i++) await deploy(a, `d${i}`)
+      expect(await within(cluster, b.sync.syncNow('a'), 3_000)).toMatchObject({ ok: true })
+      expectConverged([a, b])
+      const before = { a: a.sync.counters(), b: b.sync.counters() }
+      expect(await within(cluster, b.sync.syncNow('a'), 3_000)).toEqual({ ok: true, peerId: 'a', rounds: 1 })
+      const after = { a: a.sync.counters(), b: b.sync.counters() }
+      expect(after.b.syncRoundsOut - before.b.syncRoundsOut).toBe(1)
+      expect(after.a.syncSessionsServed - before.a.syncSessionsServed).toBe(1)
+      // A heads round is 2 + 32 bytes each way (one head), not a sync message with a filter of 40 changes.
+      expect(after.b.syncBytesOut - before.b.syncBytesOut).toBe(2 + 32 * a.state.heads().length)
+      expect(b.sync.peersHolding(a.state.heads())).toEqual(['a'])
+    } finally {
+      await cluster.stopAll()
+    }
+  })
+
+  it('replicas that differ on both sides still converge after the heads round, in either direction', async () => {
+    const cluster = await simCluster(['a', 'b'], { seed: 43, config: { antiEntropyIntervalMs: 600_000 } })
+    try {
+      const a = cluster.node('a')
+      const b = cluster.node('b')
+      for (let i = 0; i < 20; i++) await deploy(a, `shared${i}`)
+      expect(await within(cluster, b.sync.syncNow('a'), 3_000)).toMatchObject({ ok: true })
+      cluster.net.partition([['a'], ['b']])
+      for (let i = 0; i < 15; i++) await deploy(a, `a${i}`)
+      for (let i = 0; i < 5; i++) await deploy(b, `b${i}`)
+      cluster.net.heal()
+      const result = await within(cluster, a.sync.syncNow('b'), 3_000)
+      expect(result).toMatchObject({ ok: true })
+      expect(result.rounds).toBeGreaterThan(1)
+      expectConverged([a, b])
+      expect(a.state.deployments()).toHaveLength(40)
+      // And a replica only behind catches up from one that is only ahead.
+      cluster.net.partition([['a'], ['b']])
+      for (let i = 15; i < 25; i++) await deploy(a, `a${i}`)
+      cluster.net.heal()
+      expect(await within(cluster, b.sync.syncNow('a'), 3_000)).toMatchObject({ ok: true })
+      expectConverged([a, b])
+      expect(b.state.deployments()).toHaveLength(50)
     } finally {
       await cluster.stopAll()
     }

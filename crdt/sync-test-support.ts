@@ -80,6 +80,10 @@ export function createManualNetwork(): ManualNetwork {
       return [...peers.keys()].filter((peer) => peer !== this.selfId && peers.get(peer)?.started === true)
     }
 
+    connectionCount(): number {
+      return this.connectedPeers().length
+    }
+
     readonly penalties = new Map<string, number>()
 
     penalize(peerId: string): void {

@@ -8,11 +8,13 @@
  * Sync request (`/lattice/state-sync/1`):  [1] [flags] [payload]
  *   flags: START (first request of a session: the responder resets its
  *   state for us), SNAPSHOT (payload is a whole document, not a sync
- *   message); an empty payload means "nothing to send this round".
+ *   message), HEADS (alone: payload is the sender's heads, 32 bytes each —
+ *   "are we in sync?"); an empty payload means "nothing to send this round".
  * Sync response:  [1] [kind] [payload]
  *   kind: MESSAGE (payload a sync message, empty for nothing to send),
  *   SNAPSHOT (a whole document), BUSY (try another peer later), ERROR (your
- *   request was refused; payload: a short reason in UTF-8).
+ *   request was refused; payload: a short reason in UTF-8), HEADS (the
+ *   answer to a HEADS request: the responder's durable heads, 32 bytes each).
  */
 import * as A from '@automerge/automerge'
 
@@ -56,8 +58,33 @@ export function encodeTopicChange(change: Uint8Array): Uint8Array {
   return out
 }
 
+/**
+ * Topic changes decoded so far, by the message's bytes object: one published
+ * change reaches every subscriber, and in the simulator every node gets the
+ * very same bytes — decoded (and hashed) once, not once per node. Values are
+ * deeply frozen (shared); a real node never hits, each message arrives in its
+ * own buffer. The bound is checked on every call.
+ */
+const topicChanges = new WeakMap<Uint8Array, Decoded<TopicChange>>()
+
 export function decodeTopicChange(data: Uint8Array, changeBytesMax: number): Decoded<TopicChange> {
   if (data.byteLength > changeBytesMax + 1) return { ok: false, reason: 'oversized' }
+  let decoded = topicChanges.get(data)
+  if (decoded === undefined) {
+    decoded = decodeTopicChangeOnce(data)
+    if (decoded.ok) deepFreeze(decoded.value.decoded)
+    topicChanges.set(data, decoded)
+  }
+  return decoded
+}
+
+function deepFreeze(value: unknown): void {
+  if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value) || Object.isFrozen(value)) return
+  Object.freeze(value)
+  for (const child of Object.values(value)) deepFreeze(child)
+}
+
+function decodeTopicChangeOnce(data: Uint8Array): Decoded<TopicChange> {
   if (data.byteLength < 2 || data[0] !== WIRE_VERSION) return { ok: false, reason: 'malformed' }
   const change = data.subarray(1)
   try {
@@ -73,15 +100,20 @@ export function decodeTopicChange(data: Uint8Array, changeBytesMax: number): Dec
 
 export const REQUEST_START = 0x01
 export const REQUEST_SNAPSHOT = 0x02
-const REQUEST_FLAGS = REQUEST_START | REQUEST_SNAPSHOT
+export const REQUEST_HEADS = 0x04
+const REQUEST_FLAGS = REQUEST_START | REQUEST_SNAPSHOT | REQUEST_HEADS
 
-export type ResponseKind = 'message' | 'snapshot' | 'busy' | 'error'
-const KIND_CODES: Record<ResponseKind, number> = { message: 0, snapshot: 1, busy: 2, error: 3 }
-const KIND_BY_CODE: readonly ResponseKind[] = ['message', 'snapshot', 'busy', 'error']
+export type ResponseKind = 'message' | 'snapshot' | 'busy' | 'error' | 'heads'
+const KIND_CODES: Record<ResponseKind, number> = { message: 0, snapshot: 1, busy: 2, error: 3, heads: 4 }
+const KIND_BY_CODE: readonly ResponseKind[] = ['message', 'snapshot', 'busy', 'error', 'heads']
+
+const HASH_BYTES = 32
 
 export interface SyncRequest {
   start: boolean
   snapshot: boolean
+  /** A heads round: `payload` is the sender's heads (encodeHeads), nothing else is asked. */
+  heads?: boolean
   payload: Uint8Array
 }
 
@@ -104,7 +136,28 @@ function frame(second: number, payload: Uint8Array): Uint8Array {
 }
 
 export function encodeSyncRequest(request: SyncRequest): Uint8Array {
-  return frame((request.start ? REQUEST_START : 0) | (request.snapshot ? REQUEST_SNAPSHOT : 0), request.payload)
+  return frame((request.start ? REQUEST_START : 0) | (request.snapshot ? REQUEST_SNAPSHOT : 0) | (request.heads === true ? REQUEST_HEADS : 0), request.payload)
+}
+
+/** Change hashes (64 hex digits each) as 32 bytes each. */
+export function encodeHeads(heads: readonly string[]): Uint8Array {
+  const out = new Uint8Array(heads.length * HASH_BYTES)
+  heads.forEach((head, i) => {
+    for (let b = 0; b < HASH_BYTES; b++) out[i * HASH_BYTES + b] = Number.parseInt(head.slice(2 * b, 2 * b + 2), 16)
+  })
+  return out
+}
+
+/** encodeHeads reversed; undefined when the length is not a whole number of hashes. */
+export function decodeHeads(payload: Uint8Array): string[] | undefined {
+  if (payload.byteLength % HASH_BYTES !== 0) return undefined
+  const heads: string[] = []
+  for (let at = 0; at < payload.byteLength; at += HASH_BYTES) {
+    let hex = ''
+    for (let b = at; b < at + HASH_BYTES; b++) hex += payload[b]!.toString(16).padStart(2, '0')
+    heads.push(hex)
+  }
+  return heads
 }
 
 export function decodeSyncRequest(data: Uint8Array, payloadBytesMax: number): Decoded<SyncRequest> {
@@ -114,7 +167,9 @@ export function decodeSyncRequest(data: Uint8Array, payloadBytesMax: number): De
   if ((flags & ~REQUEST_FLAGS) !== 0) return { ok: false, reason: 'malformed' }
   const payload = data.subarray(HEADER_BYTES)
   if ((flags & REQUEST_SNAPSHOT) !== 0 && payload.byteLength === 0) return { ok: false, reason: 'malformed' }
-  return { ok: true, value: { start: (flags & REQUEST_START) !== 0, snapshot: (flags & REQUEST_SNAPSHOT) !== 0, payload } }
+  const heads = (flags & REQUEST_HEADS) !== 0
+  if (heads && (flags !== REQUEST_HEADS || payload.byteLength % HASH_BYTES !== 0)) return { ok: false, reason: 'malformed' }
+  return { ok: true, value: { start: (flags & REQUEST_START) !== 0, snapshot: (flags & REQUEST_SNAPSHOT) !== 0, heads, payload } }
 }
 
 export function encodeSyncResponse(kind: ResponseKind, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
@@ -132,5 +187,6 @@ export function decodeSyncResponse(data: Uint8Array, payloadBytesMax: number): D
   if (kind === undefined) return { ok: false, reason: 'malformed' }
   const payload = data.subarray(HEADER_BYTES)
   if (kind === 'snapshot' && payload.byteLength === 0) return { ok: false, reason: 'malformed' }
+  if (kind === 'heads' && payload.byteLength % HASH_BYTES !== 0) return { ok: false, reason: 'malformed' }
   return { ok: true, value: { kind, payload } }
 }

@@ -215,7 +215,7 @@ class Libp2pTransportImpl implements Libp2pTransport {
         clock: this.components.clock,
         logger: this.log,
         dial: (address) => this.dialAddress(address),
-        isConnected: (peerId) => this.connectedPeers().includes(peerId),
+        isConnected: (peerId) => this.node !== undefined && this.connected.has(peerId),
       },
     )
     await this.bootstrap.start()
@@ -313,6 +313,10 @@ class Libp2pTransportImpl implements Libp2pTransport {
 
   connectedPeers(): string[] {
     return this.node === undefined ? [] : [...this.connected]
+  }
+
+  connectionCount(): number {
+    return this.node === undefined ? 0 : this.connected.size
   }
 
   onPeerEvent(handler: (event: PeerEvent) => void): () => void {

@@ -142,7 +142,10 @@ export interface Membership extends Startable {
   readonly selfId: string
   readonly config: Readonly<MembershipConfig>
   /** Every known member, this node included, sorted by peerId. */
+  /** Every member, self included, sorted by peerId. Views share the members' metadata, which is frozen. */
   members(): MemberView[]
+  /** PeerIds of the members alive in this view, self included (unless leaving), sorted; cached until the alive set changes. */
+  aliveMembers(): readonly string[]
   member(peerId: string): MemberView | undefined
   onEvent(listener: (event: MembershipEvent) => void): () => void
   /** Updates this node's metadata; changes are announced at the rate-limited interval. */

@@ -130,6 +130,33 @@ export function encodeWire(value: unknown): Uint8Array {
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: DropReason }
 
+/**
+ * Topic messages decoded so far, by the message's bytes object: one
+ * published message reaches every subscriber, and in the simulator hundreds
+ * of nodes get the very same bytes — parsed and checked once, not once per
+ * node. Values are deeply frozen (shared); a real node never hits (each
+ * message arrives in its own buffer), so the memo costs it one lookup.
+ */
+const topicDecodes = new WeakMap<Uint8Array, Decoded<TopicWire>>()
+
+/** decodeWire of a topic message, memoized by its bytes object (see topicDecodes); the bound is checked every time. */
+export function decodeTopicMessage(data: Uint8Array, bytesMax: number): Decoded<TopicWire> {
+  if (data.byteLength > bytesMax) return { ok: false, reason: 'oversized' }
+  let decoded = topicDecodes.get(data)
+  if (decoded === undefined) {
+    decoded = decodeWire(TopicMessageSchema, data, Number.POSITIVE_INFINITY)
+    if (decoded.ok) deepFreeze(decoded.value)
+    topicDecodes.set(data, decoded)
+  }
+  return decoded
+}
+
+function deepFreeze(value: unknown): void {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return
+  Object.freeze(value)
+  for (const child of Object.values(value)) deepFreeze(child)
+}
+
 /** Bound → UTF-8 → JSON → schema; never throws. */
 export function decodeWire<T>(schema: z.ZodType<T>, data: Uint8Array, bytesMax: number): Decoded<T> {
   if (data.byteLength > bytesMax) return { ok: false, reason: 'oversized' }

@@ -63,7 +63,7 @@ import {
   ProbeRequestSchema,
   ProbeResponseSchema,
   SyncMessageSchema,
-  TopicMessageSchema,
+  decodeTopicMessage,
   decodeWire,
   encodeWire,
   type DropReason,
@@ -97,7 +97,7 @@ export function normalizeMeta(meta: Partial<MemberMeta> = {}, base?: MemberMeta,
   if (!parsed.success) throw new RangeError(`invalid member metadata: ${parsed.error.message}`)
   const bytes = encodeWire(merged).byteLength
   if (bytes > bytesMax) throw new RangeError(`member metadata of ${bytes} bytes exceeds metaBytesMax ${bytesMax}`)
-  return merged
+  return freezeMeta(merged)
 }
 
 export function createMembership(init: MembershipInit = {}): (components: MembershipComponents) => Membership {
@@ -188,6 +188,10 @@ class MembershipService implements Membership {
   private readonly aliveIds = new IndexedSet()
   private readonly suspectIds = new IndexedSet()
   private readonly deadIds = new IndexedSet()
+  /** Sorted peerIds of the table (members() order); undefined after the table's keys changed. */
+  private sortedIds: string[] | undefined
+  /** Sorted peerIds of the members alive in this view, self included (aliveMembers()); undefined after a change. */
+  private aliveSorted: readonly string[] | undefined
   private probeOrder: string[] = []
   private probeIndex = 0
   private readonly probing = new Set<string>()
@@ -236,6 +240,7 @@ class MembershipService implements Membership {
     if (this.running) return
     this.running = true
     this.leaving = false
+    this.aliveSorted = undefined
     this.joined = false
     this.joinRetryMs = this.config.joinRetryMs
     this.lastSyncAtMs = this.now()
@@ -288,6 +293,7 @@ class MembershipService implements Membership {
   async leave(): Promise<void> {
     if (!this.running) return
     this.leaving = true
+    this.aliveSorted = undefined
     const update: WireUpdate = { p: this.selfId, s: 'l', i: this.selfIncarnation, q: this.announcedSeq }
     this.piggyback.push(update, retransmitLimit(this.config, this.liveCount()))
     this.broadcast(update, this.config.leftBroadcastCopies)
@@ -298,8 +304,26 @@ class MembershipService implements Membership {
   // ------------------------------------------------------------------ queries
 
   members(): MemberView[] {
-    const views = [this.selfView(), ...[...this.table.values()].map((member) => this.view(member))]
-    return views.sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0))
+    // Sorted once per change of the table's keys, not per call: placement and
+    // the simulator's checks ask for every member often, and at 1,000 members
+    // a sort per call was most of what a membership event cost.
+    this.sortedIds ??= [...this.table.keys(), this.selfId].sort(byPeerId)
+    const views: MemberView[] = []
+    for (const peerId of this.sortedIds) {
+      const member = this.table.get(peerId)
+      if (member !== undefined) views.push(this.view(member))
+      else if (peerId === this.selfId) views.push(this.selfView())
+    }
+    return views
+  }
+
+  aliveMembers(): readonly string[] {
+    if (this.aliveSorted === undefined) {
+      const ids = [...this.aliveIds.values()]
+      if (!this.leaving) ids.push(this.selfId)
+      this.aliveSorted = Object.freeze(ids.sort(byPeerId))
+    }
+    return this.aliveSorted
   }
 
   member(peerId: string): MemberView | undefined {
@@ -433,26 +457,12 @@ class MembershipService implements Membership {
   }
 
   private selfView(): MemberView {
-    return {
-      peerId: this.selfId,
-      state: this.leaving ? 'left' : 'alive',
-      incarnation: this.selfIncarnation,
-      seq: this.selfSeq,
-      ...cloneMeta(this.selfMeta),
-      lastSeenAtMs: this.now(),
-    }
+    return viewOf(this.selfId, this.leaving ? 'left' : 'alive', this.selfIncarnation, this.selfSeq, this.selfMeta, this.now())
   }
 
+  /** Shares the member's metadata, which is frozen (freezeMeta): a view costs one object, not a deep copy. */
   private view(member: Member): MemberView {
-    const meta = member.meta ?? EMPTY_META
-    return {
-      peerId: member.peerId,
-      state: member.state,
-      incarnation: member.incarnation,
-      seq: member.metaSeq,
-      ...cloneMeta(meta),
-      lastSeenAtMs: member.lastSeenAtMs,
-    }
+    return viewOf(member.peerId, member.state, member.incarnation, member.metaSeq, member.meta ?? EMPTY_META, member.lastSeenAtMs)
   }
 
   private emit(type: MembershipEventType, member: Member): void {
@@ -490,7 +500,9 @@ class MembershipService implements Membership {
       metaPullAtMs: Number.NEGATIVE_INFINITY,
     }
     this.table.set(peerId, member)
+    this.sortedIds = undefined
     this.aliveIds.add(peerId)
+    this.aliveSorted = undefined
     this.insertIntoProbeOrder(peerId)
     this.bump('updatesApplied')
     this.emit('joined', member)
@@ -519,6 +531,7 @@ class MembershipService implements Membership {
     member.state = state
     member.stateChangedAtMs = this.now()
     for (const set of [this.aliveIds, this.suspectIds, this.deadIds]) set.delete(member.peerId)
+    this.aliveSorted = undefined
     if (state === 'alive') {
       this.aliveIds.add(member.peerId)
       if (previous === 'dead' || previous === 'left') this.insertIntoProbeOrder(member.peerId)
@@ -690,7 +703,7 @@ class MembershipService implements Membership {
   private applyMeta(record: WireRecord): boolean {
     const member = this.table.get(record.p)
     if (member === undefined || record.m === undefined || record.q <= member.metaSeq) return false
-    member.meta = record.m
+    member.meta = freezeMeta(record.m)
     member.metaSeq = record.q
     member.staticSeq = record.b ?? record.q
     if (record.q > member.seq) member.seq = record.q
@@ -1270,7 +1283,7 @@ class MembershipService implements Membership {
       this.drop('selfLoop')
       return
     }
-    const decoded = decodeWire(TopicMessageSchema, message.data, this.config.broadcastBytesMax)
+    const decoded = decodeTopicMessage(message.data, this.config.broadcastBytesMax)
     if (!decoded.ok) {
       this.dropFrom(message.from, decoded.reason)
       return
@@ -1281,7 +1294,7 @@ class MembershipService implements Membership {
       const member = this.observeDirect(from, wire.i, wire.q)
       if (member === undefined) return
       if (member.meta !== undefined && member.staticSeq === wire.b && wire.q > member.metaSeq) {
-        member.meta = { ...member.meta, free: wire.f, load: wire.l }
+        member.meta = Object.freeze({ ...member.meta, free: Object.freeze(wire.f), load: wire.l })
         member.metaSeq = wire.q
         this.metaWanted.delete(from)
       } else if (wire.q < member.metaSeq) {
@@ -1643,6 +1656,7 @@ class MembershipService implements Membership {
         const retentionMs = member.state === 'dead' ? this.config.deadRetentionMs : member.state === 'left' ? this.config.leftRetentionMs : undefined
         if (retentionMs === undefined || now - member.stateChangedAtMs < retentionMs) continue
         this.table.delete(member.peerId)
+        this.sortedIds = undefined
         this.deadIds.delete(member.peerId)
         this.metaWanted.delete(member.peerId)
       }
@@ -1651,18 +1665,35 @@ class MembershipService implements Membership {
   }
 }
 
-const EMPTY_META: MemberMeta = { capacity: ZERO_RESOURCES, free: ZERO_RESOURCES, load: 0, labels: {}, version: '', addresses: [] }
+const EMPTY_META: MemberMeta = freezeMeta({ capacity: ZERO_RESOURCES, free: ZERO_RESOURCES, load: 0, labels: {}, version: '', addresses: [] })
 
-function cloneMeta(meta: MemberMeta | WireMeta): MemberMeta {
+/** Metadata is replaced whole, never changed in place; frozen, every view can share it. */
+function freezeMeta<M extends MemberMeta | WireMeta>(meta: M): M {
+  if (Object.isFrozen(meta)) return meta
+  Object.freeze(meta.capacity)
+  Object.freeze(meta.free)
+  Object.freeze(meta.labels)
+  Object.freeze(meta.addresses)
+  return Object.freeze(meta)
+}
+
+function viewOf(peerId: string, state: MemberState, incarnation: number, seq: number, meta: MemberMeta | WireMeta, lastSeenAtMs: number): MemberView {
   return {
-    capacity: { ...meta.capacity },
-    free: { ...meta.free },
+    peerId,
+    state,
+    incarnation,
+    seq,
+    capacity: meta.capacity,
+    free: meta.free,
     load: meta.load,
-    labels: { ...meta.labels },
+    labels: meta.labels,
     version: meta.version,
-    addresses: [...meta.addresses],
+    addresses: meta.addresses,
+    lastSeenAtMs,
   }
 }
+
+const byPeerId = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
 function shuffle<T>(items: T[], rng: Rng): T[] {
   for (let i = items.length - 1; i > 0; i--) {

@@ -93,6 +93,7 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       state,
       transport,
       members: () => membership.members(),
+      alive: () => membership.aliveMembers(),
       member: (id) => membership.member(id),
       clock,
       logger: logger.child({ module: 'placement' }),
@@ -111,7 +112,7 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
     const freeResources = (): Resources => placer.freeForBidding()
     const dialIfSparse = (addresses: string[]): void => {
       const address = addresses[0]
-      if (address === undefined || transport.connectedPeers().length >= init.connectionsTarget) return
+      if (address === undefined || transport.connectionCount() >= init.connectionsTarget) return
       transport.dial(address).catch((error: unknown) => logger.debug({ address, err: error instanceof Error ? error.message : String(error) }, 'dial of a member failed'))
     }
     let draining = false
@@ -163,6 +164,7 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         let announcedFree = ''
         offs.push(state.onChange((event) => {
           placer.markDirty(event.deployments)
+          if (event.nodes) placer.registryChanged()
           reconciler.trigger(event.deployments)
           // Re-announced only when it moved: encoding the member record on every change cost more than the change.
           const free = freeResources()

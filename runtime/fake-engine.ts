@@ -5,7 +5,7 @@
  * restart adopts what the previous process started. Holds state only; the
  * behaviour (time, chance, programs) lives in fake-runtime.ts.
  */
-import type { ContainerSpec, ContainerState, LogLine, TimerHandle } from '../core/index.ts'
+import { LABEL, type ContainerSpec, type ContainerState, type LogLine, type TimerHandle } from '../core/index.ts'
 import type { HttpServer } from './fake-programs.ts'
 
 export interface FakeEngineInit {
@@ -40,6 +40,13 @@ export interface FakeContainer {
 export interface FakeEngine {
   /** Containers in creation order. */
   readonly containers: Map<string, FakeContainer>
+  /**
+   * The same containers by their `lattice.node` label, each in creation
+   * order: a runtime lists its own without a scan of the whole engine (the
+   * simulator shares one engine among hundreds of nodes, each listing every
+   * reconcile pass). Kept by addContainer and deleteContainer.
+   */
+  readonly byNode: Map<string, Map<string, FakeContainer>>
   readonly logLinesMax: number
   /** Host ports held by running containers. */
   readonly hostPortsInUse: Set<number>
@@ -55,6 +62,7 @@ const HOST_PORT_MAX = 65_535
 export function createFakeEngine(init: FakeEngineInit = {}): FakeEngine {
   return {
     containers: new Map(),
+    byNode: new Map(),
     logLinesMax: init.logLinesMax ?? LOG_LINES_MAX_DEFAULT,
     hostPortsInUse: new Set(),
     nextHostPort: undefined,
@@ -105,10 +113,26 @@ export function exitContainer(engine: FakeEngine, container: FakeContainer, exit
   notify(container)
 }
 
+/** Registers a new container (engine-wide and under its node label). */
+export function addContainer(engine: FakeEngine, container: FakeContainer): void {
+  engine.containers.set(container.id, container)
+  const node = container.labels[LABEL.node] ?? ''
+  let own = engine.byNode.get(node)
+  if (own === undefined) {
+    own = new Map()
+    engine.byNode.set(node, own)
+  }
+  own.set(container.id, container)
+}
+
 export function deleteContainer(engine: FakeEngine, container: FakeContainer): void {
   for (const hostPort of Object.values(container.hostPorts)) engine.hostPortsInUse.delete(hostPort)
   container.hostPorts = {}
   container.removed = true
   engine.containers.delete(container.id)
+  const node = container.labels[LABEL.node] ?? ''
+  const own = engine.byNode.get(node)
+  own?.delete(container.id)
+  if (own?.size === 0) engine.byNode.delete(node)
   notify(container)
 }

@@ -51,6 +51,7 @@ import {
 } from '../core/index.ts'
 import { containerName, hostPortKey, labelsFor } from './container-identity.ts'
 import {
+  addContainer,
   allocateHostPort,
   appendLog,
   createFakeEngine,
@@ -222,7 +223,7 @@ class FakeRuntimeImpl implements FakeRuntime {
 
   async list(): Promise<ContainerInfo[]> {
     this.assertAvailable()
-    return [...this.engine.containers.values()].filter((c) => this.isOwn(c)).map((c) => this.info(c))
+    return [...(this.engine.byNode.get(this.nodeId)?.values() ?? [])].map((c) => this.info(c))
   }
 
   async inspect(id: string): Promise<ContainerDetails | undefined> {
@@ -342,7 +343,7 @@ class FakeRuntimeImpl implements FakeRuntime {
       removed: false,
       watchers: new Set(),
     }
-    this.engine.containers.set(id, container)
+    addContainer(this.engine, container)
     return container
   }
 

@@ -29,10 +29,11 @@ export function checkEqualHeads(alive: readonly SimNode[]): string[] {
 
 /** Every alive node sees exactly the alive nodes as alive (and no other). */
 export function checkEqualMembershipViews(alive: readonly SimNode[]): string[] {
+  // Both sides sorted the same way (code unit order, as aliveMembers sorts).
   const expected = alive.map((n) => n.peerId).sort().join(',')
   const violations: string[] = []
   for (const node of alive) {
-    const seen = node.core.membership.members().filter((m) => m.state === 'alive').map((m) => m.peerId).sort().join(',')
+    const seen = node.core.membership.aliveMembers().join(',')
     if (seen !== expected) violations.push(`node ${node.index} sees a different set of alive members`)
   }
   return violations.slice(0, 10)
@@ -127,7 +128,7 @@ export function findUnwonRuns(census: ContainerCensus): UnwonRun[] {
   const out: UnwonRun[] = []
   for (const entry of census.running) {
     const { node, container } = entry
-    const record = node.core.state.placements(container.deploymentId).get(container.replica)
+    const record = node.core.state.placement(container.deploymentId, container.replica)
     const won =
       record !== undefined &&
       ((record.generation === container.generation && record.winners.includes(node.peerId)) ||
@@ -164,7 +165,7 @@ export class UnwonRunWatch {
       this.since.set(key, first)
       if (nowMs - first > this.graceMs && !this.reported.has(key)) {
         this.reported.add(key)
-        const record = node.core.state.placements(container.deploymentId).get(container.replica)
+        const record = node.core.state.placement(container.deploymentId, container.replica)
         violations.push(`node ${node.index} runs ${container.deploymentId}/${container.replica} generation ${container.generation}, which it did not win (its record: generation ${record?.generation ?? 'none'}, winners ${record?.winners.length ?? 0}), for over ${this.graceMs} ms`)
       }
     }

@@ -92,6 +92,10 @@ export class FaultyTransport implements Transport {
     return this.inner.connectedPeers()
   }
 
+  connectionCount(): number {
+    return this.inner.connectionCount()
+  }
+
   penalize(peerId: string, reason: string): void {
     this.inner.penalize(peerId, reason)
   }

@@ -342,9 +342,13 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
       const receiver = countersOf(this.selfId)
       receiver.messagesReceived++
       receiver.bytesReceived += payload.byteLength
-      for (const handler of [...set]) {
+      // Every subscriber, of every peer, gets the one copy the publisher made
+      // (as gossipsub hands one message to all of a node's listeners):
+      // receivers only read message data, and decoders may memoize by it.
+      const message: TopicMessage = { topic, from, data: payload }
+      for (const handler of set.size === 1 ? set : [...set]) {
         try {
-          handler({ topic, from, data: payload.slice() })
+          handler(message)
         } catch {
           // A throwing subscriber must not stop delivery to the others.
         }
@@ -459,6 +463,10 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
     connectedPeers(): string[] {
       if (!this.started) return []
       return [...(up.get(this.selfId) ?? [])].sort()
+    }
+
+    connectionCount(): number {
+      return this.started ? (up.get(this.selfId)?.size ?? 0) : 0
     }
 
     onPeerEvent(handler: (event: PeerEvent) => void): () => void {

@@ -6,10 +6,15 @@
 import { sleepOn, type Clock, type TimerHandle } from '../core/index.ts'
 
 interface Timer {
-  atMs: number
-  seq: number
   fn: () => void
   cancelled: boolean
+}
+
+/** The timers due at one instant, in creation order; `next` is the first not yet fired. */
+interface Bucket {
+  atMs: number
+  timers: Timer[]
+  next: number
 }
 
 export interface VirtualClock extends Clock {
@@ -29,64 +34,92 @@ export interface VirtualClock extends Clock {
   jumpTo(ms: number): void
 }
 
+/**
+ * Timers live in one bucket per due instant (creation order within it) and a
+ * binary heap holds the distinct instants: a simulated cluster keeps hundreds
+ * of thousands of timers pending, most of them due at a few thousand distinct
+ * milliseconds, so adding one is usually an append and the heap stays small.
+ * The firing order is the same as one heap ordered by (time, creation).
+ */
 export function createVirtualClock(startMs = 1_700_000_000_000): VirtualClock {
   let nowMs = startMs
-  let seq = 0
-  const heap: Timer[] = []
+  const buckets = new Map<number, Bucket>()
+  /** Min-heap of the instants that have a bucket. */
+  const instants: number[] = []
 
-  const less = (a: Timer, b: Timer): boolean => a.atMs < b.atMs || (a.atMs === b.atMs && a.seq < b.seq)
-  const push = (timer: Timer): void => {
-    heap.push(timer)
-    let i = heap.length - 1
+  const pushInstant = (atMs: number): void => {
+    instants.push(atMs)
+    let i = instants.length - 1
     while (i > 0) {
       const parent = (i - 1) >> 1
-      if (!less(heap[i]!, heap[parent]!)) break
-      ;[heap[i], heap[parent]] = [heap[parent]!, heap[i]!]
+      if (instants[parent]! <= atMs) break
+      instants[i] = instants[parent]!
       i = parent
     }
+    instants[i] = atMs
   }
-  const pop = (): Timer | undefined => {
-    const top = heap[0]
-    const last = heap.pop()
-    if (heap.length > 0 && last !== undefined) {
-      heap[0] = last
-      let i = 0
-      for (;;) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let smallest = i
-        if (l < heap.length && less(heap[l]!, heap[smallest]!)) smallest = l
-        if (r < heap.length && less(heap[r]!, heap[smallest]!)) smallest = r
-        if (smallest === i) break
-        ;[heap[i], heap[smallest]] = [heap[smallest]!, heap[i]!]
-        i = smallest
-      }
+  const popInstant = (): void => {
+    const last = instants.pop()!
+    if (instants.length === 0) return
+    let i = 0
+    const n = instants.length
+    for (;;) {
+      const l = 2 * i + 1
+      if (l >= n) break
+      const r = l + 1
+      const child = r < n && instants[r]! < instants[l]! ? r : l
+      if (instants[child]! >= last) break
+      instants[i] = instants[child]!
+      i = child
     }
-    return top
+    instants[i] = last
   }
-  const dropCancelled = (): void => {
-    while (heap.length > 0 && heap[0]!.cancelled) pop()
+  /** The earliest bucket with a timer still to fire (emptied buckets are dropped on the way), or undefined. */
+  const head = (): Bucket | undefined => {
+    while (instants.length > 0) {
+      const bucket = buckets.get(instants[0]!)!
+      const { timers } = bucket
+      while (bucket.next < timers.length && timers[bucket.next]!.cancelled) bucket.next++
+      if (bucket.next < timers.length) return bucket
+      buckets.delete(bucket.atMs)
+      popInstant()
+    }
+    return undefined
   }
   const flushMicrotasks = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
   const clock: VirtualClock = {
     nowMs: () => nowMs,
     setTimer: (delayMs, fn): TimerHandle => {
-      const timer: Timer = { atMs: nowMs + Math.max(0, delayMs), seq: seq++, fn, cancelled: false }
-      push(timer)
+      const atMs = nowMs + Math.max(0, delayMs)
+      const timer: Timer = { fn, cancelled: false }
+      let bucket = buckets.get(atMs)
+      if (bucket === undefined) {
+        bucket = { atMs, timers: [], next: 0 }
+        buckets.set(atMs, bucket)
+        pushInstant(atMs)
+      }
+      bucket.timers.push(timer)
       return { cancel: () => { timer.cancelled = true } }
     },
     sleep: (delayMs, signal) => sleepOn(clock, delayMs, signal),
-    pendingTimers: () => heap.filter((t) => !t.cancelled).length,
-    nextTimerAtMs: () => {
-      dropCancelled()
-      return heap[0]?.atMs
+    pendingTimers: () => {
+      let count = 0
+      for (const bucket of buckets.values()) for (let i = bucket.next; i < bucket.timers.length; i++) if (!bucket.timers[i]!.cancelled) count++
+      return count
     },
+    nextTimerAtMs: () => head()?.atMs,
     step: () => {
-      dropCancelled()
-      const timer = pop()
-      if (timer === undefined) return false
-      nowMs = Math.max(nowMs, timer.atMs)
+      const bucket = head()
+      if (bucket === undefined) return false
+      const timer = bucket.timers[bucket.next]!
+      bucket.next++
+      // Fired timers are not kept: a long instant (every delivery of a busy millisecond) holds only what is still due.
+      if (bucket.next > 1024 && bucket.next * 2 > bucket.timers.length) {
+        bucket.timers.splice(0, bucket.next)
+        bucket.next = 0
+      }
+      nowMs = Math.max(nowMs, bucket.atMs)
       timer.fn()
       return true
     },
@@ -94,8 +127,7 @@ export function createVirtualClock(startMs = 1_700_000_000_000): VirtualClock {
       const targetMs = nowMs + ms
       await flushMicrotasks()
       for (;;) {
-        dropCancelled()
-        const next = heap[0]
+        const next = head()
         if (next === undefined || next.atMs > targetMs) break
         clock.step()
         await flushMicrotasks()

@@ -74,6 +74,8 @@ export interface PlacerComponents {
   transport: Transport
   /** This node's membership view. */
   members: () => MemberView[]
+  /** PeerIds alive in this view, self included, sorted (cheap: asked at every evaluation after a membership event). */
+  alive: () => readonly string[]
   member: (peerId: string) => MemberView | undefined
   clock: Clock
   logger: Logger
@@ -100,6 +102,8 @@ export interface PlacerCounters {
 export interface Placer extends Startable {
   /** The document changed: look for replicas that need a round (among `deployments`; every one when omitted or 'all'). */
   markDirty(deployments?: ReadonlySet<string> | 'all'): void
+  /** The node registry changed (who is draining is read again at the next evaluation, not at every one). */
+  registryChanged(): void
   /** Membership changed (of `peerId`, when given: the replicas it won are re-checked; otherwise every deployment): shortlists and closers are recomputed. */
   membershipChanged(peerId?: string): void
   counters(): PlacerCounters
@@ -167,7 +171,7 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
     let evaluating = false
     let dirtyWhileEvaluating = false
     let viewVersion = 0
-    let aliveCache: { version: number; ids: string[]; set: Set<string>; view: RankingView } | undefined
+    let aliveCache: { version: number; ids: readonly string[]; set: Set<string>; view: RankingView } | undefined
     let lastEvaluationMs = Number.NEGATIVE_INFINITY
     /** Deployments to re-check at the next evaluation, or 'all'. */
     let dirty: Set<string> | 'all' = 'all'
@@ -176,11 +180,14 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
     const retries = new Map<string, number>()
     let firstScanDone = false
     let drainingSignature = ''
+    /** The registry changed since drainingSignature was read (a scan of every node entry). */
+    let registryDirty = true
 
     /** Alive, not draining: who may bid and close. */
-    const eligible = (): { ids: string[]; set: Set<string>; view: RankingView } => {
+    const eligible = (): { ids: readonly string[]; set: Set<string>; view: RankingView } => {
       if (aliveCache?.version === viewVersion) return aliveCache
-      const ids = components.members().filter((m) => m.state === 'alive' && state.node(m.peerId)?.draining !== true).map((m) => m.peerId)
+      const alive = components.alive()
+      const ids = drainingSignature === '' ? alive : alive.filter((peerId) => state.node(peerId)?.draining !== true)
       aliveCache = { version: viewVersion, ids, set: new Set(ids), view: rankingView(ids) }
       return aliveCache
     }
@@ -262,7 +269,12 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
     }
 
     /** The round a replica needs now, or undefined. */
-    const neededRound = (record: PlacementEntry | undefined, deployment?: DeploymentEntry, replica?: number): { generation: number; reason: string } | undefined => {
+    const neededRound = (
+      record: PlacementEntry | undefined,
+      deployment?: DeploymentEntry,
+      replica?: number,
+      records?: ReadonlyMap<number, PlacementEntry>,
+    ): { generation: number; reason: string } | undefined => {
       if (record === undefined) return { generation: 1, reason: 'initial' }
       if (record.winners.length === 0) {
         const retryAtMs = record.closedAtMs + config.unschedulableRetryMs
@@ -277,9 +289,8 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       if (draining !== undefined) return { generation: record.generation + 1, reason: `drain: ${draining.slice(-8)} is draining` }
       // Two replicas on one node (a scale-up revived an old record, or a healed partition): the higher index moves.
       if (deployment !== undefined && replica !== undefined && antiAffinityApplies(deployment)) {
-        const records = state.placements(deployment.id)
         for (let lower = 0; lower < replica; lower++) {
-          const shared = records.get(lower)?.winners.find((winner) => record.winners.includes(winner))
+          const shared = (records !== undefined ? records.get(lower) : state.placement(deployment.id, lower))?.winners.find((winner) => record.winners.includes(winner))
           if (shared !== undefined) return { generation: record.generation + 1, reason: `anti-affinity: shares ${shared.slice(-8)} with replica ${lower}` }
         }
       }
@@ -485,7 +496,7 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       for (let replica = 0; replica < deployment.replicas; replica++) {
         const record = records.get(replica)
         observe(deployment, replica, record)
-        const need = neededRound(record, deployment, replica)
+        const need = neededRound(record, deployment, replica, records)
         if (need === undefined) continue
         const key: RoundKey = { deploymentId: deployment.id, replica, generation: need.generation }
         const keyText = roundText(key)
@@ -537,7 +548,8 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       evaluating = true
       lastEvaluationMs = clock.nowMs()
       try {
-        const drainingNow = state.nodes().filter((n) => n.draining === true).map((n) => n.peerId).join()
+        const drainingNow = registryDirty ? state.nodes().filter((n) => n.draining === true).map((n) => n.peerId).join() : drainingSignature
+        registryDirty = false
         if (drainingNow !== drainingSignature) {
           drainingSignature = drainingNow
           viewVersion++
@@ -621,6 +633,10 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
         timerAtMs = Number.POSITIVE_INFINITY
       },
       markDirty,
+      registryChanged() {
+        registryDirty = true
+        markDirty(new Set())
+      },
       membershipChanged(peerId) {
         viewVersion++
         markDirty(peerId === undefined ? 'all' : new Set(state.placementsWonBy(peerId).map((held) => held.deploymentId)))

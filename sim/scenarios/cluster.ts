@@ -107,7 +107,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
     const t = driver.elapsedMs()
     if (t - lastSampleMs < 1_000) return
     const alive = cluster.alive()
-    for (const observer of alive.slice(0, 4)) recorder.aliveCount(t, observer.index, observer.core.membership.members().filter((m) => m.state === 'alive').length)
+    for (const observer of alive.slice(0, 4)) recorder.aliveCount(t, observer.index, observer.core.membership.aliveMembers().length)
     recorder.heads(t, new Set(alive.map((n) => [...n.core.state.heads()].sort().join())).size)
     const bytes = totalGossipBytes()
     recorder.gossipBytes(t, Math.round(((bytes - lastGossipBytes) / Math.max(1, cluster.nodes.length)) / ((t - lastSampleMs) / 1000)))

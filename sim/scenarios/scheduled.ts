@@ -210,7 +210,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
     }
     for (const index of aliveObservers) {
       const observer = cluster.nodes[index]
-      if (observer?.running === true) recorder.aliveCount(t, index, observer.core.membership.members().filter((m) => m.state === 'alive').length)
+      if (observer?.running === true) recorder.aliveCount(t, index, observer.core.membership.aliveMembers().length)
     }
     recorder.heads(t, new Set(alive.map((n) => [...n.core.state.heads()].sort().join())).size)
     const bytes = network.counters().total.bytesReceived
