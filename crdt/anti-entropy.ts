@@ -43,6 +43,7 @@ import {
   encodeSyncResponse,
   syncFrameBytes,
   type DropReason,
+  type ResponseKind,
 } from './sync-wire.ts'
 
 export interface AntiEntropyDeps {
@@ -207,30 +208,7 @@ export class AntiEntropy {
         const request = encodeSyncRequest({ start: messageRounds === 0, ...outgoing })
         rounds++
         messageRounds++
-        this.count.syncRoundsOut++
-        this.count.syncBytesOut += request.byteLength
-        let reply: Uint8Array
-        try {
-          reply = await this.transport.request(peerId, STATE_SYNC_PROTOCOL, request, {
-            timeoutMs: this.config.syncRequestTimeoutMs,
-            responseBytesMax: syncFrameBytes(this.config.syncMessageBytesMax),
-            signal: this.abort.signal,
-          })
-        } catch (err) {
-          throw new SessionFailure(this.running ? transportFailure(err) : 'stopped')
-        }
-        this.count.syncBytesIn += reply.byteLength
-        const decoded = decodeSyncResponse(reply, this.config.syncMessageBytesMax)
-        if (!decoded.ok) {
-          this.dropFrom(peerId, decoded.reason, true)
-          throw new SessionFailure(decoded.reason === 'oversized' ? 'oversized' : 'malformed')
-        }
-        const { kind, payload } = decoded.value
-        if (kind === 'busy') throw new SessionFailure('busy')
-        if (kind === 'error') {
-          this.log.debug({ peerId, reason: new TextDecoder().decode(payload) }, 'peer refused a sync request')
-          throw new SessionFailure('refused')
-        }
+        const { kind, payload } = await this.roundTrip(peerId, request)
         if (payload.byteLength === 0) continue // the peer has nothing to send this round
         if (kind === 'snapshot') {
           this.count.syncSnapshotsReceived++
@@ -260,7 +238,21 @@ export class AntiEntropy {
 
   /** Round 0 of a session: our heads for the peer's (durable) heads. */
   private async headsRound(peerId: string, ours: readonly string[]): Promise<string[]> {
-    const request = encodeSyncRequest({ start: false, snapshot: false, heads: true, payload: encodeHeads(ours) })
+    const { kind, payload } = await this.roundTrip(peerId, encodeSyncRequest({ start: false, snapshot: false, heads: true, payload: encodeHeads(ours) }))
+    const theirs = kind === 'heads' ? decodeHeads(payload) : undefined
+    if (theirs === undefined) {
+      this.dropFrom(peerId, 'malformed', true)
+      throw new SessionFailure('malformed')
+    }
+    this.peerHeads.set(peerId, theirs)
+    return theirs
+  }
+
+  /**
+   * One request and its decoded answer. A transport failure, an answer that
+   * does not decode (blamed on the peer), `busy` and `error` end the session.
+   */
+  private async roundTrip(peerId: string, request: Uint8Array): Promise<{ kind: Exclude<ResponseKind, 'busy' | 'error'>; payload: Uint8Array }> {
     this.count.syncRoundsOut++
     this.count.syncBytesOut += request.byteLength
     let reply: Uint8Array
@@ -275,18 +267,17 @@ export class AntiEntropy {
     }
     this.count.syncBytesIn += reply.byteLength
     const decoded = decodeSyncResponse(reply, this.config.syncMessageBytesMax)
-    const theirs = decoded.ok && decoded.value.kind === 'heads' ? decodeHeads(decoded.value.payload) : undefined
-    if (decoded.ok && decoded.value.kind === 'busy') throw new SessionFailure('busy')
-    if (decoded.ok && decoded.value.kind === 'error') {
-      this.log.debug({ peerId, reason: new TextDecoder().decode(decoded.value.payload) }, 'peer refused a sync request')
+    if (!decoded.ok) {
+      this.dropFrom(peerId, decoded.reason, true)
+      throw new SessionFailure(decoded.reason === 'oversized' ? 'oversized' : 'malformed')
+    }
+    const { kind, payload } = decoded.value
+    if (kind === 'busy') throw new SessionFailure('busy')
+    if (kind === 'error') {
+      this.log.debug({ peerId, reason: new TextDecoder().decode(payload) }, 'peer refused a sync request')
       throw new SessionFailure('refused')
     }
-    if (theirs === undefined) {
-      this.dropFrom(peerId, decoded.ok ? 'malformed' : decoded.reason, true)
-      throw new SessionFailure(!decoded.ok && decoded.reason === 'oversized' ? 'oversized' : 'malformed')
-    }
-    this.peerHeads.set(peerId, theirs)
-    return theirs
+    return { kind, payload }
   }
 
   /** Applies what a peer sent; bytes Automerge refuses end the session as `malformed`, blamed on the peer. */
