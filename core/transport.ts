@@ -18,6 +18,7 @@ export interface TopicMessage {
 export interface RequestContext {
   from: string
   protocol: string
+  /** Read-only (an in-process adapter may hand over the sender's bytes). Requests, responses and topic data are never modified after they are sent. */
   data: Uint8Array
 }
 

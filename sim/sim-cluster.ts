@@ -21,6 +21,7 @@ import { createNodeMetrics } from '../node/metrics.ts'
 import { createNodeCore, type NodeCore, type NodeCoreInit } from '../node/node-core.ts'
 import { createIdGenerator } from '../node/ids.ts'
 import { createFakeEngine, createFakeRuntime, type FakeEngine, type FakeRuntime } from '../runtime/index.ts'
+import { guardAutomergeMemory, type AutomergeMemoryGuard } from './automerge-memory.ts'
 import { createSimDriver, type SimDriver, type SimDriverHooks } from './driver.ts'
 import { createNodeClock, type NodeClock } from './node-clock.ts'
 import { simPeerId, simPeerIds } from './peer-ids.ts'
@@ -58,6 +59,8 @@ export interface SimNode {
 
 export interface SimCluster {
   driver: SimDriver
+  /** Automerge's memory, grown ahead of the documents (sim/automerge-memory.ts). */
+  automergeMemory: AutomergeMemoryGuard
   network: SimNetwork
   engine: FakeEngine
   nodes: SimNode[]
@@ -102,7 +105,13 @@ const RECONCILE_SIM = {
 }
 
 export function createSimCluster(options: SimClusterOptions): SimCluster {
-  const driver = createSimDriver(options.seed, undefined, options.driverHooks)
+  const automergeMemory = guardAutomergeMemory(options.nodes)
+  const driver = createSimDriver(options.seed, undefined, {
+    onAdvance: (elapsedMs, events) => {
+      automergeMemory.check()
+      options.driverHooks?.onAdvance?.(elapsedMs, events)
+    },
+  })
   const rng = driver.rng
   const network = createSimNetwork(
     { latencyMs: options.latencyMs ?? { min: 1, max: 10 }, lossRate: options.loss ?? 0, duplicateRate: 0 },
@@ -148,6 +157,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
 
   const cluster: SimCluster = {
     driver,
+    automergeMemory,
     network,
     engine,
     nodes,
@@ -195,6 +205,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     alive: () => nodes.filter((n) => n.running),
     async stopAll() {
       for (const node of nodes) if (node.running) await cluster.kill(node)
+      automergeMemory.stop()
     },
     pause(node) {
       if (!node.running) return

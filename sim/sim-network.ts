@@ -11,6 +11,11 @@
  * - request/response is a reliable stream: no loss or duplication, a drawn
  *   latency each way; across a partition it times out, to a stopped peer it
  *   fails UNREACHABLE after a round trip.
+ * - bytes are handed over, not copied (a publish copies once for all its
+ *   receivers): senders and receivers treat message, request and response
+ *   bytes as read-only. Copying each delivery was a fifth of the CPU of a
+ *   300-node run (every allocation of an ArrayBuffer costs more as the
+ *   process holds more of them).
  * - connections: `dial` (or a first request) links two peers; a link is up
  *   while both are started and reach each other both ways, and comes back by
  *   itself after a restart or heal — as libp2p's bootstrap redial would.
@@ -389,10 +394,10 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
           if (status.byteLength > options.responseBytesMax) {
             return finish(new TransportError('TOO_LARGE', `response of ${status.byteLength} bytes exceeds responseBytesMax ${options.responseBytesMax}`))
           }
-          finish(undefined, status.slice())
+          finish(undefined, status)
         }
         if (peerId === this.selfId) {
-          void serve(this.handlers.get(protocol), { from: this.selfId, protocol, data: data.slice() }).then(respond)
+          void serve(this.handlers.get(protocol), { from: this.selfId, protocol, data }).then(respond)
           return
         }
         this.send(peerId, protocol, data, respond)
@@ -400,8 +405,7 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
     }
 
     /** The wire part of a request: latency there, the handler, latency back. */
-    private send(peerId: string, protocol: string, data: Uint8Array, respond: (result: TransportError | Uint8Array) => void): void {
-      const payload = data.slice()
+    private send(peerId: string, protocol: string, payload: Uint8Array, respond: (result: TransportError | Uint8Array) => void): void {
       const stats = countersOf(this.selfId)
       stats.requestsSent++
       stats.bytesSent += payload.byteLength
@@ -575,7 +579,7 @@ async function serve(entry: HandlerEntry | undefined, request: RequestContext): 
     return new TransportError('TOO_LARGE', `request of ${request.data.byteLength} bytes exceeds requestBytesMax ${entry.options.requestBytesMax}`)
   }
   try {
-    return (await entry.handler(request)).slice()
+    return await entry.handler(request)
   } catch (err) {
     return new TransportError('HANDLER_FAILED', `handler for ${request.protocol} failed`, { cause: err })
   }

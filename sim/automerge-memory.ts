@@ -1,0 +1,63 @@
+/**
+ * Automerge's WebAssembly memory for a simulated cluster: grown up front for
+ * the cluster's size, and again whenever V8 reports garbage collections
+ * forced by external memory pressure — what every growth of a WebAssembly
+ * memory causes (crdt/wasm-reserve.ts says why that matters: it was over half
+ * the CPU of a 150-node run). Memory management only: nothing here changes
+ * what a simulated node does, so traces are unaffected.
+ */
+import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
+import { reserveAutomergeMemory } from '../crdt/wasm-reserve.ts'
+
+/**
+ * Automerge memory a simulated node needs, measured on chaos runs (30
+ * deployments, 70–80 virtual s): ~0.9 MB per node at 150 nodes, ~1.3 MB at
+ * 300. Every node's document holds every node's registry entry and the
+ * change that wrote it, so the need per node grows with the cluster:
+ * base + perPeer × nodes.
+ */
+export const AUTOMERGE_BYTES_PER_NODE_BASE = 512 * 1024
+export const AUTOMERGE_BYTES_PER_NODE_PER_PEER = 3 * 1024
+/** wasm32 memory ends at 4 GiB; what is left above this is for growth the estimate missed. */
+export const AUTOMERGE_RESERVE_BYTES_MAX = 3 * 1024 ** 3
+/** Garbage collections forced by external memory pressure before the reserve grows: one or two come from other causes. */
+export const PRESSURE_GCS_BEFORE_TOP_UP = 4
+/** Each top-up grows the reserve by this factor: a few top-ups, not one per page. */
+export const TOP_UP_FACTOR = 1.5
+
+export function automergeBytesFor(nodes: number): number {
+  return Math.min(AUTOMERGE_RESERVE_BYTES_MAX, nodes * (AUTOMERGE_BYTES_PER_NODE_BASE + AUTOMERGE_BYTES_PER_NODE_PER_PEER * nodes))
+}
+
+export interface AutomergeMemoryGuard {
+  /** Grows the reserve if V8 reported pressure since the last check; cheap, call often. */
+  check(): void
+  /** Stops listening to the garbage collector (the reserve stays). */
+  stop(): void
+  reservedBytes(): number
+  topUps(): number
+}
+
+export function guardAutomergeMemory(nodes: number): AutomergeMemoryGuard {
+  let reserved = reserveAutomergeMemory(automergeBytesFor(nodes))
+  let pressure = 0
+  let topUps = 0
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      const detail = (entry as PerformanceEntry & { detail?: { kind?: number; flags?: number } }).detail
+      if (detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR && ((detail.flags ?? 0) & constants.NODE_PERFORMANCE_GC_FLAGS_ALL_EXTERNAL_MEMORY) !== 0) pressure++
+    }
+  })
+  observer.observe({ entryTypes: ['gc'] })
+  return {
+    check() {
+      if (pressure < PRESSURE_GCS_BEFORE_TOP_UP || reserved >= AUTOMERGE_RESERVE_BYTES_MAX) return
+      pressure = 0
+      topUps++
+      reserved = reserveAutomergeMemory(Math.min(AUTOMERGE_RESERVE_BYTES_MAX, Math.ceil(reserved * TOP_UP_FACTOR)))
+    },
+    stop: () => observer.disconnect(),
+    reservedBytes: () => reserved,
+    topUps: () => topUps,
+  }
+}
