@@ -570,12 +570,16 @@ class AutomergeClusterState implements ClusterState {
   ): Promise<ApplyResult> {
     const doc = this.runningDoc()
     const persistence = this.persistence!
-    const before = doc.getHeads()
     // What the new changes touched comes from the changes given, when they
     // are all that can be new: nothing was queued for missing dependencies
     // (Automerge would apply those too). Cheaper than asking the document
     // for the changes since `before`, which walks the change graph.
     const onlyGiven = given !== undefined && doc.getMissingDeps().length === 0
+    // The heads are read only when the changes since them will be needed:
+    // whether anything was applied shows in the change count, and getHeads
+    // (a hex string per head, through WASM) was a tenth of a gossip apply.
+    const before = onlyGiven ? undefined : doc.getHeads()
+    const changesBefore = doc.stats().numChanges
     let next: DocHandle
     try {
       next = apply(doc) ?? doc
@@ -586,12 +590,14 @@ class AutomergeClusterState implements ClusterState {
       this.doc = next
       doc.free()
     }
-    if (sameHeads(before, next.getHeads())) return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
+    if (next === doc ? doc.stats().numChanges === changesBefore : before !== undefined && sameHeads(before, next.getHeads())) {
+      return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
+    }
     const decoded = onlyGiven && next === doc ? (givenDecoded ?? given.map((change) => A.decodeChange(change))) : undefined
     // The given changes are what the store lacks, when each is now in the document (none still queued).
     const named = decoded !== undefined && decoded.every((change) => next.getChangeMetaByHash(change.hash) !== null)
     persistence.noteChanges(named ? given : undefined)
-    const invalidEntries = this.index.update(next, bulk ? 'all' : (decoded ?? next.getChanges(before).map((change) => A.decodeChange(change))))
+    const invalidEntries = this.index.update(next, bulk ? 'all' : (decoded ?? next.getChanges(before ?? []).map((change) => A.decodeChange(change))))
     const touched = this.index.takeTouched()
     if (bulk) await persistence.compact(savedAs?.(next))
     else await persistence.persist()

@@ -146,6 +146,8 @@ export interface Membership extends Startable {
   members(): MemberView[]
   /** PeerIds of the members alive in this view, self included (unless leaving), sorted; cached until the alive set changes. */
   aliveMembers(): readonly string[]
+  /** aliveMembers().length, in O(1). */
+  aliveCount(): number
   member(peerId: string): MemberView | undefined
   onEvent(listener: (event: MembershipEvent) => void): () => void
   /** Updates this node's metadata; changes are announced at the rate-limited interval. */

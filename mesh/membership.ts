@@ -317,6 +317,10 @@ class MembershipService implements Membership {
     return views
   }
 
+  aliveCount(): number {
+    return this.aliveIds.size + (this.leaving ? 0 : 1)
+  }
+
   aliveMembers(): readonly string[] {
     if (this.aliveSorted === undefined) {
       const ids = [...this.aliveIds.values()]

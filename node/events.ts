@@ -24,18 +24,29 @@ export interface EventBus {
 }
 
 export function createEventBus(init: { bufferMax: number }, components: { clock: Clock }): EventBus {
-  const buffer: ClusterEvent[] = []
+  // A ring: every membership change of every peer is an event, so at a
+  // thousand simulated nodes emit is hot; dropping the oldest costs nothing.
+  const capacity = Math.max(0, init.bufferMax)
+  const ring: Array<ClusterEvent | undefined> = new Array<ClusterEvent | undefined>(capacity)
+  let next = 0
   const listeners = new Set<(event: ClusterEvent) => void>()
   let seq = 0
   return {
     emit(body) {
-      const event = { ...body, seq: ++seq, atMs: components.clock.nowMs() } as ClusterEvent
-      buffer.push(event)
-      if (buffer.length > init.bufferMax) buffer.splice(0, buffer.length - init.bufferMax)
+      const event = Object.assign({}, body, { seq: ++seq, atMs: components.clock.nowMs() }) as ClusterEvent
+      if (capacity > 0) {
+        ring[next] = event
+        next = (next + 1) % capacity
+      }
       for (const listener of listeners) listener(event)
     },
     recent(afterSeq = 0) {
-      return buffer.filter((event) => event.seq > afterSeq)
+      const out: ClusterEvent[] = []
+      for (let i = 0; i < capacity; i++) {
+        const event = ring[(next + i) % capacity]
+        if (event !== undefined && event.seq > afterSeq) out.push(event)
+      }
+      return out
     },
     subscribe(listener) {
       listeners.add(listener)

@@ -94,6 +94,7 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       transport,
       members: () => membership.members(),
       alive: () => membership.aliveMembers(),
+      aliveCount: () => membership.aliveCount(),
       member: (id) => membership.member(id),
       clock,
       logger: logger.child({ module: 'placement' }),

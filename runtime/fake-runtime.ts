@@ -108,6 +108,8 @@ export interface FakeRuntime extends Runtime {
   setStartFaults(faults: StartFaults): void
   /** The injected start faults in force. */
   startFaults(): Required<StartFaults>
+  /** list() without the promise: the simulator's census reads every node's containers every virtual second. */
+  listNow(): ContainerInfo[]
 }
 
 export interface StartFaults {
@@ -222,6 +224,10 @@ class FakeRuntimeImpl implements FakeRuntime {
   }
 
   async list(): Promise<ContainerInfo[]> {
+    return this.listNow()
+  }
+
+  listNow(): ContainerInfo[] {
     this.assertAvailable()
     return [...(this.engine.byNode.get(this.nodeId)?.values() ?? [])].map((c) => this.info(c))
   }

@@ -68,6 +68,8 @@ const RawFlagsSchema = z.strictObject({
   trace: z.string().min(1).optional(),
   quiet: z.boolean().default(false),
   verbose: z.boolean().default(false),
+  /** Scheduled scenarios: the initial nodes start with the registry in their stores (scenario field warmRegistry). */
+  warmRegistry: z.boolean().optional(),
 })
 
 /** The resolved run: the scenario (file + flags) and the run's own settings. */
@@ -94,17 +96,19 @@ export interface SimFlags {
   trace?: string
   quiet: boolean
   verbose: boolean
+  /** Scheduled scenarios: started with a warm registry (--warm-registry or the file's warmRegistry). */
+  warmRegistry: boolean
   /** The scenario after the flags' overrides, validated. */
   spec: ScenarioSpec
 }
 
 const USAGE = [
-  'usage: lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T] [--deployments M] [--deploy-spread-ms MS] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--network sim|libp2p|both] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]',
+  'usage: lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T] [--deployments M] [--deploy-spread-ms MS] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--network sim|libp2p|both] [--warm-registry] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]',
   `       scenarios: ${libraryNames().join(', ')} (sim/scenarios/library/), or any YAML/JSON file (docs/simulator-reports.md)`,
   '       lattice sim campaign --seeds N (--scenario NAME | --scenario-file FILE) [--nodes N] [--duration-s T] [--concurrency C] [--report DIR]',
 ].join('\n')
 
-const FLAG_NAMES: Record<string, string> = { durationS: 'duration-s', killMode: 'kill-mode', scenarioFile: 'scenario-file', deploySpreadMs: 'deploy-spread-ms' }
+const FLAG_NAMES: Record<string, string> = { durationS: 'duration-s', killMode: 'kill-mode', scenarioFile: 'scenario-file', deploySpreadMs: 'deploy-spread-ms', warmRegistry: 'warm-registry' }
 const flagName = (key: string): string => FLAG_NAMES[key] ?? key
 
 type Parsed = { ok: true; flags: SimFlags } | { ok: false; error: string }
@@ -136,14 +140,15 @@ export function parseSimFlags(argv: readonly string[]): Parsed {
         trace: { type: 'string' },
         quiet: { type: 'boolean' },
         verbose: { type: 'boolean' },
+        'warm-registry': { type: 'boolean' },
       },
     })
     values = parsed.values
   } catch (err) {
     return { ok: false, error: (err as Error).message }
   }
-  const { 'duration-s': durationS, 'kill-mode': killMode, 'scenario-file': scenarioFile, 'deploy-spread-ms': deploySpreadMs, ...rest } = values
-  const result = RawFlagsSchema.safeParse({ ...rest, durationS, killMode, scenarioFile, deploySpreadMs })
+  const { 'duration-s': durationS, 'kill-mode': killMode, 'scenario-file': scenarioFile, 'deploy-spread-ms': deploySpreadMs, 'warm-registry': warmRegistry, ...rest } = values
+  const result = RawFlagsSchema.safeParse({ ...rest, durationS, killMode, scenarioFile, deploySpreadMs, warmRegistry })
   if (!result.success) {
     const issue = result.error.issues[0]
     return { ok: false, error: `--${flagName(String(issue?.path[0] ?? '?'))}: ${issue?.message ?? 'invalid'}` }
@@ -178,6 +183,7 @@ export function parseSimFlags(argv: readonly string[]): Parsed {
     ...(raw.trace === undefined ? {} : { trace: raw.trace }),
     quiet: raw.quiet,
     verbose: raw.verbose,
+    warmRegistry: spec.script === 'scheduled' && spec.warmRegistry,
   }
   const flags: SimFlags =
     spec.script === 'scheduled'
@@ -204,11 +210,13 @@ function applyFlags(spec: ScenarioSpec, raw: z.output<typeof RawFlagsSchema>): S
   if (next.script === 'scheduled') {
     if (raw.killMode !== undefined) return `--kill-mode: applies to the membership scenario only (scenario "${spec.name}" is scheduled)`
     if (raw.deploySpreadMs !== undefined) return `--deploy-spread-ms: applies to the scripted cluster scenarios only (scenario "${spec.name}" is scheduled)`
+    if (raw.warmRegistry === true) next.warmRegistry = true
     if (raw.deployments !== undefined) next.deployments.count = raw.deployments
     if (raw.loss !== undefined) next.network.loss = raw.loss
     if (raw.kill !== undefined) next.faults.kill.probability = raw.kill
     if (raw.partition === true) next.faults.partition.probability = Math.max(next.faults.partition.probability, PARTITION_FLAG_PROBABILITY)
   } else {
+    if (raw.warmRegistry === true) return `--warm-registry: applies to scheduled scenarios only (scenario "${spec.name}" is ${spec.script})`
     if (raw.deployments !== undefined) next.deployments.count = raw.deployments
     if (raw.deploySpreadMs !== undefined) next.deployments.spreadMs = raw.deploySpreadMs
     if (raw.loss !== undefined) next.knobs.loss = raw.loss
@@ -234,6 +242,7 @@ export function replayCommand(flags: SimFlags): string {
   if (flags.script !== 'membership') parts.push(`--deployments ${flags.deployments}`)
   if (flags.spec.script !== 'scheduled' && flags.spec.deployments.spreadMs !== undefined) parts.push(`--deploy-spread-ms ${flags.spec.deployments.spreadMs}`)
   if (flags.network !== 'sim') parts.push(`--network ${flags.network}`)
+  if (flags.warmRegistry) parts.push('--warm-registry')
   return parts.join(' ')
 }
 

@@ -48,7 +48,7 @@ export interface ContainerCensus {
 export async function takeCensus(alive: readonly SimNode[]): Promise<ContainerCensus> {
   const running: ContainerCensus['running'] = []
   for (const node of alive) {
-    for (const container of await node.runtime.list()) if (container.state === 'running') running.push({ node, container })
+    for (const container of node.runtime.listNow()) if (container.state === 'running') running.push({ node, container })
   }
   return { running }
 }

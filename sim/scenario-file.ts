@@ -148,6 +148,14 @@ export const ScenarioFileSchema = z.discriminatedUnion('script', [
     liveness: z.strictObject({ budgetS: Seconds.default(180) }).default({ budgetS: 180 }),
     /** Virtual ms between two safety checks during the faults. Default 1,000. */
     checkEveryMs: z.number().int().min(100).max(600_000).default(1_000),
+    /**
+     * The initial nodes' stores already hold every initial node's registry
+     * entry (a cluster that ran before; sim/warm-registry.ts); membership still
+     * joins from nothing. Default false: each node registers as it starts,
+     * which costs O(n³) in Automerge for the whole join (~20 min of CPU
+     * extrapolated at 1,000 nodes).
+     */
+    warmRegistry: z.boolean().default(false),
     invariants: z
       .strictObject({
         /**

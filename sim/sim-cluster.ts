@@ -25,7 +25,8 @@ import { guardAutomergeMemory, type AutomergeMemoryGuard } from './automerge-mem
 import { createSimDriver, type SimDriver, type SimDriverHooks } from './driver.ts'
 import { createNodeClock, type NodeClock } from './node-clock.ts'
 import { simPeerId, simPeerIds } from './peer-ids.ts'
-import { createSimNetwork, type SimNetwork } from './sim-network.ts'
+import { createSimNetwork, SIM_ADDRESS_PREFIX, type SimNetwork } from './sim-network.ts'
+import { buildRegistrySnapshot, copyStore, registryStore } from './warm-registry.ts'
 
 export interface SimClusterOptions {
   nodes: number
@@ -39,6 +40,12 @@ export interface SimClusterOptions {
   core?: Partial<Omit<NodeCoreInit, 'name' | 'capacity' | 'labels' | 'seeds'>>
   /** Called after the driver advances (the progress line). */
   driverHooks?: SimDriverHooks
+  /**
+   * The initial nodes start with every initial node's registry entry already
+   * in their stores (sim/warm-registry.ts): a cluster that ran before. Default
+   * false: they register one by one as they start.
+   */
+  warmRegistry?: boolean
 }
 
 export interface SimNode {
@@ -94,6 +101,9 @@ export interface SimCluster {
   leave(node: SimNode): Promise<void>
 }
 
+/** The version every simulated node announces. */
+const SIM_NODE_VERSION = 'sim'
+
 const RECONCILE_SIM = {
   intervalMs: 1_000,
   restartBackoffMinMs: 1_000,
@@ -138,7 +148,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     const runtime = createFakeRuntime({ nodeId: peerId, engine, startDelayMs: options.containerStartMs ?? 300 })({ clock, rng: rng.fork(`runtime-${index}`) })
     const core = createNodeCore({
       name: `n${index}`,
-      version: 'sim',
+      version: SIM_NODE_VERSION,
       capacity: capacities[index]!,
       labels: { zone: zones[index]! },
       reconciler: RECONCILE_SIM,
@@ -163,8 +173,18 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     nodes,
     rng,
     async startAll(spacingMs = 20) {
+      const stores = Array.from({ length: options.nodes }, () => createMemoryStore())
+      if (options.warmRegistry === true) {
+        const version = options.core?.version ?? SIM_NODE_VERSION
+        const snapshot = await buildRegistrySnapshot(
+          peerIds.slice(0, options.nodes).map((peerId, index) => ({ peerId, name: `n${index}`, addresses: [SIM_ADDRESS_PREFIX + peerId], labels: { zone: zones[index]! }, capacity: capacities[index]!, version })),
+          driver.clock,
+        )
+        const template = await registryStore(snapshot, peerIds[0]!, driver.clock)
+        for (const store of stores) await copyStore(template, store)
+      }
       for (let index = 0; index < options.nodes; index++) {
-        const node = build(index, createMemoryStore(), seedsFor(index))
+        const node = build(index, stores[index]!, seedsFor(index))
         nodes.push(node)
         // Start without awaiting the initial sync (it waits on the network, which only moves when the clock does).
         void node.core.start().then(() => {

@@ -111,7 +111,9 @@ export const SIM_NETWORK_DEFAULTS = {
   dialTimeoutMs: 10_000,
 }
 
-const ADDRESS_PREFIX = '/memory/'
+/** A simulated peer's one address: this prefix and its PeerId. */
+export const SIM_ADDRESS_PREFIX = '/memory/'
+const ADDRESS_PREFIX = SIM_ADDRESS_PREFIX
 
 type TopicHandler = (message: TopicMessage) => void
 type RequestHandler = (request: RequestContext) => Promise<Uint8Array>

@@ -17,7 +17,7 @@ describe('lattice sim', () => {
   afterEach(() => vi.restoreAllMocks())
 
   it('bad flags exit 2 with a one-line reason and the usage', async () => {
-    for (const argv of [['--scenario', 'nope'], ['--scenario', 'membership', '--loss', '2'], ['--scenario', 'membership', '--nodes', 'x'], ['--scenario', 'membership', '--bogus'], ['--nodes', '10'], ['--scenario', 'membership', '--kill-mode', 'melt']]) {
+    for (const argv of [['--scenario', 'nope'], ['--scenario', 'membership', '--loss', '2'], ['--scenario', 'membership', '--nodes', 'x'], ['--scenario', 'membership', '--bogus'], ['--nodes', '10'], ['--scenario', 'membership', '--kill-mode', 'melt'], ['--scenario', 'membership', '--warm-registry']]) {
       const io = capture()
       expect(await runSimCommand(argv)).toBe(2)
       expect(io.err()).toMatch(/^lattice sim: .+\nusage: lattice sim/)
@@ -31,6 +31,9 @@ describe('lattice sim', () => {
     if (!parsed.ok) return
     const again = parseSimFlags(replayCommand(parsed.flags).split(' ').slice(4))
     expect(again).toEqual(parsed)
+    const warm = parseSimFlags(['--scenario', 'chaos', '--nodes', '20', '--warm-registry'])
+    expect(warm).toMatchObject({ ok: true, flags: { warmRegistry: true, spec: { warmRegistry: true } } })
+    if (warm.ok) expect(parseSimFlags(replayCommand(warm.flags).split(' ').slice(4))).toEqual(warm)
   })
 
   it('a run whose invariants hold exits 0 and writes the report with the contract fields', async () => {

@@ -31,6 +31,26 @@ describe('cluster scenarios on the real node core', () => {
   }, 120_000)
 })
 
+describe('a warm registry', () => {
+  it('nodes start with every initial node registered, write no registry change of their own, and converge', async () => {
+    const cluster = createSimCluster({ nodes: 8, seed: 5, warmRegistry: true })
+    await cluster.startAll()
+    expect(await cluster.driver.runUntil(() => checkEqualMembershipViews(cluster.alive()).length === 0, 30_000)).toBe(true)
+    const alive = cluster.alive()
+    for (const node of alive) {
+      expect(node.core.state.nodes().map((n) => n.peerId)).toEqual(alive.map((n) => n.peerId).sort())
+      // The registry entries plus the shared genesis: nobody wrote its entry again at start.
+      expect(node.core.state.stats().changeCount).toBe(alive.length + 1)
+    }
+    expect(checkEqualHeads(alive)).toEqual([])
+    const id = await cluster.deploy(alive[0]!, { name: 'warm', image: 'lattice-test/busybox:latest', command: ['/bin/httpd', '-f', '-p', '80', '-h', '/www'], resources: { cpu: 0.1, memoryMB: 16 } })
+    await cluster.driver.runFor(10_000)
+    expect(checkNoAcceptedDeploymentLost(cluster.alive(), [id])).toEqual([])
+    expect(checkReplicaPlacement(alive[0]!, cluster.alive(), await takeCensus(cluster.alive()))).toEqual([])
+    await cluster.stopAll()
+  }, 60_000)
+})
+
 describe('each invariant checker catches a planted violation', () => {
   it('a lost deployment, unequal heads, a wrong membership view, a duplicate and a stale copy are all caught', async () => {
     const cluster = createSimCluster({ nodes: 4, seed: 3 })

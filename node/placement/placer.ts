@@ -74,8 +74,10 @@ export interface PlacerComponents {
   transport: Transport
   /** This node's membership view. */
   members: () => MemberView[]
-  /** PeerIds alive in this view, self included, sorted (cheap: asked at every evaluation after a membership event). */
+  /** PeerIds alive in this view, self included, sorted (cached per change of the alive set). */
   alive: () => readonly string[]
+  /** alive().length, without building the list. */
+  aliveCount: () => number
   member: (peerId: string) => MemberView | undefined
   clock: Clock
   logger: Logger
@@ -256,7 +258,13 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       }
       return false
     }
-    const antiAffinityApplies = (deployment: DeploymentEntry): boolean => eligible().ids.length >= deployment.replicas
+    /**
+     * Only the count matters here, and with nobody draining it is membership's
+     * alive count: re-checking a deployment after a membership event then does
+     * not rebuild the ranking view (O(alive) per event per node).
+     */
+    const eligibleCount = (): number => (drainingSignature === '' ? components.aliveCount() : eligible().ids.length)
+    const antiAffinityApplies = (deployment: DeploymentEntry): boolean => eligibleCount() >= deployment.replicas
     /** An open bid of this node for another replica of the deployment (rounds of a scale-up run side by side). */
     const bidsForAnotherReplica = (deploymentId: string, replica: number): boolean => {
       const nowMs = clock.nowMs()

@@ -20,6 +20,7 @@
  *   LATTICE_BENCH_SIM_CAMPAIGN_NODES   200
  *   LATTICE_BENCH_SIM_CAMPAIGN_DURATION_S  (the library chaos: 120)
  *   LATTICE_BENCH_SIM_HEAP_MB          8192   --max-old-space-size of each run
+ *   LATTICE_BENCH_SIM_WARM             0      1: runs start with a warm registry (--warm-registry)
  *   LATTICE_BENCH_SIM_TIMEOUT_S        7200   a run over this is killed and counted failed
  *
  * Prints figures and which targets were missed; asserts nothing.
@@ -45,6 +46,7 @@ const EnvSchema = z.object({
   LATTICE_BENCH_SIM_CAMPAIGN_DURATION_S: z.coerce.number().min(0).max(24 * 3600).optional(),
   LATTICE_BENCH_SIM_HEAP_MB: z.coerce.number().int().min(256).max(65_536).default(8_192),
   LATTICE_BENCH_SIM_TIMEOUT_S: z.coerce.number().positive().default(7_200),
+  LATTICE_BENCH_SIM_WARM: z.enum(['0', '1']).default('0').transform((v) => v === '1'),
 })
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -75,6 +77,7 @@ export async function simBench(): Promise<Record<string, unknown>> {
       durationS: env.LATTICE_BENCH_SIM_DURATION_S,
       concurrency: 1,
       timeoutS: env.LATTICE_BENCH_SIM_TIMEOUT_S,
+      flags: { warmRegistry: env.LATTICE_BENCH_SIM_WARM },
       command,
       print: false,
       onProgress: progress('run'),
@@ -107,6 +110,7 @@ export async function simBench(): Promise<Record<string, unknown>> {
       nodes: env.LATTICE_BENCH_SIM_CAMPAIGN_NODES,
       ...(env.LATTICE_BENCH_SIM_CAMPAIGN_DURATION_S === undefined ? {} : { durationS: env.LATTICE_BENCH_SIM_CAMPAIGN_DURATION_S }),
       timeoutS: env.LATTICE_BENCH_SIM_TIMEOUT_S,
+      flags: { warmRegistry: env.LATTICE_BENCH_SIM_WARM },
       command,
       print: false,
       onProgress: progress('campaign'),

@@ -116,6 +116,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   const cluster = createSimCluster({
     nodes: spec.nodes,
     seed,
+    warmRegistry: spec.warmRegistry,
     latencyMs: spec.network.latencyMs,
     driverHooks: { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violationCount, note }) },
   })
