@@ -26,6 +26,7 @@ import type { Logger } from '../core/index.ts'
 import { DocReadError, deepFreeze, type DocMap } from './doc-codec.ts'
 import { mapAt, plainValue, readValue, type DocHandle, type ObjId } from './doc-handle.ts'
 import { ENTRY_KEY_PARTS, KEY_SEPARATOR, SECTIONS, entryKeyOf, gatherDeployment, gatherDeployments, isSectionName, splitEntryKey, type SectionName } from './document.ts'
+import { ASK_ZOD, fastAccept } from './fast-accept.ts'
 import { PathTrie } from './path-trie.ts'
 import {
   IdSchema,
@@ -47,8 +48,14 @@ const PROTO_KEY = '__proto__'
 
 export class InvalidEntryError extends Error {}
 
-/** Validates one stored entry (plain data, see readValue) with zod; the decoders then check it against its key. */
+/**
+ * Validates one stored entry (plain data, see readValue) with zod; the
+ * decoders then check it against its key. The fast path (fast-accept.ts)
+ * returns zod's output where it is certain zod accepts; zod decides the rest.
+ */
 function parseEntry<S extends z.ZodType>(schema: S, plain: unknown): z.output<S> {
+  const fast = fastAccept(schema, plain)
+  if (fast !== ASK_ZOD) return fast
   const result = schema.safeParse(plain)
   if (!result.success) {
     const reason = result.error.issues.map((issue) => `${issue.path.join('.') || '(entry)'}: ${issue.message}`).join('; ')
@@ -63,13 +70,13 @@ function expectKey(actual: string | number, key: string, field: string): void {
 
 /** A deployment id or peer id taken from an entry's key (where nothing else states it). */
 function parseKeyId(schema: z.ZodType<string>, key: string, what: string): string {
-  if (!schema.safeParse(key).success) throw new InvalidEntryError(`${what} ${key} in the key is not an id`)
+  if (fastAccept(schema, key) === ASK_ZOD && !schema.safeParse(key).success) throw new InvalidEntryError(`${what} ${key} in the key is not an id`)
   return key
 }
 
 function parseReplicaKey(key: string): number {
   const replica = REPLICA_KEY_PATTERN.test(key) ? Number(key) : Number.NaN
-  if (!ReplicaIndexSchema.safeParse(replica).success) throw new InvalidEntryError(`replica ${key} in the key is not a replica index`)
+  if (fastAccept(ReplicaIndexSchema, replica) === ASK_ZOD && !ReplicaIndexSchema.safeParse(replica).success) throw new InvalidEntryError(`replica ${key} in the key is not a replica index`)
   return replica
 }
 

@@ -10,6 +10,7 @@
  * writer cannot make every reader allocate without limit.
  */
 import { z } from 'zod'
+import { declareStoredJson } from './fast-accept.ts'
 import { DeploymentSpecSchema, DesiredStateSchema, LABEL_KEY_PATTERN, ReplicaStateSchema, SPEC_LIMITS } from '../core/index.ts'
 
 export const SCHEMA_LIMITS = {
@@ -166,7 +167,7 @@ export type StatusEntry = z.output<typeof StatusEntrySchema>
  * document's load time and memory grow with its ops.
  */
 function storedJson<S extends z.ZodType>(schema: S, lengthMax: number, what: string) {
-  return z
+  const stored = z
     .string()
     .max(lengthMax)
     .transform((json, ctx): unknown => {
@@ -178,6 +179,8 @@ function storedJson<S extends z.ZodType>(schema: S, lengthMax: number, what: str
       }
     })
     .pipe(schema)
+  declareStoredJson(stored, schema, lengthMax)
+  return stored
 }
 
 /**
