@@ -128,6 +128,7 @@ describe('cluster state persistence', () => {
       invalidEntries: 0,
       corruptChunks: 0,
       entriesDecoded: expect.any(Number),
+      entriesUnchecked: 0,
     })
   })
 
@@ -435,3 +436,81 @@ describe('cluster state validation on read', () => {
     expect(restarted.state.deployments()).toEqual([])
   })
 })
+
+describe('cluster state: statuses validated on first read after a restart', () => {
+  /** A node holding one valid status per replica of d1 and d2, and four invalid ones, restarted on its store. */
+  const restartedWithInvalidStatuses = async () => {
+    const store = createMemoryStore()
+    const { state, clock } = await start({ selfId: 'node-a', store })
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx', replicas: 2 }, owner: 'node-a' })
+    await state.createDeployment({ id: 'd2', spec: { name: 'api', image: 'nginx' }, owner: 'node-a' })
+    await state.reportStatus('d1', 0, sampleStatus)
+    await state.reportStatus('d1', 1, sampleStatus)
+    const status = state.statuses('d1')[0]!
+    const body = new A.ImmutableString(JSON.stringify({ ...status, peerId: undefined, replica: undefined }))
+    const result = await state.applyChanges([foreignChange(state, (doc) => {
+      const statuses = doc.status as DocMap
+      statuses['d1/07/node-b'] = body // non-canonical replica
+      statuses['d1/1/node b'] = body // not a peer id
+      statuses['d2/0/node-a'] = new A.ImmutableString('not json')
+      statuses['d2/0/node-c'] = new A.ImmutableString(JSON.stringify({ ...sampleStatus, state: 'dancing', updatedAtMs: 1 }))
+    })])
+    expect(result.invalidEntries).toHaveLength(4)
+    expect(state.stats().invalidEntries).toBe(4)
+    const before = { d1: state.statuses('d1'), d2: state.statuses('d2'), mine: state.statusesReportedBy('node-a') }
+    await state.stop()
+    return { before, status, ...(await start({ selfId: 'node-a', store, clock })) }
+  }
+
+  it('reads give what an eager load gives; each invalid status is warned when first read, and counted', async () => {
+    const { before, state, logger } = await restartedWithInvalidStatuses()
+    expect(state.stats().entriesUnchecked).toBe(6)
+    expect(logger.at('warn')).toEqual([]) // nothing read yet
+    expect(state.statuses('d1')).toEqual(before.d1)
+    expect(state.stats().entriesUnchecked).toBe(2) // d2's two
+    expect(logger.at('warn').map((w) => w.obj.path)).toEqual(expect.arrayContaining([['status', 'd1/07/node-b'], ['status', 'd1/1/node b']]))
+    expect(state.statusesReportedBy('node-a').sort((a, b) => byKey(a).localeCompare(byKey(b)))).toEqual(before.mine.sort((a, b) => byKey(a).localeCompare(byKey(b))))
+    expect(state.statusesReportedBy('node-c')).toEqual([])
+    expect(state.statuses('d2')).toEqual(before.d2)
+    expect(state.stats().invalidEntries).toBe(4)
+    for (let i = 0; i < 3; i++) state.statuses('d1')
+    expect(logger.at('warn')).toHaveLength(4) // once each, not once per read
+  })
+
+  it('invalidEntries counts the unchecked statuses when read, right after the start', async () => {
+    const { state } = await restartedWithInvalidStatuses()
+    const stats = state.stats()
+    expect(stats.entriesUnchecked).toBe(6)
+    expect(stats.invalidEntries).toBe(4)
+    expect(stats.entriesUnchecked).toBe(0)
+    expect(state.statusesReportedBy('node-c')).toEqual([])
+  })
+
+  it("a peer's change to an unchecked status is blamed only for what it broke, as with an eager load", async () => {
+    const { state, status } = await restartedWithInvalidStatuses()
+    const stillInvalid = await state.applyChanges([foreignChange(state, (doc) => {
+      ;(doc.status as DocMap)['d2/0/node-a'] = new A.ImmutableString('still not json')
+    })])
+    expect(stillInvalid.invalidEntries).toEqual([])
+    const broken = await state.applyChanges([foreignChange(state, (doc) => {
+      ;(doc.status as DocMap)['d1/0/node-a'] = new A.ImmutableString(JSON.stringify({ ...status, peerId: undefined, replica: undefined, restarts: -1 }))
+    })])
+    expect(broken.invalidEntries).toEqual([['status', 'd1/0/node-a']])
+    expect(state.stats().invalidEntries).toBe(5)
+  })
+
+  it('a bulk merge validates every status, so what it breaks is reported exactly', async () => {
+    const { state } = await restartedWithInvalidStatuses()
+    const peer = A.load<DocMap>(state.saveSnapshot(), { actor: 'ee'.repeat(16) })
+    const changed = A.change(peer, { time: 0 }, (doc) => {
+      ;(doc.status as DocMap)['d2/0/node-c'] = new A.ImmutableString('{}') // was invalid already
+      ;(doc.status as DocMap)['d1/1/node-a'] = new A.ImmutableString('{}') // was valid
+    })
+    const result = await state.mergeSnapshot(A.save(changed))
+    expect(result.invalidEntries).toEqual([['status', 'd1/1/node-a']])
+    expect(state.stats().entriesUnchecked).toBe(0)
+    expect(state.stats().invalidEntries).toBe(5)
+  })
+})
+
+const byKey = (entry: { deploymentId: string; replica: number }): string => `${entry.deploymentId}/${entry.replica}`

@@ -89,7 +89,11 @@ export interface ClusterStateStats {
   headsCount: number
   /** Chunks since the last snapshot. */
   chunks: number
-  /** Entries of the current document that fail validation and are left out of reads. */
+  /**
+   * Entries of the current document that fail validation and are left out
+   * of reads. Reading it validates the unchecked entries first (a getter:
+   * computed when read, not when stats() is called).
+   */
   invalidEntries: number
   /** Persisted blobs (snapshot or chunks) skipped as damaged at the last start. */
   corruptChunks: number
@@ -97,8 +101,15 @@ export interface ClusterStateStats {
    * Entries read from the document and validated since this instance was
    * made: every entry at start and on a bulk merge, then only the entries
    * each change touched (a change costs what it touched, not the document).
+   * Unchecked entries count once validated. Computed when read.
    */
   entriesDecoded: number
+  /**
+   * Status entries loaded at start and not read since: each is validated
+   * when first read (an invalid one is then left out, logged and counted),
+   * all of them when invalidEntries is read. Computed when read.
+   */
+  entriesUnchecked: number
 }
 
 /** Reads: validated, frozen entries; empty before start. */
@@ -292,7 +303,8 @@ class AutomergeClusterState implements ClusterState {
         current: () => this.currentDoc(),
         loaded,
       })
-      this.index.rebuild(doc)
+      // Statuses are validated when first read: a node reads those of its own replicas, not all of them.
+      this.index.rebuild(doc, { deferStatuses: true })
       this.index.takeTouched() // the first readers scan everything anyway
       this.lifecycle = 'running'
       this.logger.info(
@@ -611,14 +623,23 @@ class AutomergeClusterState implements ClusterState {
 
   stats(): ClusterStateStats {
     const doc = this.doc
+    const index = this.index
     return {
       sizeBytes: this.persistence?.sizeBytes ?? 0,
       changeCount: doc === undefined ? 0 : doc.stats().numChanges,
       headsCount: doc === undefined ? 0 : doc.getHeads().length,
       chunks: this.persistence?.chunkCount ?? 0,
-      invalidEntries: this.index.invalidCount(),
+      // Getters: counting invalid entries validates the unchecked ones, which a caller after another figure should not pay for.
+      get invalidEntries() {
+        return index.invalidCount()
+      },
       corruptChunks: this.corruptChunks,
-      entriesDecoded: this.index.decoded,
+      get entriesDecoded() {
+        return index.decoded
+      },
+      get entriesUnchecked() {
+        return index.uncheckedCount()
+      },
     }
   }
 

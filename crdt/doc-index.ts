@@ -121,45 +121,121 @@ interface InvalidEntry {
   reason: string
 }
 
-/** Called when the entry at `keys` is replaced or removed (before and after: undefined when absent). */
-type EntryListener<E> = (keys: readonly string[], before: E | undefined, after: E | undefined) => void
+/**
+ * An entry read from the document at load and not validated yet: validated
+ * (and replaced by its decoded value, or dropped as invalid) the first time
+ * anything reads it. Only status entries are deferred: a node reads the
+ * statuses of the replicas it runs, and of a deployment when asked about it,
+ * not the whole section, and they are a third of a large document.
+ */
+class Unchecked {
+  constructor(readonly raw: unknown) {}
+}
+
+/**
+ * Called when the entry at `keys` is replaced or removed (before and after:
+ * undefined when absent). An Unchecked one counts as present: an invalid
+ * one is removed (and the listener told) when it is found out.
+ */
+type EntryListener<E> = (keys: readonly string[], before: E | Unchecked | undefined, after: E | Unchecked | undefined, foundInvalid: boolean) => void
 
 /** One section's entries, keyed by their path below the section name. */
 class SectionIndex<E> {
-  readonly trie = new PathTrie<E>()
+  readonly trie = new PathTrie<E | Unchecked>()
   /** Bumped on every change, so sorted views know when to rebuild. */
   version = 0
+  /** Unchecked entries in the trie. */
+  unchecked = 0
+  /** Unchecked entries validated so far (each once). */
+  resolved = 0
 
   constructor(
     private readonly decode: (keys: readonly string[], raw: unknown) => E,
     private readonly onEntry: EntryListener<E>,
+    /** Told of each unchecked entry found invalid when it is first read (resolve). */
+    private readonly onFoundInvalid: (keys: readonly string[], reason: string) => void = () => undefined,
   ) {}
+
+  /** The validated entry at `keys` (resolving an unchecked one). */
+  get(keys: readonly string[]): E | undefined {
+    return this.resolve(keys, this.trie.get(keys))
+  }
+
+  /** Validated entries under `prefix`, with their keys (resolving unchecked ones). */
+  entries(prefix: readonly string[] = []): Array<[string[], E]> {
+    const out: Array<[string[], E]> = []
+    for (const [keys, found] of [...this.trie.entries(prefix)]) {
+      const entry = this.resolve(keys, found)
+      if (entry !== undefined) out.push([keys, entry])
+    }
+    return out
+  }
+
+  /** Validates every unchecked entry. */
+  resolveAll(): void {
+    if (this.unchecked > 0) this.entries()
+  }
 
   /** Stores the decoded entry at `keys` or removes it; returns why it is invalid, if it is. */
   refresh(keys: readonly string[], raw: unknown): string | undefined {
-    this.version++
-    const before = this.trie.get(keys)
-    let after: E | undefined
-    let reason: string | undefined
-    if (raw instanceof DocReadError) reason = raw.message
-    else if (raw !== undefined) {
-      try {
-        after = deepFreeze(this.decode(keys, raw))
-      } catch (err) {
-        if (!(err instanceof InvalidEntryError)) throw err
-        reason = err.message
-      }
-    }
-    if (after === undefined) this.trie.delete(keys)
-    else this.trie.set(keys, after)
-    this.onEntry(keys, before, after)
+    const { entry, reason } = this.check(keys, raw)
+    this.replace(keys, entry)
     return reason
+  }
+
+  /** Stores `raw` at `keys` unchecked: validated when first read (resolve). */
+  defer(keys: readonly string[], raw: unknown): void {
+    this.replace(keys, new Unchecked(raw))
+  }
+
+  /**
+   * The entry `found` at `keys`, validated: an Unchecked one is checked now
+   * and replaced by its decoded value, or removed and reported.
+   */
+  private resolve(keys: readonly string[], found: E | Unchecked | undefined): E | undefined {
+    if (!(found instanceof Unchecked)) return found
+    const { entry, reason } = this.check(keys, found.raw)
+    this.unchecked--
+    this.resolved++
+    if (entry === undefined) {
+      this.trie.delete(keys)
+      this.version++
+      this.onEntry(keys, found, undefined, true)
+    } else {
+      this.trie.set(keys, entry) // the same entry as far as readers can tell: no version bump, no listener
+    }
+    if (reason !== undefined) this.onFoundInvalid(keys, reason)
+    return entry
   }
 
   deleteSubtree(prefix: readonly string[]): void {
     this.version++
-    for (const [keys, entry] of [...this.trie.entries(prefix)]) this.onEntry(keys, entry, undefined)
+    for (const [keys, entry] of [...this.trie.entries(prefix)]) {
+      if (entry instanceof Unchecked) this.unchecked--
+      this.onEntry(keys, entry, undefined, false)
+    }
     this.trie.deleteSubtree(prefix)
+  }
+
+  private check(keys: readonly string[], raw: unknown): { entry: E | undefined; reason: string | undefined } {
+    if (raw instanceof DocReadError) return { entry: undefined, reason: raw.message }
+    if (raw === undefined) return { entry: undefined, reason: undefined }
+    try {
+      return { entry: deepFreeze(this.decode(keys, raw)), reason: undefined }
+    } catch (err) {
+      if (!(err instanceof InvalidEntryError)) throw err
+      return { entry: undefined, reason: err.message }
+    }
+  }
+
+  private replace(keys: readonly string[], after: E | Unchecked | undefined): void {
+    this.version++
+    const before = this.trie.get(keys)
+    if (before instanceof Unchecked) this.unchecked--
+    if (after instanceof Unchecked) this.unchecked++
+    if (after === undefined) this.trie.delete(keys)
+    else this.trie.set(keys, after)
+    this.onEntry(keys, before, after, false)
   }
 }
 
@@ -203,12 +279,15 @@ class SortedView<E> {
 
   get(): E[] {
     if (this.version !== this.section.version) {
-      this.cached = [...this.section.trie.entries()].map(([, entry]) => entry).sort(this.compare)
+      this.cached = this.section.entries().map(([, entry]) => entry).sort(this.compare)
       this.version = this.section.version
     }
     return [...this.cached]
   }
 }
+
+const winnersOf = (entry: PlacementEntry | Unchecked | undefined): readonly string[] =>
+  entry === undefined || entry instanceof Unchecked ? [] : entry.winners
 
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
@@ -227,18 +306,24 @@ export class DocIndex {
     placements: new SectionIndex<PlacementEntry>(decodePlacement, (keys, before, after) => {
       this.touch(keys)
       const replica = Number(keys[1])
-      for (const peer of before?.winners ?? []) this.winners.remove(peer, keys[0]!, replica)
-      for (const peer of after?.winners ?? []) this.winners.add(peer, keys[0]!, replica)
+      for (const peer of winnersOf(before)) this.winners.remove(peer, keys[0]!, replica)
+      for (const peer of winnersOf(after)) this.winners.add(peer, keys[0]!, replica)
     }),
-    status: new SectionIndex<StatusEntry>(decodeStatus, (keys, before, after) => {
-      this.touch(keys)
-      if (before !== undefined) this.reporters.remove(before.peerId, keys[0]!, before.replica)
-      if (after !== undefined) this.reporters.add(after.peerId, keys[0]!, after.replica)
-    }),
+    // A status's peer and replica are its key's (decodeStatus), so an unchecked entry is listed by its reporter too.
+    status: new SectionIndex<StatusEntry>(
+      decodeStatus,
+      (keys, before, after, foundInvalid) => {
+        if (!foundInvalid) this.touch(keys) // an unchecked entry found invalid was never read: nothing changed for readers
+        const replica = Number(keys[1])
+        if (before !== undefined) this.reporters.remove(keys[2]!, keys[0]!, replica)
+        if (after !== undefined) this.reporters.add(keys[2]!, keys[0]!, replica)
+      },
+      (keys, reason) => this.markInvalid(['status', keys.join(KEY_SEPARATOR)], reason),
+    ),
   } as const
   private readonly invalid = new Map<string, InvalidEntry>()
-  /** Entries decoded and validated since creation: what a change costs, for tests and metrics. */
-  decoded = 0
+  /** Entries read and validated by a refresh (not counting unchecked entries validated on first read). */
+  private refreshed = 0
   private readonly sortedNodes = new SortedView(this.sections.nodes, (a, b) => byString(a.peerId, b.peerId))
   private readonly sortedDeployments = new SortedView(
     this.sections.deployments,
@@ -250,7 +335,7 @@ export class DocIndex {
   // ---- reads ----
 
   node(peerId: string): NodeEntry | undefined {
-    return this.sections.nodes.trie.get([peerId])
+    return this.sections.nodes.get([peerId])
   }
 
   /** Sorted by peerId. */
@@ -259,7 +344,7 @@ export class DocIndex {
   }
 
   deployment(id: string): DeploymentEntry | undefined {
-    return this.sections.deployments.trie.get([id])
+    return this.sections.deployments.get([id])
   }
 
   /** Every deployment, deleted ones included, sorted by createdAtMs then id. */
@@ -269,17 +354,18 @@ export class DocIndex {
 
   /** Replica index → placement, in replica order. */
   placements(id: string): Map<number, PlacementEntry> {
-    const entries = [...this.sections.placements.trie.entries([id])].map(([path, entry]) => [Number(path[1]), entry] as const)
+    const entries = this.sections.placements.entries([id]).map(([path, entry]) => [Number(path[1]), entry] as const)
     return new Map(entries.sort((a, b) => a[0] - b[0]))
   }
 
   placement(id: string, replica: number): PlacementEntry | undefined {
-    return this.sections.placements.trie.get([id, String(replica)])
+    return this.sections.placements.get([id, String(replica)])
   }
 
   /** Every replica's reports from every reporter, sorted by replica then peerId. */
   statuses(id: string): StatusEntry[] {
-    return [...this.sections.status.trie.entries([id])]
+    return this.sections.status
+      .entries([id])
       .map(([, entry]) => entry)
       .sort((a, b) => a.replica - b.replica || byString(a.peerId, b.peerId))
   }
@@ -289,8 +375,12 @@ export class DocIndex {
     return this.winners.of(peerId)
   }
 
-  /** Replicas `peerId` has a status entry for. */
+  /** Replicas `peerId` has a valid status entry for. */
   statusesReportedBy(peerId: string): Array<{ deploymentId: string; replica: number }> {
+    const listed = this.reporters.of(peerId)
+    if (this.sections.status.unchecked === 0) return listed
+    // Unchecked entries are listed by their key: validate them, which unlists the invalid ones.
+    for (const { deploymentId, replica } of listed) this.sections.status.get([deploymentId, String(replica), peerId])
     return this.reporters.of(peerId)
   }
 
@@ -301,17 +391,40 @@ export class DocIndex {
     return touched
   }
 
-  /** Entries of the current document that failed validation. */
+  /** Entries of the current document that failed validation (validating the unchecked ones first). */
   invalidCount(): number {
+    this.resolveUnchecked()
     return this.invalid.size
+  }
+
+  /** Status entries loaded by rebuild(doc, { deferStatuses }) and not read since: not validated yet. */
+  uncheckedCount(): number {
+    return this.sections.status.unchecked
   }
 
   // ---- maintenance ----
 
-  /** Re-reads the whole document (after a load, or a merge that touched most of it). */
-  rebuild(doc: DocHandle): void {
+  /** Entries decoded and validated since creation: what a change costs, for tests and metrics. */
+  get decoded(): number {
+    let count = this.refreshed
+    for (const section of SECTIONS) count += this.sections[section].resolved
+    return count
+  }
+
+  /**
+   * Re-reads the whole document (after a load, or a merge that touched most
+   * of it). With `deferStatuses` (a node's start), status entries are stored
+   * unchecked and validated when first read (or counted: invalidCount);
+   * every other entry is validated now.
+   */
+  rebuild(doc: DocHandle, options: { deferStatuses?: boolean } = {}): void {
     this.touched = { deployments: 'all', nodes: true }
-    for (const section of SECTIONS) this.refreshSection(doc, section)
+    for (const section of SECTIONS) this.refreshSection(doc, section, section === 'status' && options.deferStatuses === true)
+  }
+
+  /** Validates every unchecked entry: before anything needs to know which entries are invalid. */
+  private resolveUnchecked(): void {
+    for (const section of SECTIONS) this.sections[section].resolveAll()
   }
 
   /**
@@ -321,9 +434,13 @@ export class DocIndex {
    * broke, for the sync layer to count and attribute.
    */
   update(doc: DocHandle, changes: readonly DecodedChange[] | 'all'): string[][] {
+    const paths = changes === 'all' ? undefined : this.touchedBy(changes, doc)
+    // An unchecked entry that was already invalid is not one these changes broke: validate what they touch first.
+    if (paths === undefined) this.resolveUnchecked()
+    else for (const path of paths) this.resolvePath(path)
     const before = new Set(this.invalid.keys())
-    if (changes === 'all') this.rebuild(doc)
-    else for (const path of this.touchedBy(changes, doc)) this.refreshPath(doc, path)
+    if (paths === undefined) this.rebuild(doc)
+    else for (const path of paths) this.refreshPath(doc, path)
     const broken: string[][] = []
     for (const [key, entry] of this.invalid) if (!before.has(key)) broken.push(entry.path)
     return broken
@@ -374,6 +491,18 @@ export class DocIndex {
     return [...touched.values()]
   }
 
+  /** Validates the unchecked entries at `path` ([section] or [section, key]). */
+  private resolvePath(path: readonly string[]): void {
+    const section = this.sections[path[0] as SectionName]
+    if (section.unchecked === 0) return
+    if (path.length === 1) {
+      section.resolveAll()
+      return
+    }
+    const parts = splitEntryKey(path[0] as SectionName, path[1]!)
+    if (parts !== undefined) section.get(parts)
+  }
+
   private refreshPath(doc: DocHandle, path: readonly string[]): void {
     const section = path[0] as SectionName
     if (path.length === 1) {
@@ -392,7 +521,7 @@ export class DocIndex {
    * the whole section in one call into Automerge (materialize), then entry
    * by entry from what it returned.
    */
-  private refreshSection(doc: DocHandle, section: SectionName): void {
+  private refreshSection(doc: DocHandle, section: SectionName, defer = false): void {
     this.sections[section].deleteSubtree([])
     const scope = JSON.stringify([section]).slice(0, -1)
     for (const key of this.invalid.keys()) {
@@ -410,7 +539,7 @@ export class DocIndex {
     if (section === 'deployments') {
       for (const [id, stored] of gatherDeployments(entries)) this.refreshEntry(section, id, () => plainValue(stored))
     } else {
-      for (const key of Object.keys(entries)) this.refreshEntry(section, key, () => plainValue(entries[key]))
+      for (const key of Object.keys(entries)) this.refreshEntry(section, key, () => plainValue(entries[key]), defer)
     }
   }
 
@@ -418,8 +547,10 @@ export class DocIndex {
    * Reads the entry at section[key] (`read` returns undefined when absent)
    * and stores it decoded under its key's parts, or marks it invalid (with
    * a key that does not split into the section's parts, it is never stored).
+   * With `defer`, a present entry is stored unchecked, validated when first
+   * read.
    */
-  private refreshEntry(section: SectionName, key: string, read: () => unknown): void {
+  private refreshEntry(section: SectionName, key: string, read: () => unknown, defer = false): void {
     let raw: unknown
     try {
       raw = read()
@@ -427,8 +558,13 @@ export class DocIndex {
       if (!(err instanceof DocReadError)) throw err
       raw = err
     }
-    this.decoded++
     const parts = splitEntryKey(section, key)
+    if (defer && parts !== undefined && raw !== undefined) {
+      this.sections[section].defer(parts, raw)
+      if (this.invalid.size > 0) this.invalid.delete(JSON.stringify([section, key]))
+      return
+    }
+    this.refreshed++
     let reason: string | undefined
     if (parts !== undefined) reason = this.sections[section].refresh(parts, raw)
     else if (raw !== undefined) reason = `key ${key} does not have ${ENTRY_KEY_PARTS[section]} parts separated by ${KEY_SEPARATOR}`
