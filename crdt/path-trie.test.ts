@@ -51,6 +51,23 @@ describe('PathTrie', () => {
     trie.delete(['d1', '0', 'node-a'])
     trie.deleteSubtree(['d1', '1'])
     expect([...trie.entries()]).toEqual([])
-    expect((trie as unknown as { root: { children: Map<string, unknown> } }).root.children.size).toBe(0)
+    expect(trie.isEmpty()).toBe(true)
+  })
+
+  it('lists children in insertion order, a lone child inline or not', () => {
+    const trie = new PathTrie<number>()
+    trie.set(['d1', '1', 'node-b'], 1)
+    trie.set(['d1', '0', 'node-a'], 2)
+    trie.set(['d1', '0', 'node-c'], 3)
+    trie.delete(['d1', '1', 'node-b'])
+    trie.set(['d1', '1', 'node-b'], 4)
+    trie.set(['d0', '0', 'node-a'], 5)
+    expect([...trie.entries()].map(([path, value]) => [path.join('/'), value])).toEqual([
+      ['d1/0/node-a', 2],
+      ['d1/0/node-c', 3],
+      ['d1/1/node-b', 4],
+      ['d0/0/node-a', 5],
+    ])
+    expect(trie.isEmpty()).toBe(false)
   })
 })
