@@ -176,16 +176,21 @@ class SectionIndex<E> {
     if (this.unchecked > 0) this.entries()
   }
 
-  /** Stores the decoded entry at `keys` or removes it; returns why it is invalid, if it is. */
-  refresh(keys: readonly string[], raw: unknown): string | undefined {
-    const { entry, reason } = this.check(keys, raw)
-    this.replace(keys, entry)
+  /**
+   * Stores the decoded entry at `keys` or removes it; returns why it is
+   * invalid, if it is. `absent`: nothing is stored at `keys` (a section
+   * being read anew), so there is nothing to look up and replace.
+   */
+  refresh(keys: readonly string[], raw: unknown, absent = false): string | undefined {
+    const entry = this.check(keys, raw)
+    const reason = this.reason
+    this.replace(keys, entry, absent)
     return reason
   }
 
   /** Stores `raw` at `keys` unchecked: validated when first read (resolve). */
-  defer(keys: readonly string[], raw: unknown): void {
-    this.replace(keys, new Unchecked(raw))
+  defer(keys: readonly string[], raw: unknown, absent = false): void {
+    this.replace(keys, new Unchecked(raw), absent)
   }
 
   /**
@@ -194,7 +199,8 @@ class SectionIndex<E> {
    */
   private resolve(keys: readonly string[], found: E | Unchecked | undefined): E | undefined {
     if (!(found instanceof Unchecked)) return found
-    const { entry, reason } = this.check(keys, found.raw)
+    const entry = this.check(keys, found.raw)
+    const reason = this.reason
     this.unchecked--
     this.resolved++
     if (entry === undefined) {
@@ -217,20 +223,29 @@ class SectionIndex<E> {
     this.trie.deleteSubtree(prefix)
   }
 
-  private check(keys: readonly string[], raw: unknown): { entry: E | undefined; reason: string | undefined } {
-    if (raw instanceof DocReadError) return { entry: undefined, reason: raw.message }
-    if (raw === undefined) return { entry: undefined, reason: undefined }
+  /** Why the last entry check() refused is invalid (undefined: valid, or absent). A field, not a result object: check runs per entry by the ten thousand. */
+  private reason: string | undefined
+
+  /** The decoded, frozen entry, or undefined (absent, or invalid: then this.reason says why). */
+  private check(keys: readonly string[], raw: unknown): E | undefined {
+    this.reason = undefined
+    if (raw instanceof DocReadError) {
+      this.reason = raw.message
+      return undefined
+    }
+    if (raw === undefined) return undefined
     try {
-      return { entry: deepFreeze(this.decode(keys, raw)), reason: undefined }
+      return deepFreeze(this.decode(keys, raw))
     } catch (err) {
       if (!(err instanceof InvalidEntryError)) throw err
-      return { entry: undefined, reason: err.message }
+      this.reason = err.message
+      return undefined
     }
   }
 
-  private replace(keys: readonly string[], after: E | Unchecked | undefined): void {
+  private replace(keys: readonly string[], after: E | Unchecked | undefined, absent: boolean): void {
     this.version++
-    const before = this.trie.get(keys)
+    const before = absent ? undefined : this.trie.get(keys)
     if (before instanceof Unchecked) this.unchecked--
     if (after instanceof Unchecked) this.unchecked++
     if (after === undefined) this.trie.delete(keys)
@@ -283,6 +298,26 @@ class SortedView<E> {
       this.version = this.section.version
     }
     return [...this.cached]
+  }
+}
+
+/** What `read` returns, or the DocReadError it throws (an entry too deep or too large to read: invalid). */
+function docRead(read: () => unknown): unknown {
+  try {
+    return read()
+  } catch (err) {
+    if (!(err instanceof DocReadError)) throw err
+    return err
+  }
+}
+
+/** A value materialize returned, checked against the read bounds (plainValue), or the DocReadError it throws. */
+function plainRead(materialized: unknown): unknown {
+  try {
+    return plainValue(materialized)
+  } catch (err) {
+    if (!(err instanceof DocReadError)) throw err
+    return err
   }
 }
 
@@ -511,9 +546,9 @@ export class DocIndex {
     }
     const key = path[1]!
     const parent = mapAt(doc, '_root', section)
-    if (parent === undefined) this.refreshEntry(section, key, () => undefined)
-    else if (section === 'deployments') this.refreshEntry(section, key, () => gatherDeployment(key, (at) => readValue(doc, parent, at)))
-    else this.refreshEntry(section, key, () => readValue(doc, parent, key))
+    if (parent === undefined) this.refreshEntry(section, key, undefined)
+    else if (section === 'deployments') this.refreshEntry(section, key, docRead(() => gatherDeployment(key, (at) => readValue(doc, parent, at))))
+    else this.refreshEntry(section, key, docRead(() => readValue(doc, parent, key)))
   }
 
   /**
@@ -536,37 +571,33 @@ export class DocIndex {
     const entries = doc.materialize(top[1] as ObjId) as DocMap
     // Never an entry (no id starts with "_"), and not an own property of what materialize returns: reported here.
     if (doc.getWithType(top[1] as ObjId, PROTO_KEY) !== null) this.markInvalid([section, PROTO_KEY], 'a key named __proto__')
+    // Every entry is new to the section, just emptied: nothing to look up and replace.
     if (section === 'deployments') {
-      for (const [id, stored] of gatherDeployments(entries)) this.refreshEntry(section, id, () => plainValue(stored))
+      for (const [id, stored] of gatherDeployments(entries)) this.refreshEntry(section, id, plainRead(stored), true)
     } else {
-      for (const key of Object.keys(entries)) this.refreshEntry(section, key, () => plainValue(entries[key]), defer)
+      const keys = Object.keys(entries)
+      for (let i = 0; i < keys.length; i++) this.refreshEntry(section, keys[i]!, plainRead(entries[keys[i]!]), true, defer)
     }
   }
 
   /**
-   * Reads the entry at section[key] (`read` returns undefined when absent)
-   * and stores it decoded under its key's parts, or marks it invalid (with
-   * a key that does not split into the section's parts, it is never stored).
-   * With `defer`, a present entry is stored unchecked, validated when first
-   * read.
+   * Takes the entry read at section[key] (`raw`: undefined when absent, a
+   * DocReadError when unreadable) and stores it decoded under its key's
+   * parts, or marks it invalid (with a key that does not split into the
+   * section's parts, it is never stored). `absent`: the section holds
+   * nothing at that key yet. With `defer`, a present entry is stored
+   * unchecked, validated when first read.
    */
-  private refreshEntry(section: SectionName, key: string, read: () => unknown, defer = false): void {
-    let raw: unknown
-    try {
-      raw = read()
-    } catch (err) {
-      if (!(err instanceof DocReadError)) throw err
-      raw = err
-    }
+  private refreshEntry(section: SectionName, key: string, raw: unknown, absent = false, defer = false): void {
     const parts = splitEntryKey(section, key)
     if (defer && parts !== undefined && raw !== undefined) {
-      this.sections[section].defer(parts, raw)
+      this.sections[section].defer(parts, raw, absent)
       if (this.invalid.size > 0) this.invalid.delete(JSON.stringify([section, key]))
       return
     }
     this.refreshed++
     let reason: string | undefined
-    if (parts !== undefined) reason = this.sections[section].refresh(parts, raw)
+    if (parts !== undefined) reason = this.sections[section].refresh(parts, raw, absent)
     else if (raw !== undefined) reason = `key ${key} does not have ${ENTRY_KEY_PARTS[section]} parts separated by ${KEY_SEPARATOR}`
     if (reason !== undefined) this.markInvalid([section, key], reason)
     else if (this.invalid.size > 0) this.invalid.delete(JSON.stringify([section, key]))
