@@ -160,6 +160,8 @@ const HIJACKED_PROTOTYPE = 'a key named __proto__ holds a map'
  * deeper or larger than any valid entry.
  */
 export function plainValue(materialized: unknown): unknown {
+  // A scalar (most entries are one JSON string) is within every bound: no walk.
+  if (materialized === null || typeof materialized !== 'object') return materialized
   let budget = READ_VALUES_MAX
   const check = (value: unknown, depth: number): void => {
     if (--budget < 0) throw new DocReadError(`more than ${READ_VALUES_MAX} values`)
