@@ -14,6 +14,13 @@
  *   100): failoverMs. Targets (at 500 and 1,000 nodes) are printed beside
  *   the figures with the size they were measured at.
  *
+ * Every part starts from a warm registry (sim/warm-registry.ts: the nodes
+ * ran before, so each store already holds every node's registry entry;
+ * membership still joins for real): the figures are about propagation,
+ * placement and failover, and a cold start of 1,000 nodes alone costs
+ * O(n³) Automerge work (about 20 wall minutes). LATTICE_BENCH_CLUSTER_WARM=0
+ * starts cold.
+ *
  * LATTICE_BENCH_CLUSTER_PARTS=sync,placement,failover picks parts.
  * Prints figures; asserts nothing.
  */
@@ -44,9 +51,11 @@ const log = (line: string): void => {
 
 const SPEC: DeploymentSpecInput = { name: 'probe', image: 'lattice-test/busybox:latest', replicas: 1, resources: { cpu: 0.05, memoryMB: 16 } }
 
+const WARM_REGISTRY = process.env.LATTICE_BENCH_CLUSTER_WARM !== '0'
+
 async function propagation(nodes: number, writes: number): Promise<Record<string, unknown>> {
   const wallStartedAt = performance.now()
-  const cluster = createSimCluster({ nodes, seed: 1 })
+  const cluster = createSimCluster({ nodes, seed: 1, warmRegistry: WARM_REGISTRY })
   const { driver } = cluster
   await cluster.startAll(10)
   const joined = await driver.runUntil(() => checkEqualMembershipViews(cluster.alive()).length === 0, 300_000)
@@ -107,14 +116,14 @@ async function propagation(nodes: number, writes: number): Promise<Record<string
 
 export async function clusterBench(): Promise<Record<string, unknown>> {
   const parts = new Set((process.env.LATTICE_BENCH_CLUSTER_PARTS ?? 'sync,placement,failover').split(','))
-  const out: Record<string, unknown> = { targets: CLUSTER_BENCH_TARGETS }
+  const out: Record<string, unknown> = { targets: CLUSTER_BENCH_TARGETS, warmRegistry: WARM_REGISTRY }
   if (parts.has('sync')) out.propagation = await propagation(env('LATTICE_BENCH_SYNC_NODES', 1_000), env('LATTICE_BENCH_SYNC_WRITES', 20))
   if (parts.has('placement')) {
     const nodes = env('LATTICE_BENCH_PLACE_NODES', 100)
     // All deployments at once by default: placementsPerSecond is then the mesh's throughput, not the arrival rate.
     const spread = Number(process.env.LATTICE_BENCH_PLACE_SPREAD_MS ?? 0)
     const deploySpreadMs = Number.isInteger(spread) && spread >= 0 ? spread : 0
-    const report = await runClusterScenario({ scenario: 'placement', nodes, deployments: env('LATTICE_BENCH_PLACE_DEPLOYMENTS', 200), deploySpreadMs, seed: 1, kill: 0, loss: 0, durationS: 0, partition: false, log })
+    const report = await runClusterScenario({ scenario: 'placement', nodes, deployments: env('LATTICE_BENCH_PLACE_DEPLOYMENTS', 200), deploySpreadMs, seed: 1, kill: 0, loss: 0, durationS: 0, partition: false, log, warmRegistry: WARM_REGISTRY })
     out.placement = {
       nodes,
       deployments: report.details.accepted,
@@ -128,7 +137,7 @@ export async function clusterBench(): Promise<Record<string, unknown>> {
   }
   if (parts.has('failover')) {
     const nodes = env('LATTICE_BENCH_FAILOVER_NODES', 100)
-    const report = await runClusterScenario({ scenario: 'failover', nodes, deployments: env('LATTICE_BENCH_FAILOVER_DEPLOYMENTS', 100), seed: 1, kill: 0.1, loss: 0, durationS: 0, partition: false, log })
+    const report = await runClusterScenario({ scenario: 'failover', nodes, deployments: env('LATTICE_BENCH_FAILOVER_DEPLOYMENTS', 100), seed: 1, kill: 0.1, loss: 0, durationS: 0, partition: false, log, warmRegistry: WARM_REGISTRY })
     out.failover = { nodes, ok: report.invariants.ok, failoverMs: report.figures.failoverMs, deathDetectionMs: report.figures.deathDetectionMs, wallSeconds: report.wallSeconds }
   }
   return out
