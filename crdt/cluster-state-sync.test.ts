@@ -1,5 +1,5 @@
 /** Two replicas exchanging changes through onLocalChange / applyChanges / changesSince. */
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import * as A from '@automerge/automerge'
 import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
 import type { ClusterChangeEvent, ClusterState } from './cluster-state.ts'
@@ -219,6 +219,34 @@ describe('cluster state sync between replicas', () => {
     expect(view(a)).toEqual(before)
     await a.setDesired('d1', 'stopped') // still writable
     expect(a.deployment('d1')?.desired).toBe('stopped')
+  })
+
+  it('Automerge itself failing (a WebAssembly trap) is INTERNAL, logged, not blamed on the changes; a refusal stays VALIDATION_FAILED', async () => {
+    const clock = createVirtualClock()
+    const a = (await start({ selfId: 'node-a', clock })).state
+    const started = await start({ selfId: 'node-b', clock })
+    const b = started.state
+    const fromA = outbox(a)
+    await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    const changes = fromA.take()
+    // Every handle is an instance of the one WASM Automerge class: make its apply trap, as it does out of memory.
+    const handleClass = Object.getPrototypeOf(A.getBackend(A.init())) as { applyChanges(changes: Uint8Array[]): void }
+    const spy = vi.spyOn(handleClass, 'applyChanges').mockImplementation(() => {
+      throw new (globalThis as unknown as { WebAssembly: { RuntimeError: new (message: string) => Error } }).WebAssembly.RuntimeError('unreachable')
+    })
+    try {
+      await expect(b.applyChanges(changes)).rejects.toMatchObject({ code: 'INTERNAL' })
+      expect(started.logger.at('error').map((record) => record.msg)).toContain('Automerge failed while applying remote changes')
+      spy.mockImplementation(() => {
+        throw new Error('Module terminated')
+      })
+      await expect(b.applyChanges(changes)).rejects.toMatchObject({ code: 'INTERNAL' })
+    } finally {
+      spy.mockRestore()
+    }
+    expect(b.deployment('d1')).toBeUndefined()
+    await b.applyChanges(changes) // the engine is back: the same changes apply
+    expect(b.deployment('d1')?.spec.name).toBe('web')
   })
 
   it('changesSince(a peer’s heads) is exactly what that peer is missing', async () => {

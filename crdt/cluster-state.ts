@@ -12,7 +12,7 @@
 import * as A from '@automerge/automerge'
 import { z } from 'zod'
 import { LatticeError, type Clock, type DesiredState, type Logger, type Startable, type Store } from '../core/index.ts'
-import { draftRoot, generateSyncMessage, loadHandle, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
+import { draftRoot, generateSyncMessage, isEngineFailure, loadHandle, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
 import { DocIndex } from './doc-index.ts'
 import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, type ClusterStateTx } from './mutations.ts'
@@ -596,6 +596,11 @@ class AutomergeClusterState implements ClusterState {
     try {
       next = apply(doc) ?? doc
     } catch (err) {
+      // Automerge itself failing is not the sender's fault: blaming it would penalise a healthy peer.
+      if (isEngineFailure(err)) {
+        this.logger.error({ err: String(err) }, 'Automerge failed while applying remote changes')
+        throw new LatticeError('INTERNAL', `Automerge failed: ${(err as Error).message}`)
+      }
       throw new LatticeError('VALIDATION_FAILED', `${what}: ${(err as Error).message}`)
     }
     if (next !== doc) {

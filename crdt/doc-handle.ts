@@ -64,6 +64,17 @@ function quiet(handle: DocHandle): DocHandle {
   return handle
 }
 
+/**
+ * True when `err` is Automerge's WebAssembly failing (a trap: out of memory,
+ * a bug), not its refusal of bad input. After a trap wasm-bindgen answers
+ * every later call with "Module terminated": the process's documents are
+ * gone, whatever the input.
+ */
+export function isEngineFailure(err: unknown): boolean {
+  // WebAssembly.RuntimeError is named so (the lib types of this project have no WebAssembly namespace).
+  return err instanceof Error && (err.name === 'RuntimeError' || err.message === 'Module terminated')
+}
+
 export function createHandle(actor?: string): DocHandle {
   const handle = wasmApi().create(actor === undefined ? {} : { actor })
   registerDatatypes(handle)
