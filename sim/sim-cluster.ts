@@ -140,6 +140,14 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
   const idRng = rng.fork('deployment-ids')
   const newId = createIdGenerator({ rng: idRng })
 
+  /** What node `index` registers at start: the core's init and a warm registry's entry both read it. */
+  const registration = (index: number): { name: string; version: string; capacity: (typeof capacities)[number]; labels: Record<string, string> } => ({
+    name: `n${index}`,
+    version: options.core?.version ?? SIM_NODE_VERSION,
+    capacity: capacities[index]!,
+    labels: { zone: zones[index]! },
+  })
+
   const build = (index: number, store: Store, seeds: string[]): SimNode => {
     const peerId = peerIds[index]!
     const transport = network.transport(peerId)
@@ -147,10 +155,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     const events = createEventBus({ bufferMax: 100 }, { clock })
     const runtime = createFakeRuntime({ nodeId: peerId, engine, startDelayMs: options.containerStartMs ?? 300 })({ clock, rng: rng.fork(`runtime-${index}`) })
     const core = createNodeCore({
-      name: `n${index}`,
-      version: SIM_NODE_VERSION,
-      capacity: capacities[index]!,
-      labels: { zone: zones[index]! },
+      ...registration(index),
       reconciler: RECONCILE_SIM,
       docCompactAfterChunks: 200,
       membershipPreset: 'sim',
@@ -175,9 +180,8 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     async startAll(spacingMs = 20) {
       const stores = Array.from({ length: options.nodes }, () => createMemoryStore())
       if (options.warmRegistry === true) {
-        const version = options.core?.version ?? SIM_NODE_VERSION
         const snapshot = await buildRegistrySnapshot(
-          peerIds.slice(0, options.nodes).map((peerId, index) => ({ peerId, name: `n${index}`, addresses: [SIM_ADDRESS_PREFIX + peerId], labels: { zone: zones[index]! }, capacity: capacities[index]!, version })),
+          peerIds.slice(0, options.nodes).map((peerId, index) => ({ peerId, addresses: [SIM_ADDRESS_PREFIX + peerId], ...registration(index) })),
           driver.clock,
         )
         const template = await registryStore(snapshot, peerIds[0]!, driver.clock)
