@@ -12,6 +12,7 @@
 import * as A from '@automerge/automerge'
 import { z } from 'zod'
 import { LatticeError, type Clock, type DesiredState, type Logger, type Startable, type Store } from '../core/index.ts'
+import { engineOf, type AutomergeEngine } from './automerge-engine.ts'
 import { draftRoot, generateSyncMessage, isEngineFailure, loadHandle, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
 import { DocIndex } from './doc-index.ts'
 import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
@@ -45,6 +46,8 @@ export interface ClusterStateComponents {
   store: Store
   clock: Clock
   logger: Logger
+  /** The Automerge instance that holds the document (automerge-engine.ts); the default one unless given. */
+  automerge?: AutomergeEngine
 }
 
 export const CLUSTER_STATE_DEFAULTS = {
@@ -254,6 +257,7 @@ class AutomergeClusterState implements ClusterState {
   private readonly store: Store
   private readonly clock: Clock
   private readonly logger: Logger
+  private readonly engine: AutomergeEngine | undefined
   private readonly index: DocIndex
   private readonly changeListeners = new Set<(event: ClusterChangeEvent) => void>()
   private readonly localChangeListeners = new Set<(change: Uint8Array) => void>()
@@ -269,6 +273,7 @@ class AutomergeClusterState implements ClusterState {
     this.store = components.store
     this.clock = components.clock
     this.logger = components.logger.child({ component: 'cluster-state' })
+    this.engine = components.automerge
     this.index = new DocIndex(this.logger)
   }
 
@@ -290,7 +295,7 @@ class AutomergeClusterState implements ClusterState {
       await this.store.open()
       const boot = await recordBoot(this.store)
       const actor = deriveActorId(this.selfId, boot, this.clock.nowMs())
-      const loaded = await loadDocument(this.store, actor, this.logger)
+      const loaded = await loadDocument(this.store, actor, this.logger, this.engine)
       // Idempotent: a loaded document already holds genesis.
       const doc = loaded.doc
       doc.applyChanges([genesisChange()])
@@ -527,7 +532,7 @@ class AutomergeClusterState implements ClusterState {
       'not an Automerge document',
       (doc) => {
         // Loaded on its own first: load refuses damaged or truncated bytes, loadIncremental would skip them.
-        const other = loadHandle(snapshot, doc.getActorId())
+        const other = loadHandle(snapshot, doc.getActorId(), engineOf(doc))
         // A snapshot holding all of this replica (a joining node's first
         // sync) replaces it outright: re-applying its every change costs
         // another load. Not when changes wait here for their dependencies.

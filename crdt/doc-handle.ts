@@ -20,43 +20,12 @@
  * - readValue / plainValue: one stored value as plain JSON-like data (a map
  *   or list in one materialize call), within READ_* bounds.
  */
-import { createRequire } from 'node:module'
-import path from 'node:path'
 import * as A from '@automerge/automerge'
 import { LatticeError } from '../core/index.ts'
+import { defaultEngine, engineOf, type AutomergeEngine, type DocHandle } from './automerge-engine.ts'
 import { DocReadError, READ_DEPTH_MAX, READ_PLAIN, READ_VALUES_MAX, isDocMap, type DocMap } from './doc-codec.ts'
 
-export type DocHandle = ReturnType<typeof A.getBackend>
-type WasmSyncState = Parameters<DocHandle['receiveSyncMessage']>[0]
-
-interface WasmApi {
-  create(options?: { actor?: string }): DocHandle
-  load(data: Uint8Array, options?: { actor?: string }): DocHandle
-  importSyncState(state: A.SyncState): WasmSyncState
-  exportSyncState(state: WasmSyncState): A.SyncState
-}
-
-/**
- * The WASM bindings Automerge itself loaded (its Node ESM entry imports this
- * CommonJS file, so require() returns the same instance and memory). Only
- * the sync state conversions, create and load live there; checked at first
- * use.
- */
-let wasm: WasmApi | undefined
-function wasmApi(): WasmApi {
-  if (wasm === undefined) {
-    const require = createRequire(import.meta.url)
-    const entry = require.resolve('@automerge/automerge')
-    const bindings = path.join(path.dirname(entry), '..', 'mjs', 'wasm_bindgen_output', 'nodejs', 'automerge_wasm.cjs')
-    const api = require(bindings) as WasmApi & { Automerge?: unknown }
-    const probe = A.getBackend(A.init())
-    if (typeof api.importSyncState !== 'function' || api.Automerge !== probe.constructor) {
-      throw new LatticeError('INTERNAL', `Automerge WASM bindings not found at ${bindings}: the Automerge package layout changed`)
-    }
-    wasm = api
-  }
-  return wasm
-}
+export type { DocHandle } from './automerge-engine.ts'
 
 /** The handle records no patches: nothing here reads them, and recording costs O(parent map) per op. */
 function quiet(handle: DocHandle): DocHandle {
@@ -75,8 +44,9 @@ export function isEngineFailure(err: unknown): boolean {
   return err instanceof Error && (err.name === 'RuntimeError' || err.message === 'Module terminated')
 }
 
-export function createHandle(actor?: string): DocHandle {
-  const handle = wasmApi().create(actor === undefined ? {} : { actor })
+/** A new document in `engine` (automerge-engine.ts: the default one unless a process holds more documents than one memory fits). */
+export function createHandle(actor?: string, engine: AutomergeEngine = defaultEngine()): DocHandle {
+  const handle = engine.create(actor === undefined ? {} : { actor })
   registerDatatypes(handle)
   return quiet(handle)
 }
@@ -87,8 +57,8 @@ export function createHandle(actor?: string): DocHandle {
  * against the saved ones): `unchecked` measured no faster on our documents,
  * and a peer's snapshot is input.
  */
-export function loadHandle(bytes: Uint8Array, actor?: string): DocHandle {
-  const handle = wasmApi().load(bytes, actor === undefined ? {} : { actor })
+export function loadHandle(bytes: Uint8Array, actor?: string, engine: AutomergeEngine = defaultEngine()): DocHandle {
+  const handle = engine.load(bytes, actor === undefined ? {} : { actor })
   registerDatatypes(handle)
   return quiet(handle)
 }
@@ -111,7 +81,7 @@ function registerDatatypes(handle: DocHandle): void {
 }
 
 export function generateSyncMessage(handle: DocHandle, state: A.SyncState): [A.SyncState, Uint8Array | null] {
-  const api = wasmApi()
+  const api = engineOf(handle)
   const sync = api.importSyncState(state)
   try {
     const message = handle.generateSyncMessage(sync)
@@ -123,7 +93,7 @@ export function generateSyncMessage(handle: DocHandle, state: A.SyncState): [A.S
 
 /** Throws (leaving the handle intact) when `message` is not a sync message. */
 export function receiveSyncMessage(handle: DocHandle, state: A.SyncState, message: Uint8Array): A.SyncState {
-  const api = wasmApi()
+  const api = engineOf(handle)
   const sync = api.importSyncState(state)
   try {
     handle.receiveSyncMessage(sync, message)

@@ -27,6 +27,7 @@ export {
 } from './cluster-state.ts'
 export type { ClusterStateTx } from './mutations.ts'
 export { jsonEqual } from './doc-codec.ts'
+export { automergeEngine, defaultEngine, type AutomergeEngine } from './automerge-engine.ts'
 export { createLevelStore, createMemoryStore, type LevelStoreInit } from './level-store.ts'
 export * from './schema.ts'
 export { createStateSync } from './state-sync.ts'

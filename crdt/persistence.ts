@@ -17,6 +17,7 @@
  */
 import type { Heads } from '@automerge/automerge'
 import type { Logger, Store, StoreOp } from '../core/index.ts'
+import type { AutomergeEngine } from './automerge-engine.ts'
 import { createHandle, loadHandle, type DocHandle } from './doc-handle.ts'
 import { seal, unseal } from './envelope.ts'
 
@@ -57,8 +58,8 @@ export interface LoadedDocument {
  * with its key and skipped: the node still starts, and what it lost comes
  * back from its peers by sync.
  */
-export async function loadDocument(store: Store, actor: string, logger: Logger): Promise<LoadedDocument> {
-  let doc = createHandle(actor)
+export async function loadDocument(store: Store, actor: string, logger: Logger, engine?: AutomergeEngine): Promise<LoadedDocument> {
+  let doc = createHandle(actor, engine)
   let corruptBlobs = 0
   let sizeBytes = 0
   const report = (key: string, reason: string): void => {
@@ -74,7 +75,7 @@ export async function loadDocument(store: Store, actor: string, logger: Logger):
       report(SNAPSHOT_KEY, opened.damaged)
     } else {
       try {
-        doc = loadHandle(opened.payload, actor)
+        doc = loadHandle(opened.payload, actor, engine)
       } catch (err) {
         report(SNAPSHOT_KEY, (err as Error).message)
       }

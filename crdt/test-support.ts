@@ -4,6 +4,7 @@
  * start a ClusterState on a memory store. The clock is passed in (the tests
  * use sim's virtual clock) so that crdt/ itself never imports sim/.
  */
+import type { AutomergeEngine } from './automerge-engine.ts'
 import type { Clock, Logger, Store, StoreOp } from '../core/index.ts'
 import { createClusterState, type ClusterState } from './cluster-state.ts'
 import { createMemoryStore } from './level-store.ts'
@@ -87,6 +88,7 @@ export interface StartOptions<C extends Clock> {
   selfId?: string
   store?: Store
   compactAfterChunks?: number
+  automerge?: AutomergeEngine
 }
 
 export async function startState<C extends Clock>(options: StartOptions<C>): Promise<Started<C>> {
@@ -95,7 +97,7 @@ export async function startState<C extends Clock>(options: StartOptions<C>): Pro
   const state = createClusterState({
     selfId: options.selfId ?? 'node-a',
     ...(options.compactAfterChunks === undefined ? {} : { compactAfterChunks: options.compactAfterChunks }),
-  })({ store, clock: options.clock, logger })
+  })({ store, clock: options.clock, logger, ...(options.automerge !== undefined ? { automerge: options.automerge } : {}) })
   await state.start()
   return { state, store, clock: options.clock, logger }
 }

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { automergeBytesFor, AUTOMERGE_RESERVE_BYTES_MAX } from '../sim/automerge-memory.ts'
+import { automergeBytesFor, automergeEnginesFor, AUTOMERGE_PLANNED_BYTES_PER_ENGINE, AUTOMERGE_RESERVE_BYTES_MAX } from '../sim/automerge-memory.ts'
 
 const RESERVE_MODULE = fileURLToPath(new URL('./wasm-reserve.ts', import.meta.url))
 
@@ -35,9 +35,13 @@ describe('Automerge memory reserved ahead of need', () => {
     expect(with_).toBeLessThanOrEqual(2)
   })
 
-  it('the simulator reserves more per node as the cluster grows, within wasm32 memory', () => {
+  it('the simulator plans more per node as the cluster grows, and spreads what one wasm32 memory cannot hold over several engines', () => {
     expect(automergeBytesFor(300) / 300).toBeGreaterThan(automergeBytesFor(100) / 100)
-    expect(automergeBytesFor(5_000)).toBe(AUTOMERGE_RESERVE_BYTES_MAX)
+    expect(automergeEnginesFor(500)).toBe(1)
+    expect(automergeEnginesFor(1_000)).toBeGreaterThan(1)
+    for (const nodes of [10, 200, 500, 1_000, 2_000]) {
+      expect(automergeBytesFor(nodes) / automergeEnginesFor(nodes)).toBeLessThanOrEqual(AUTOMERGE_PLANNED_BYTES_PER_ENGINE)
+    }
     expect(AUTOMERGE_RESERVE_BYTES_MAX).toBeLessThan(4 * 1024 ** 3)
   })
 })

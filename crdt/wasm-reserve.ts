@@ -15,32 +15,35 @@
  * documents take their memory from it without growing the memory again. A
  * real node holds one document and does not need this.
  */
-import * as A from '@automerge/automerge'
+import { defaultEngine, type AutomergeEngine } from './automerge-engine.ts'
 
 /** Size of each throwaway value (bytes: copied into WASM with one memcpy; a string went through a JS loop, ~25 MB/s): few calls, each a plain allocation. */
 const BLOCK_BYTES = 4 * 1024 * 1024
 /** Memory grown per byte of values written (the value is held twice while the change is pending; measured 2.1–2.4). */
 const GROWTH_PER_VALUE_BYTE = 2
 
-let reserved = 0
+/** Bytes reserved so far, per engine index. */
+const reserved = new Map<number, number>()
 
 /**
- * Grows Automerge's memory so that about `bytes` in total were reserved by
- * this process (calls asking for less than earlier ones do nothing). Returns
- * the total reserved so far. Takes ~2 ms per MB, once.
+ * Grows the memory of `engine` (the default one unless given) so that about
+ * `bytes` in total were reserved in it by this process (calls asking for
+ * less than earlier ones do nothing). Returns the total reserved so far in
+ * that engine. Takes ~2 ms per MB, once.
  */
-export function reserveAutomergeMemory(bytes: number): number {
-  const wanted = Math.max(0, bytes - reserved)
-  if (wanted <= 0) return reserved
-  const doc = A.init()
+export function reserveAutomergeMemory(bytes: number, engine: AutomergeEngine = defaultEngine()): number {
+  const before = reserved.get(engine.index) ?? 0
+  const wanted = Math.max(0, bytes - before)
+  if (wanted <= 0) return before
+  const doc = engine.create()
   try {
-    const backend = A.getBackend(doc)
     const block = new Uint8Array(BLOCK_BYTES)
     const blocks = Math.ceil(wanted / GROWTH_PER_VALUE_BYTE / BLOCK_BYTES)
-    for (let i = 0; i < blocks; i++) backend.put('_root', `r${i}`, block)
+    for (let i = 0; i < blocks; i++) doc.put('_root', `r${i}`, block)
   } finally {
-    A.free(doc)
+    doc.free()
   }
-  reserved = Math.max(reserved, bytes)
-  return reserved
+  const total = Math.max(before, bytes)
+  reserved.set(engine.index, total)
+  return total
 }

@@ -6,7 +6,7 @@
  * API; the simulator runs this same code with in-memory adapters.
  */
 import type { Clock, Logger, Rng, Runtime, Store, Transport } from '../core/index.ts'
-import { createClusterState, createStateSync, type ClusterState, type StateSync, type StateSyncConfig } from '../crdt/index.ts'
+import { createClusterState, createStateSync, type AutomergeEngine, type ClusterState, type StateSync, type StateSyncConfig } from '../crdt/index.ts'
 import { createMembership, type MemberMeta, type Membership, type MembershipConfig, type MembershipPreset } from '../mesh/index.ts'
 import type { NodeView } from './api/context.ts'
 import type { EventBus } from './events.ts'
@@ -48,6 +48,8 @@ export interface NodeCoreComponents {
   logger: Logger
   events: EventBus
   metrics: NodeMetrics
+  /** The Automerge instance holding the cluster document (the default one; a simulator spreads many nodes over several). */
+  automerge?: AutomergeEngine
 }
 
 export interface NodeCore {
@@ -72,7 +74,12 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
   return (components) => {
     const { transport, store, runtime, clock, rng, logger, events, metrics } = components
     const peerId = transport.selfId
-    const state = createClusterState({ selfId: peerId, compactAfterChunks: init.docCompactAfterChunks })({ store, clock, logger: logger.child({ module: 'crdt' }) })
+    const state = createClusterState({ selfId: peerId, compactAfterChunks: init.docCompactAfterChunks })({
+      store,
+      clock,
+      logger: logger.child({ module: 'crdt' }),
+      ...(components.automerge !== undefined ? { automerge: components.automerge } : {}),
+    })
     const meta = (): Partial<MemberMeta> => ({ capacity: init.capacity, free: freeResources(), load: 0, labels: init.labels, version: init.version, addresses: transport.addresses() })
     const membership = createMembership({
       preset: init.membershipPreset,

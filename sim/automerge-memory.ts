@@ -5,8 +5,14 @@
  * memory causes (crdt/wasm-reserve.ts says why that matters: it was over half
  * the CPU of a 150-node run). Memory management only: nothing here changes
  * what a simulated node does, so traces are unaffected.
+ *
+ * A cluster whose documents need more than one engine's memory is planned
+ * onto several Automerge engines (crdt/automerge-engine.ts), node i on
+ * engine i mod k: one wasm32 memory ends at 4 GiB, and a 1,000-node run of
+ * the whole node core aborted inside Automerge with one.
  */
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
+import { automergeEngine, type AutomergeEngine } from '../crdt/automerge-engine.ts'
 import { reserveAutomergeMemory } from '../crdt/wasm-reserve.ts'
 
 /**
@@ -20,26 +26,44 @@ export const AUTOMERGE_BYTES_PER_NODE_BASE = 512 * 1024
 export const AUTOMERGE_BYTES_PER_NODE_PER_PEER = 3 * 1024
 /** wasm32 memory ends at 4 GiB; what is left above this is for growth the estimate missed. */
 export const AUTOMERGE_RESERVE_BYTES_MAX = 3 * 1024 ** 3
+/**
+ * The estimate one engine is planned for: the estimate is of a short chaos
+ * run, and documents grow with a run's changes (at 1,000 nodes a loaded
+ * registry alone took 1.25 MB per document and its first change 0.7 MB more).
+ */
+export const AUTOMERGE_PLANNED_BYTES_PER_ENGINE = 1.5 * 1024 ** 3
 /** Garbage collections forced by external memory pressure before the reserve grows: one or two come from other causes. */
 export const PRESSURE_GCS_BEFORE_TOP_UP = 4
 /** Each top-up grows the reserve by this factor: a few top-ups, not one per page. */
 export const TOP_UP_FACTOR = 1.5
 
+/** Estimated Automerge memory of a whole cluster of `nodes` simulated nodes. */
 export function automergeBytesFor(nodes: number): number {
-  return Math.min(AUTOMERGE_RESERVE_BYTES_MAX, nodes * (AUTOMERGE_BYTES_PER_NODE_BASE + AUTOMERGE_BYTES_PER_NODE_PER_PEER * nodes))
+  return nodes * (AUTOMERGE_BYTES_PER_NODE_BASE + AUTOMERGE_BYTES_PER_NODE_PER_PEER * nodes)
+}
+
+/** How many engines a cluster of `nodes` is spread over. */
+export function automergeEnginesFor(nodes: number): number {
+  return Math.max(1, Math.ceil(automergeBytesFor(nodes) / AUTOMERGE_PLANNED_BYTES_PER_ENGINE))
 }
 
 export interface AutomergeMemoryGuard {
+  /** The engine that holds node `index`'s document (the same one across its restarts). */
+  engineFor(index: number): AutomergeEngine
+  engines(): number
   /** Grows the reserve if V8 reported pressure since the last check; cheap, call often. */
   check(): void
   /** Stops listening to the garbage collector (the reserve stays). */
   stop(): void
+  /** Reserved over all engines. */
   reservedBytes(): number
   topUps(): number
 }
 
 export function guardAutomergeMemory(nodes: number): AutomergeMemoryGuard {
-  let reserved = reserveAutomergeMemory(automergeBytesFor(nodes))
+  const engines = Array.from({ length: automergeEnginesFor(nodes) }, (_, index) => automergeEngine(index))
+  const perEngine = Math.min(AUTOMERGE_RESERVE_BYTES_MAX, Math.ceil(automergeBytesFor(nodes) / engines.length))
+  const reserved = engines.map((engine) => reserveAutomergeMemory(perEngine, engine))
   let pressure = 0
   let topUps = 0
   const observer = new PerformanceObserver((list) => {
@@ -50,14 +74,19 @@ export function guardAutomergeMemory(nodes: number): AutomergeMemoryGuard {
   })
   observer.observe({ entryTypes: ['gc'] })
   return {
+    engineFor: (index) => engines[index % engines.length]!,
+    engines: () => engines.length,
     check() {
-      if (pressure < PRESSURE_GCS_BEFORE_TOP_UP || reserved >= AUTOMERGE_RESERVE_BYTES_MAX) return
+      if (pressure < PRESSURE_GCS_BEFORE_TOP_UP || reserved.every((bytes) => bytes >= AUTOMERGE_RESERVE_BYTES_MAX)) return
       pressure = 0
       topUps++
-      reserved = reserveAutomergeMemory(Math.min(AUTOMERGE_RESERVE_BYTES_MAX, Math.ceil(reserved * TOP_UP_FACTOR)))
+      // Which engine grew is not known: all grow (engines hold nodes round-robin, so they grow alike).
+      engines.forEach((engine, i) => {
+        reserved[i] = reserveAutomergeMemory(Math.min(AUTOMERGE_RESERVE_BYTES_MAX, Math.ceil(reserved[i]! * TOP_UP_FACTOR)), engine)
+      })
     },
     stop: () => observer.disconnect(),
-    reservedBytes: () => reserved,
+    reservedBytes: () => reserved.reduce((sum, bytes) => sum + bytes, 0),
     topUps: () => topUps,
   }
 }

@@ -163,7 +163,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
       connectionsTarget: 8,
       seeds,
       ...options.core,
-    })({ transport, store, runtime, clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }) })
+    })({ transport, store, runtime, clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }), automerge: automergeMemory.engineFor(index) })
     return { index, peerId, core, runtime, events, store, running: false, clock, left: false, transport }
   }
 

@@ -1,0 +1,74 @@
+/** Documents on separate Automerge engines (separate WebAssembly memories) interoperate through bytes only. */
+import { describe, expect, it } from 'vitest'
+import * as A from '@automerge/automerge'
+import { createVirtualClock } from '../sim/virtual-clock.ts'
+import { automergeEngine, defaultEngine, engineOf } from './automerge-engine.ts'
+import type { ClusterState, SyncState } from './cluster-state.ts'
+import { createHandle, generateSyncMessage, loadHandle } from './doc-handle.ts'
+import { createMemoryStore } from './level-store.ts'
+import { replicaView } from './sync-test-support.ts'
+import { sampleNode, startState } from './test-support.ts'
+
+const clock = createVirtualClock()
+
+async function syncPair(a: ClusterState, b: ClusterState): Promise<void> {
+  let stateA: SyncState = A.initSyncState()
+  let stateB: SyncState = A.initSyncState()
+  for (let round = 0; round < 10; round++) {
+    const [nextA, toB] = a.generateSyncMessage(stateA)
+    stateA = nextA
+    if (toB !== null) stateB = (await b.receiveSyncMessage(stateB, toB)).syncState
+    const [nextB, toA] = b.generateSyncMessage(stateB)
+    stateB = nextB
+    if (toA !== null) stateA = (await a.receiveSyncMessage(stateA, toA)).syncState
+    if (toA === null && toB === null) return
+  }
+  throw new Error('sync did not finish in 10 rounds')
+}
+
+describe('Automerge engines', () => {
+  it('engine 0 is the one @automerge/automerge loaded; a further engine is a separate instance of the module, kept for reuse', () => {
+    expect(automergeEngine(0)).toBe(defaultEngine())
+    expect(defaultEngine().owns(A.getBackend(A.init()))).toBe(true)
+    const second = automergeEngine(1)
+    expect(automergeEngine(1)).toBe(second)
+    const handle = createHandle(undefined, second)
+    expect(second.owns(handle)).toBe(true)
+    expect(defaultEngine().owns(handle)).toBe(false)
+    expect(engineOf(handle)).toBe(second)
+    handle.free()
+    expect(() => automergeEngine(-1)).toThrow(/no Automerge engine/)
+  })
+
+  it('a document is loaded and synced in its own engine, whatever engine the bytes came from', () => {
+    const source = createHandle('aa'.repeat(16))
+    source.put('_root', 'k', 'v')
+    source.commit()
+    const copy = loadHandle(source.save(), 'bb'.repeat(16), automergeEngine(1))
+    expect(engineOf(copy)).toBe(automergeEngine(1))
+    expect(copy.get('_root', 'k')).toBe('v')
+    const [, message] = generateSyncMessage(copy, A.initSyncState())
+    expect(message).not.toBeNull()
+    source.free()
+    copy.free()
+  })
+
+  it('cluster states on different engines converge by the sync protocol and by snapshots, and restart on their engine', async () => {
+    const store = createMemoryStore()
+    const a = (await startState({ clock, selfId: 'node-a' })).state
+    const b = (await startState({ clock, selfId: 'node-b', store, automerge: automergeEngine(1) })).state
+    const c = (await startState({ clock, selfId: 'node-c', automerge: automergeEngine(2) })).state
+    await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await b.upsertSelfNode(sampleNode)
+    await syncPair(a, b)
+    expect(replicaView(b)).toEqual(replicaView(a))
+    expect(await c.mergeSnapshot(b.saveSnapshot())).toMatchObject({ applied: true })
+    expect(replicaView(c)).toEqual(replicaView(a))
+    await c.createDeployment({ id: 'd2', spec: { name: 'db', image: 'postgres' }, owner: 'node-c' })
+    await syncPair(c, b)
+    await b.stop()
+    const restarted = (await startState({ clock, selfId: 'node-b', store, automerge: automergeEngine(1) })).state
+    expect(restarted.deployments()).toEqual(c.deployments())
+    await Promise.all([a.stop(), c.stop(), restarted.stop()])
+  })
+})

@@ -1,0 +1,109 @@
+/**
+ * Instances of Automerge's WebAssembly module ("engines"). Every document of
+ * an engine lives in that engine's one WebAssembly memory, which ends at
+ * 4 GiB (wasm32). A node holds one document and uses the default engine, the
+ * one `@automerge/automerge` itself loaded. A process holding a thousand
+ * documents (the simulator: one per simulated node) outgrows one memory, so
+ * it spreads its documents over further engines: each is a fresh evaluation
+ * of the same WASM bindings, with its own memory.
+ *
+ * A document must only meet objects of its own engine (a sync state, a
+ * document to merge); doc-handle.ts keeps to that by asking `engineOf`.
+ * Bytes (changes, sync messages, saves) are the same for every engine.
+ */
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import * as A from '@automerge/automerge'
+import { LatticeError } from '../core/index.ts'
+
+export type DocHandle = ReturnType<typeof A.getBackend>
+type WasmSyncState = Parameters<DocHandle['receiveSyncMessage']>[0]
+
+interface WasmBindings {
+  Automerge: unknown
+  create(options?: { actor?: string }): DocHandle
+  load(data: Uint8Array, options?: { actor?: string }): DocHandle
+  importSyncState(state: A.SyncState): WasmSyncState
+  exportSyncState(state: WasmSyncState): A.SyncState
+}
+
+export interface AutomergeEngine {
+  /** 0 is the default engine; others count up in the order they were made. */
+  readonly index: number
+  create(options?: { actor?: string }): DocHandle
+  load(data: Uint8Array, options?: { actor?: string }): DocHandle
+  importSyncState(state: A.SyncState): WasmSyncState
+  exportSyncState(state: WasmSyncState): A.SyncState
+  /** True for a document this engine made. */
+  owns(handle: DocHandle): boolean
+}
+
+const engines: AutomergeEngine[] = []
+
+function bindingsPath(): { require: NodeJS.Require; file: string } {
+  const require = createRequire(import.meta.url)
+  const entry = require.resolve('@automerge/automerge')
+  return { require, file: path.join(path.dirname(entry), '..', 'mjs', 'wasm_bindgen_output', 'nodejs', 'automerge_wasm.cjs') }
+}
+
+function wrap(index: number, bindings: WasmBindings): AutomergeEngine {
+  return {
+    index,
+    create: (options) => bindings.create(options ?? {}),
+    load: (data, options) => bindings.load(data, options ?? {}),
+    importSyncState: (state) => bindings.importSyncState(state),
+    exportSyncState: (state) => bindings.exportSyncState(state),
+    owns: (handle) => handle.constructor === bindings.Automerge,
+  }
+}
+
+/**
+ * The bindings Automerge itself loaded (its Node ESM entry imports this
+ * CommonJS file, so require() returns the same instance and memory); the
+ * package layout is checked at first use.
+ */
+export function defaultEngine(): AutomergeEngine {
+  const existing = engines[0]
+  if (existing !== undefined) return existing
+  const { require, file } = bindingsPath()
+  const bindings = require(file) as WasmBindings
+  const probe = A.getBackend(A.init())
+  if (typeof bindings.importSyncState !== 'function' || bindings.Automerge !== probe.constructor) {
+    throw new LatticeError('INTERNAL', `Automerge WASM bindings not found at ${file}: the Automerge package layout changed`)
+  }
+  const engine = wrap(0, bindings)
+  engines[0] = engine
+  return engine
+}
+
+/**
+ * Engine number `index` of this process, made on first request and kept
+ * (an engine's memory never shrinks, so processes that make many clusters
+ * reuse engines instead of making new ones). Index 0 is the default engine.
+ */
+export function automergeEngine(index: number): AutomergeEngine {
+  if (!Number.isSafeInteger(index) || index < 0) throw new LatticeError('INTERNAL', `no Automerge engine ${index}`)
+  while (engines.length <= index) {
+    if (engines.length === 0) {
+      defaultEngine()
+      continue
+    }
+    const { require, file } = bindingsPath()
+    // Evaluating the file again compiles and instantiates the module again: a new memory.
+    const cached = require.cache[file]
+    delete require.cache[file]
+    try {
+      engines.push(wrap(engines.length, require(file) as WasmBindings))
+    } finally {
+      if (cached !== undefined) require.cache[file] = cached
+      else delete require.cache[file]
+    }
+  }
+  return engines[index]!
+}
+
+/** The engine that made `handle`. */
+export function engineOf(handle: DocHandle): AutomergeEngine {
+  for (const engine of engines) if (engine.owns(handle)) return engine
+  throw new LatticeError('INTERNAL', 'a document of an unknown Automerge engine')
+}
