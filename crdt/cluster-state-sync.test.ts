@@ -221,11 +221,13 @@ describe('cluster state sync between replicas', () => {
     expect(a.deployment('d1')?.desired).toBe('stopped')
   })
 
-  it('Automerge itself failing (a WebAssembly trap) is INTERNAL, logged, not blamed on the changes; a refusal stays VALIDATION_FAILED', async () => {
+  it('Automerge itself failing (a WebAssembly trap) is INTERNAL, logged once, not blamed on the changes; the state stays failed until a restart reloads it from the store', async () => {
     const clock = createVirtualClock()
     const a = (await start({ selfId: 'node-a', clock })).state
     const started = await start({ selfId: 'node-b', clock })
     const b = started.state
+    const failures: string[] = []
+    b.onFailure((reason) => failures.push(reason))
     const fromA = outbox(a)
     await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
     const changes = fromA.take()
@@ -235,18 +237,39 @@ describe('cluster state sync between replicas', () => {
       throw new (globalThis as unknown as { WebAssembly: { RuntimeError: new (message: string) => Error } }).WebAssembly.RuntimeError('unreachable')
     })
     try {
+      expect(b.failure()).toBeUndefined()
       await expect(b.applyChanges(changes)).rejects.toMatchObject({ code: 'INTERNAL' })
-      expect(started.logger.at('error').map((record) => record.msg)).toContain('Automerge failed while applying remote changes')
-      spy.mockImplementation(() => {
-        throw new Error('Module terminated')
-      })
-      await expect(b.applyChanges(changes)).rejects.toMatchObject({ code: 'INTERNAL' })
+      expect(started.logger.at('error').map((record) => record.msg)).toContain('Automerge failed: the document is gone; restart the node (it reloads from its store)')
+      expect(b.failure()).toMatch(/Automerge failed while applying remote changes: unreachable/)
     } finally {
       spy.mockRestore()
     }
-    expect(b.deployment('d1')).toBeUndefined()
-    await b.applyChanges(changes) // the engine is back: the same changes apply
-    expect(b.deployment('d1')?.spec.name).toBe('web')
+    // Latched: after a trap every later call into the module fails ("Module terminated"), so nothing is tried.
+    await expect(b.applyChanges(changes)).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringMatching(/restart the node/) })
+    await expect(b.createDeployment({ id: 'd2', spec: { name: 'db', image: 'postgres' }, owner: 'node-b' })).rejects.toMatchObject({ code: 'INTERNAL' })
+    expect(() => b.generateSyncMessage(A.initSyncState())).toThrow(expect.objectContaining({ code: 'INTERNAL' }))
+    expect(b.stats().changeCount).toBe(0) // health can still answer
+    expect(failures).toEqual([b.failure()])
+    expect(started.logger.at('error').filter((record) => (record.msg ?? '').startsWith('Automerge failed'))).toHaveLength(1)
+    // A new process (here: a new state on the same store) reloads and applies the same changes.
+    const restarted = (await start({ selfId: 'node-b', clock, store: started.store })).state
+    await restarted.applyChanges(changes)
+    expect(restarted.deployment('d1')?.spec.name).toBe('web')
+    expect(restarted.failure()).toBeUndefined()
+  })
+
+  it('a trap while making a local change fails the state the same way', async () => {
+    const started = await start({ selfId: 'node-a', clock: createVirtualClock() })
+    const handleClass = Object.getPrototypeOf(A.getBackend(A.init())) as { commit(...args: unknown[]): unknown }
+    const spy = vi.spyOn(handleClass, 'commit').mockImplementation(() => {
+      throw new Error('Module terminated')
+    })
+    try {
+      await expect(started.state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })).rejects.toMatchObject({ code: 'INTERNAL' })
+    } finally {
+      spy.mockRestore()
+    }
+    expect(started.state.failure()).toMatch(/while making a local change: Module terminated/)
   })
 
   it('changesSince(a peer’s heads) is exactly what that peer is missing', async () => {

@@ -224,6 +224,15 @@ export interface ClusterState extends Startable, ClusterStateReader {
   /** The whole document (Automerge.save), e.g. for a joining peer. Works after stop; throws before the first start. */
   saveSnapshot(): Uint8Array
   stats(): ClusterStateStats
+  /**
+   * Why the document is gone, once Automerge itself failed (a WebAssembly
+   * trap: out of memory, a bug; every later call into it fails too): every
+   * later read or write throws INTERNAL. The store still holds everything
+   * persisted, so a restart of the process recovers. Undefined while well.
+   */
+  failure(): string | undefined
+  /** Called once, when the document fails (see failure()). */
+  onFailure(listener: (reason: string) => void): () => void
 }
 
 const InitSchema = z.object({
@@ -261,6 +270,8 @@ class AutomergeClusterState implements ClusterState {
   private readonly index: DocIndex
   private readonly changeListeners = new Set<(event: ClusterChangeEvent) => void>()
   private readonly localChangeListeners = new Set<(change: Uint8Array) => void>()
+  private readonly failureListeners = new Set<(reason: string) => void>()
+  private failed: string | undefined
   private lifecycle: Lifecycle = 'stopped'
   private starting: Promise<void> | undefined
   private doc: DocHandle | undefined
@@ -423,12 +434,19 @@ class AutomergeClusterState implements ClusterState {
         throw new LatticeError('INTERNAL', 'batch callback must be synchronous: it runs inside one Automerge change')
       }
     } catch (err) {
+      if (isEngineFailure(err)) this.engineFailed(err, 'making a local change')
       doc.rollback()
       throw err
     }
-    if (doc.pendingOps() === 0) return result // nothing changed: no change, no chunk
-    doc.commit(message.slice(0, MESSAGE_LENGTH_MAX), changeTimeSeconds(nowMs))
-    const change = doc.getLastLocalChange()
+    let change: Uint8Array | null
+    try {
+      if (doc.pendingOps() === 0) return result // nothing changed: no change, no chunk
+      doc.commit(message.slice(0, MESSAGE_LENGTH_MAX), changeTimeSeconds(nowMs))
+      change = doc.getLastLocalChange()
+    } catch (err) {
+      if (isEngineFailure(err)) this.engineFailed(err, 'making a local change')
+      throw err
+    }
     persistence.noteChanges(change === null ? undefined : [change])
     if (change !== null) this.index.update(doc, [A.decodeChange(change)])
     await persistence.persist()
@@ -509,7 +527,12 @@ class AutomergeClusterState implements ClusterState {
   }
 
   generateSyncMessage(syncState: SyncState): [SyncState, Uint8Array | null] {
-    return generateSyncMessage(this.runningDoc(), syncState)
+    try {
+      return generateSyncMessage(this.runningDoc(), syncState)
+    } catch (err) {
+      if (isEngineFailure(err)) this.engineFailed(err, 'generating a sync message')
+      throw err
+    }
   }
 
   async receiveSyncMessage(syncState: SyncState, message: Uint8Array): Promise<{ syncState: SyncState; result: ApplyResult }> {
@@ -602,10 +625,7 @@ class AutomergeClusterState implements ClusterState {
       next = apply(doc) ?? doc
     } catch (err) {
       // Automerge itself failing is not the sender's fault: blaming it would penalise a healthy peer.
-      if (isEngineFailure(err)) {
-        this.logger.error({ err: String(err) }, 'Automerge failed while applying remote changes')
-        throw new LatticeError('INTERNAL', `Automerge failed: ${(err as Error).message}`)
-      }
+      if (isEngineFailure(err)) this.engineFailed(err, 'applying remote changes')
       throw new LatticeError('VALIDATION_FAILED', `${what}: ${(err as Error).message}`)
     }
     if (next !== doc) {
@@ -632,7 +652,8 @@ class AutomergeClusterState implements ClusterState {
   }
 
   stats(): ClusterStateStats {
-    const doc = this.doc
+    // After a failure the document cannot be asked anything.
+    const doc = this.failed === undefined ? this.doc : undefined
     const index = this.index
     return {
       sizeBytes: this.persistence?.sizeBytes ?? 0,
@@ -655,7 +676,27 @@ class AutomergeClusterState implements ClusterState {
 
   // ---- internals ----
 
+  failure(): string | undefined {
+    return this.failed
+  }
+
+  onFailure(listener: (reason: string) => void): () => void {
+    this.failureListeners.add(listener)
+    return () => this.failureListeners.delete(listener)
+  }
+
+  /** Latches the failure (logged and announced once) and throws INTERNAL. */
+  private engineFailed(err: unknown, during: string): never {
+    if (this.failed === undefined) {
+      this.failed = `Automerge failed while ${during}: ${(err as Error).message}`
+      this.logger.error({ err: String(err) }, 'Automerge failed: the document is gone; restart the node (it reloads from its store)')
+      this.emit(this.failureListeners, this.failed)
+    }
+    throw new LatticeError('INTERNAL', this.failed)
+  }
+
   private runningDoc(): DocHandle {
+    if (this.failed !== undefined) throw new LatticeError('INTERNAL', `cluster state failed (${this.failed}); restart the node: it reloads from its store`)
     if (this.lifecycle !== 'running' || this.doc === undefined) {
       throw new LatticeError('INTERNAL', `cluster state is ${this.lifecycle}, not running`)
     }
@@ -663,6 +704,7 @@ class AutomergeClusterState implements ClusterState {
   }
 
   private currentDoc(): DocHandle {
+    if (this.failed !== undefined) throw new LatticeError('INTERNAL', `cluster state failed (${this.failed})`)
     if (this.doc === undefined) throw new LatticeError('INTERNAL', 'cluster state has no document')
     return this.doc
   }

@@ -12,6 +12,7 @@ export type ClusterEventBody =
   | { type: 'placement.closed'; deploymentId: string; replica: number; generation: number; winners: string[] }
   | { type: 'replica.state'; deploymentId: string; replica: number; nodeId: string; state: string; error?: string }
   | { type: 'runtime.availability'; available: boolean; reason?: string }
+  | { type: 'state.failed'; reason: string }
   | { type: 'node.joined' | 'node.suspect' | 'node.dead' | 'node.left' | 'node.alive'; peerId: string }
 
 export type ClusterEvent = ClusterEventBody & { seq: number; atMs: number }

@@ -169,6 +169,8 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         }))
         // A peer whose state changes or sync messages fail validation loses gossip score.
         offs.push(stateSync.onMisbehaviour((peer, reason) => transport.penalize(peer, `state:${reason}`)))
+        // The document is gone (Automerge trapped): the operator restarts the node, which reloads from its store.
+        offs.push(state.onFailure((reason) => events.emit({ type: 'state.failed', reason })))
         let announcedFree = ''
         offs.push(state.onChange((event) => {
           placer.markDirty(event.deployments)

@@ -116,8 +116,11 @@ const RECONCILE_SIM = {
 
 export function createSimCluster(options: SimClusterOptions): SimCluster {
   const automergeMemory = guardAutomergeMemory(options.nodes)
+  let stateFailure: { node: string; reason: string; atMs: number; engine: number } | undefined
   const driver = createSimDriver(options.seed, undefined, {
     onAdvance: (elapsedMs, events) => {
+      // A node whose document failed (Automerge trapped, e.g. out of memory) would only make the rest of the run meaningless: stop it here, loudly.
+      if (stateFailure !== undefined) throw new Error(`simulated node ${stateFailure.node} lost its cluster document at ${stateFailure.atMs} virtual ms: ${stateFailure.reason} (Automerge engine ${stateFailure.engine} of ${automergeMemory.engines()})`)
       automergeMemory.check()
       options.driverHooks?.onAdvance?.(elapsedMs, events)
     },
@@ -164,6 +167,9 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
       seeds,
       ...options.core,
     })({ transport, store, runtime, clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }), automerge: automergeMemory.engineFor(index) })
+    core.state.onFailure((reason) => {
+      stateFailure ??= { node: `n${index}`, reason, atMs: driver.elapsedMs(), engine: automergeMemory.engineFor(index).index }
+    })
     return { index, peerId, core, runtime, events, store, running: false, clock, left: false, transport }
   }
 

@@ -15,8 +15,10 @@ export function registerClusterRoutes(server: FastifyInstance, init: ApiInit, co
   }, async () => {
     const runtime = reconciler.runtimeHealth() ?? null
     const stats = state.stats()
+    const stateFailure = state.failure()
     return {
-      ok: true,
+      ok: stateFailure === undefined,
+      ...(stateFailure !== undefined ? { stateFailure } : {}),
       peerId: nodeInfo.peerId,
       name: nodeInfo.name,
       version: nodeInfo.version,

@@ -19,7 +19,8 @@ export const RuntimeHealthSchema = z.union([
 ])
 
 export const HealthSchema = z.object({
-  ok: z.boolean(),
+  ok: z.boolean().describe('false once the cluster document failed (see stateFailure): the node must be restarted'),
+  stateFailure: z.string().optional().describe('why the cluster document is gone (Automerge itself failed); a restart reloads it from the store'),
   peerId: z.string(),
   name: z.string(),
   version: z.string(),

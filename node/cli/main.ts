@@ -30,6 +30,8 @@ const numberArg = (name: string) => (value: string): number => {
   return n
 }
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
+/** `lattice start`'s exit code when the cluster document failed (EX_SOFTWARE): distinct from a bad flag or a crash, for supervisors and logs. */
+const EXIT_STATE_FAILED = 70
 
 export function buildProgram(): Command {
   const program = new Command('lattice')
@@ -86,6 +88,12 @@ export function buildProgram(): Command {
         }
         process.once('SIGINT', () => shutdown('SIGINT'))
         process.once('SIGTERM', () => shutdown('SIGTERM'))
+        // Nothing works without the document: exit non-zero so a supervisor restarts the node, which reloads it from the data dir.
+        node.state.onFailure((reason) => {
+          process.exitCode = EXIT_STATE_FAILED
+          console.error(`cluster state failed: ${reason}`)
+          shutdown('state failure')
+        })
       })
     })
 
