@@ -31,6 +31,8 @@ export const NodeConfigSchema = z.strictObject({
   containerPidsMax: z.number().int().min(16).default(1_024),
   /** Container starts under way at once: a slow start (image unpacking, busy engine) must not hold back other replicas, yet dozens at once would swamp the engine. */
   containerStartsConcurrentMax: z.number().int().min(1).default(4),
+  /** A container start that ends within this is reported once, as its outcome, without `starting` first: every node applies every status change, and most starts take well under a second; slower ones (image unpacking) still show `starting`. 0 reports every start. */
+  startingReportDelayMs: z.number().int().min(0).default(1_000),
   /** Host address published ports bind to. 0.0.0.0 lets the team's LAN reach services. */
   publishHostIp: z.string().default('0.0.0.0'),
   /** Docker socket; empty means DOCKER_HOST or /var/run/docker.sock. */

@@ -119,6 +119,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
       containerStopTimeoutMs: config.containerStopTimeoutMs,
       containerPidsMax: config.containerPidsMax,
       startsConcurrentMax: config.containerStartsConcurrentMax,
+      startingReportDelayMs: config.startingReportDelayMs,
     },
     docCompactAfterChunks: config.docCompactAfterChunks,
     membershipPreset: config.membershipPreset,

@@ -27,6 +27,8 @@ export interface ReconcilerInit {
   containerPidsMax: number
   /** Container starts under way at once. */
   startsConcurrentMax: number
+  /** A start that ends sooner is reported once (its outcome), not `starting` first (config.ts says why). */
+  startingReportDelayMs: number
 }
 
 export interface ReconcilerComponents {
@@ -156,7 +158,8 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
       return rest
     }
 
-    const report = async (want: DesiredReplica, update: Omit<StatusEntry, 'peerId' | 'replica' | 'generation' | 'epoch' | 'updatedAtMs' | 'restarts'> & { restarts?: number }): Promise<void> => {
+    /** `eventOut`: the replica.state event of this report was emitted already. */
+    const report = async (want: DesiredReplica, update: Omit<StatusEntry, 'peerId' | 'replica' | 'generation' | 'epoch' | 'updatedAtMs' | 'restarts'> & { restarts?: number }, eventOut = false): Promise<void> => {
       const previous = ownStatus(want.deployment.id, want.replica)
       const entry: StatusEntry = {
         peerId: state.selfId,
@@ -173,7 +176,7 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
       }
       // A report that changes nothing but its time is not written (the document would refuse it anyway).
       if (previous !== undefined && jsonEqual(withoutTime(previous), withoutTime(entry))) return
-      const changed = previous === undefined || previous.state !== entry.state || previous.error !== entry.error
+      const changed = !eventOut && (previous === undefined || previous.state !== entry.state || previous.error !== entry.error)
       const event = (): void => {
         if (!changed) return
         events.emit({ type: 'replica.state', deploymentId: want.deployment.id, replica: want.replica, nodeId: state.selfId, state: entry.state, ...(entry.error !== undefined ? { error: entry.error } : {}) })
@@ -215,9 +218,19 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
 
     const startReplica = async (want: DesiredReplica, key: string, restarts: number): Promise<void> => {
       const { deployment } = want
-      await report(want, { state: 'starting', hostPorts: {}, restarts })
-      try {
+      // `starting` is reported once the start has taken startingReportDelayMs:
+      // a start that ends sooner is reported once, by its outcome, since
+      // every node of the mesh applies every status change.
+      // The event goes out at once: it is local, and a watcher sees the start begin.
+      const before = ownStatus(deployment.id, want.replica)
+      if (before?.state !== 'starting') events.emit({ type: 'replica.state', deploymentId: deployment.id, replica: want.replica, nodeId: state.selfId, state: 'starting' })
+      const announceStarting = async (): Promise<void> => {
+        await report(want, { state: 'starting', hostPorts: {}, restarts }, true)
         await flushReports()
+      }
+      const announce = init.startingReportDelayMs > 0 ? clock.setTimer(init.startingReportDelayMs, () => void announceStarting().catch((err: unknown) => logger.warn({ err, key }, 'reporting a start as starting failed'))) : undefined
+      try {
+        if (announce === undefined) await announceStarting()
         const info = await runtime.run({
           deploymentId: deployment.id,
           replica: want.replica,
@@ -242,6 +255,8 @@ export function createReconciler(init: ReconcilerInit): (components: ReconcilerC
         const message = error instanceof Error ? error.message : String(error)
         logger.warn({ deploymentId: deployment.id, replica: want.replica, code, err: message, retryInMs: delayMs }, 'replica failed to start')
         await report(want, { state: 'failed', hostPorts: {}, error: `${message} (retrying in ${Math.round(delayMs / 1000)} s)`, restarts })
+      } finally {
+        announce?.cancel()
       }
     }
 

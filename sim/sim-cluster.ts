@@ -112,6 +112,7 @@ const RECONCILE_SIM = {
   containerStopTimeoutMs: 2_000,
   containerPidsMax: 1_024,
   startsConcurrentMax: 4,
+  startingReportDelayMs: 1_000,
 }
 
 export function createSimCluster(options: SimClusterOptions): SimCluster {

@@ -102,3 +102,28 @@ describe('a simulated node whose document fails', () => {
     }
   }, 60_000)
 })
+
+describe('status reports of a container start', () => {
+  /** The states written for `deploymentId`'s statuses, in the order of the document's changes. */
+  const statesWritten = (node: { core: { state: { changesSince(heads: readonly string[]): Uint8Array[] } } }, deploymentId: string): string[] =>
+    node.core.state.changesSince([]).flatMap((change) =>
+      (A.decodeChange(change).ops as Array<{ action: string; key?: unknown; value?: unknown }>)
+        .filter((op) => op.action === 'set' && typeof op.key === 'string' && op.key.startsWith(`${deploymentId}/`) && typeof op.value === 'string' && op.value.includes('"state"'))
+        .map((op) => (JSON.parse(op.value as string) as { state: string }).state),
+    )
+
+  it.each([
+    { startMs: 300, written: ['running'] },
+    { startMs: 3_000, written: ['starting', 'running'] },
+  ])('a start taking $startMs virtual ms writes $written', async ({ startMs, written }) => {
+    const cluster = createSimCluster({ nodes: 3, seed: 11, containerStartMs: startMs })
+    await cluster.startAll()
+    await cluster.driver.runFor(5_000)
+    const id = await cluster.deploy(cluster.alive()[0]!, { name: 'web', image: 'lattice-test/busybox:latest', command: ['/bin/httpd', '-f', '-p', '80', '-h', '/www'], resources: { cpu: 0.1, memoryMB: 16 } })
+    await cluster.driver.runFor(15_000)
+    expect(statesWritten(cluster.alive()[0]!, id)).toEqual(written)
+    const events = cluster.alive().flatMap((node) => node.events.recent()).filter((event) => event.type === 'replica.state' && event.deploymentId === id)
+    expect(events.map((event) => (event as { state: string }).state)).toEqual(['starting', 'running']) // the event stream still tells both
+    await cluster.stopAll()
+  }, 60_000)
+})
