@@ -36,6 +36,13 @@ export interface AutomergeEngine {
   exportSyncState(state: WasmSyncState): A.SyncState
   /** True for a document this engine made. */
   owns(handle: DocHandle): boolean
+  /**
+   * Why the engine is dead, once one of its documents trapped (every later
+   * call into it answers "Module terminated"): each document of the engine
+   * is gone, not only the one that trapped.
+   */
+  failure(): string | undefined
+  markFailed(reason: string): void
 }
 
 const engines: AutomergeEngine[] = []
@@ -47,7 +54,12 @@ function bindingsPath(): { require: NodeJS.Require; file: string } {
 }
 
 function wrap(index: number, bindings: WasmBindings): AutomergeEngine {
+  let failed: string | undefined
   return {
+    failure: () => failed,
+    markFailed: (reason) => {
+      failed ??= reason
+    },
     index,
     create: (options) => bindings.create(options ?? {}),
     load: (data, options) => bindings.load(data, options ?? {}),

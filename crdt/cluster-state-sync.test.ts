@@ -1,4 +1,5 @@
 /** Two replicas exchanging changes through onLocalChange / applyChanges / changesSince. */
+import { automergeEngine } from './automerge-engine.ts'
 import { describe, expect, it, vi } from 'vitest'
 import * as A from '@automerge/automerge'
 import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
@@ -221,18 +222,23 @@ describe('cluster state sync between replicas', () => {
     expect(a.deployment('d1')?.desired).toBe('stopped')
   })
 
-  it('Automerge itself failing (a WebAssembly trap) is INTERNAL, logged once, not blamed on the changes; the state stays failed until a restart reloads it from the store', async () => {
+  it('Automerge itself failing (a WebAssembly trap) is INTERNAL, logged once, not blamed on the changes; the state stays failed, as does every document of its engine, until a restart reloads it from the store', async () => {
     const clock = createVirtualClock()
     const a = (await start({ selfId: 'node-a', clock })).state
-    const started = await start({ selfId: 'node-b', clock })
+    // An engine of its own: the trap below marks its engine dead for the rest of this process.
+    const engine = automergeEngine(3)
+    const started = await start({ selfId: 'node-b', clock, automerge: engine })
+    const neighbour = (await start({ selfId: 'node-c', clock, automerge: engine })).state
     const b = started.state
     const failures: string[] = []
     b.onFailure((reason) => failures.push(reason))
     const fromA = outbox(a)
     await a.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
     const changes = fromA.take()
-    // Every handle is an instance of the one WASM Automerge class: make its apply trap, as it does out of memory.
-    const handleClass = Object.getPrototypeOf(A.getBackend(A.init())) as { applyChanges(changes: Uint8Array[]): void }
+    // Every handle of the engine is an instance of its WASM Automerge class: make its apply trap, as it does out of memory.
+    const probe = engine.create()
+    const handleClass = Object.getPrototypeOf(probe) as { applyChanges(changes: Uint8Array[]): void }
+    probe.free()
     const spy = vi.spyOn(handleClass, 'applyChanges').mockImplementation(() => {
       throw new (globalThis as unknown as { WebAssembly: { RuntimeError: new (message: string) => Error } }).WebAssembly.RuntimeError('unreachable')
     })
@@ -251,7 +257,11 @@ describe('cluster state sync between replicas', () => {
     expect(b.stats().changeCount).toBe(0) // health can still answer
     expect(failures).toEqual([b.failure()])
     expect(started.logger.at('error').filter((record) => (record.msg ?? '').startsWith('Automerge failed'))).toHaveLength(1)
-    // A new process (here: a new state on the same store) reloads and applies the same changes.
+    // The engine's other documents are gone too: the next call into one says so instead of trapping.
+    expect(() => neighbour.heads()).toThrow(expect.objectContaining({ code: 'INTERNAL', message: expect.stringMatching(/another document of this Automerge engine failed/) }))
+    expect(neighbour.failure()).toBeDefined()
+    expect(a.failure()).toBeUndefined() // another engine: unharmed
+    // A new process (here: a new state on the same store, in a live engine) reloads and applies the same changes.
     const restarted = (await start({ selfId: 'node-b', clock, store: started.store })).state
     await restarted.applyChanges(changes)
     expect(restarted.deployment('d1')?.spec.name).toBe('web')
@@ -259,8 +269,11 @@ describe('cluster state sync between replicas', () => {
   })
 
   it('a trap while making a local change fails the state the same way', async () => {
-    const started = await start({ selfId: 'node-a', clock: createVirtualClock() })
-    const handleClass = Object.getPrototypeOf(A.getBackend(A.init())) as { commit(...args: unknown[]): unknown }
+    const engine = automergeEngine(4)
+    const started = await start({ selfId: 'node-a', clock: createVirtualClock(), automerge: engine })
+    const probe = engine.create()
+    const handleClass = Object.getPrototypeOf(probe) as { commit(...args: unknown[]): unknown }
+    probe.free()
     const spy = vi.spyOn(handleClass, 'commit').mockImplementation(() => {
       throw new Error('Module terminated')
     })

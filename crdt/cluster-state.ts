@@ -471,16 +471,21 @@ class AutomergeClusterState implements ClusterState {
   // ---- sync surface ----
 
   heads(): string[] {
-    return this.doc === undefined ? [] : this.doc.getHeads()
+    const doc = this.doc
+    return doc === undefined ? [] : this.guard('reading the heads', () => doc.getHeads())
   }
 
   changesSince(heads: readonly string[]): Uint8Array[] {
-    if (this.doc === undefined) return []
-    try {
-      return this.doc.getChanges([...heads])
-    } catch (err) {
-      throw new LatticeError('VALIDATION_FAILED', `not change hashes: ${(err as Error).message}`)
-    }
+    const doc = this.doc
+    if (doc === undefined) return []
+    return this.guard('reading changes', () => {
+      try {
+        return doc.getChanges([...heads])
+      } catch (err) {
+        if (isEngineFailure(err)) throw err
+        throw new LatticeError('VALIDATION_FAILED', `not change hashes: ${(err as Error).message}`)
+      }
+    })
   }
 
   applyChanges(changes: readonly Uint8Array[], decoded?: readonly A.DecodedChange[]): Promise<ApplyResult> {
@@ -497,20 +502,25 @@ class AutomergeClusterState implements ClusterState {
         // not a change: touches nothing
       }
     }
-    return this.index.touchedBy(decoded, this.runningDoc())
+    const doc = this.runningDoc()
+    return this.guard('reading entries', () => this.index.touchedBy(decoded, doc))
   }
 
   hasChanges(hashes: readonly string[]): boolean {
-    if (this.doc === undefined) return hashes.length === 0
+    const doc = this.doc
+    if (doc === undefined) return hashes.length === 0
     if (hashes.length === 0) return true
-    try {
-      // getMissingDeps answers from the change graph; getChangeMetaByHash would build each change's metadata as a JS object.
-      // An empty answer means every hash is applied; otherwise a hash it does not name may still be only queued, so ask for that one.
-      const missing = this.doc.getMissingDeps([...hashes])
-      return missing.length === 0 || hashes.every((hash) => !missing.includes(hash) && this.doc!.getChangeMetaByHash(hash) !== null)
-    } catch {
-      return false // malformed hashes are not in any history
-    }
+    return this.guard('reading the change graph', () => {
+      try {
+        // getMissingDeps answers from the change graph; getChangeMetaByHash would build each change's metadata as a JS object.
+        // An empty answer means every hash is applied; otherwise a hash it does not name may still be only queued, so ask for that one.
+        const missing = doc.getMissingDeps([...hashes])
+        return missing.length === 0 || hashes.every((hash) => !missing.includes(hash) && doc.getChangeMetaByHash(hash) !== null)
+      } catch (err) {
+        if (isEngineFailure(err)) throw err
+        return false // malformed hashes are not in any history
+      }
+    })
   }
 
   coveredBy(heads: readonly string[], peerHeads: readonly string[]): boolean {
@@ -522,17 +532,13 @@ class AutomergeClusterState implements ClusterState {
     const known = peerHeads.filter((head) => this.hasChanges([head]))
     if (known.length === 0) return false // nothing of theirs known here: cannot tell, and the walk would be the whole history
     // Everything not reachable from the peer's known heads (usually a few recent changes); ours must not be among it.
-    const beyond = new Set(doc.getChangesMeta(known).map((meta) => meta.hash))
+    const beyond = new Set(this.guard('reading the change graph', () => doc.getChangesMeta(known)).map((meta) => meta.hash))
     return heads.every((head) => !beyond.has(head))
   }
 
   generateSyncMessage(syncState: SyncState): [SyncState, Uint8Array | null] {
-    try {
-      return generateSyncMessage(this.runningDoc(), syncState)
-    } catch (err) {
-      if (isEngineFailure(err)) this.engineFailed(err, 'generating a sync message')
-      throw err
-    }
+    const doc = this.runningDoc()
+    return this.guard('generating a sync message', () => generateSyncMessage(doc, syncState))
   }
 
   async receiveSyncMessage(syncState: SyncState, message: Uint8Array): Promise<{ syncState: SyncState; result: ApplyResult }> {
@@ -648,17 +654,24 @@ class AutomergeClusterState implements ClusterState {
   }
 
   saveSnapshot(): Uint8Array {
-    return this.currentDoc().save()
+    const doc = this.currentDoc()
+    return this.guard('saving the document', () => doc.save())
   }
 
   stats(): ClusterStateStats {
-    // After a failure the document cannot be asked anything.
-    const doc = this.failed === undefined ? this.doc : undefined
+    // After a failure the document cannot be asked anything, and health must still answer.
+    let doc: DocHandle | undefined
+    try {
+      doc = this.doc === undefined ? undefined : this.currentDoc()
+    } catch {
+      doc = undefined
+    }
+    const figures = doc === undefined ? { changeCount: 0, headsCount: 0 } : this.tryGuard('reading statistics', () => ({ changeCount: doc.stats().numChanges, headsCount: doc.getHeads().length }))
     const index = this.index
     return {
       sizeBytes: this.persistence?.sizeBytes ?? 0,
-      changeCount: doc === undefined ? 0 : doc.stats().numChanges,
-      headsCount: doc === undefined ? 0 : doc.getHeads().length,
+      changeCount: figures?.changeCount ?? 0,
+      headsCount: figures?.headsCount ?? 0,
       chunks: this.persistence?.chunkCount ?? 0,
       // Getters: counting invalid entries validates the unchecked ones, which a caller after another figure should not pay for.
       get invalidEntries() {
@@ -685,18 +698,53 @@ class AutomergeClusterState implements ClusterState {
     return () => this.failureListeners.delete(listener)
   }
 
-  /** Latches the failure (logged and announced once) and throws INTERNAL. */
+  /** Latches the failure (logged and announced once; the engine marked dead for its other documents) and throws INTERNAL. */
   private engineFailed(err: unknown, during: string): never {
+    this.latchFailure(`Automerge failed while ${during}: ${(err as Error).message}`)
+    throw new LatticeError('INTERNAL', this.failed!)
+  }
+
+  private latchFailure(reason: string): void {
+    if (this.failed !== undefined) return
+    this.failed = reason
+    this.engine?.markFailed(reason)
+    if (this.doc !== undefined) engineOf(this.doc).markFailed(reason)
+    this.logger.error({ reason }, 'Automerge failed: the document is gone; restart the node (it reloads from its store)')
+    this.emit(this.failureListeners, reason)
+  }
+
+  /** Throws INTERNAL once the document failed, or its engine did (another document trapped in it: all of them are gone). */
+  private ensureAlive(): void {
     if (this.failed === undefined) {
-      this.failed = `Automerge failed while ${during}: ${(err as Error).message}`
-      this.logger.error({ err: String(err) }, 'Automerge failed: the document is gone; restart the node (it reloads from its store)')
-      this.emit(this.failureListeners, this.failed)
+      const engineFailure = this.doc === undefined ? this.engine?.failure() : engineOf(this.doc).failure()
+      if (engineFailure !== undefined) this.latchFailure(`another document of this Automerge engine failed: ${engineFailure}`)
     }
-    throw new LatticeError('INTERNAL', this.failed)
+    if (this.failed !== undefined) throw new LatticeError('INTERNAL', `cluster state failed (${this.failed}); restart the node: it reloads from its store`)
+  }
+
+  /** A call into Automerge: refused once failed; a trap latches the failure. */
+  private guard<T>(during: string, call: () => T): T {
+    this.ensureAlive()
+    try {
+      return call()
+    } catch (err) {
+      if (isEngineFailure(err)) this.engineFailed(err, during)
+      throw err
+    }
+  }
+
+  /** guard, answering undefined instead of throwing once failed. */
+  private tryGuard<T>(during: string, call: () => T): T | undefined {
+    try {
+      return this.guard(during, call)
+    } catch (err) {
+      if (this.failed !== undefined) return undefined
+      throw err
+    }
   }
 
   private runningDoc(): DocHandle {
-    if (this.failed !== undefined) throw new LatticeError('INTERNAL', `cluster state failed (${this.failed}); restart the node: it reloads from its store`)
+    this.ensureAlive()
     if (this.lifecycle !== 'running' || this.doc === undefined) {
       throw new LatticeError('INTERNAL', `cluster state is ${this.lifecycle}, not running`)
     }
@@ -704,7 +752,7 @@ class AutomergeClusterState implements ClusterState {
   }
 
   private currentDoc(): DocHandle {
-    if (this.failed !== undefined) throw new LatticeError('INTERNAL', `cluster state failed (${this.failed})`)
+    this.ensureAlive()
     if (this.doc === undefined) throw new LatticeError('INTERNAL', 'cluster state has no document')
     return this.doc
   }

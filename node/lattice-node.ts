@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { pino } from 'pino'
 import { createRng, type Clock, type Logger, type Rng, type Runtime, type Store, type Transport } from '../core/index.ts'
-import { STATE_TOPIC, createLevelStore, type ClusterState } from '../crdt/index.ts'
+import { STATE_TOPIC, createLevelStore, type AutomergeEngine, type ClusterState } from '../crdt/index.ts'
 import { LIBP2P_TRANSPORT_PRESETS, MEMBERSHIP_TOPIC, createLibp2pTransport, encodeInvite, loadOrCreateIdentity } from '../mesh/index.ts'
 import { createDockerRuntime } from '../runtime/index.ts'
 import { createApiServer } from './api/server.ts'
@@ -38,6 +38,8 @@ export interface LatticeNodeOptions {
   clock?: Clock
   rng?: Rng
   logger?: Logger
+  /** The Automerge instance for the cluster document (tests that make it fail use one of their own); the default one otherwise. */
+  automerge?: AutomergeEngine
 }
 
 export interface LatticeNode {
@@ -126,7 +128,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     stateSyncPreset: config.stateSyncPreset,
     connectionsTarget: config.connectionsTarget,
     seeds: mesh.bootstrap.map(peerIdOf).filter((id): id is string => id !== undefined),
-  })({ transport, store, runtime, clock, rng, logger, events, metrics })
+  })({ transport, store, runtime, clock, rng, logger, events, metrics, ...(options.automerge !== undefined ? { automerge: options.automerge } : {}) })
   const { state, reconciler } = core
   const token = await loadOrCreateApiToken(dataDir)
   const startedAtMs = clock.nowMs()

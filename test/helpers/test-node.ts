@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createRng, silentLogger, type Store } from '../../core/index.ts'
-import { createLevelStore } from '../../crdt/index.ts'
+import { createLevelStore, type AutomergeEngine } from '../../crdt/index.ts'
 import { createLatticeNode, createSystemClock, resolveConfig, type LatticeNode, type NodeConfigInput } from '../../node/index.ts'
 import { createFakeEngine, createFakeRuntime, type FakeEngine, type FakeRuntime } from '../../runtime/index.ts'
 import { waitFor } from '../../sim/bench/node-processes.ts'
@@ -28,7 +28,7 @@ export interface TestNode {
   cleanup(): Promise<void>
 }
 
-export async function startTestNode(options: { config?: NodeConfigInput; engine?: FakeEngine; store?: Store; dataDir?: string; images?: string[]; join?: string } = {}): Promise<TestNode> {
+export async function startTestNode(options: { config?: NodeConfigInput; engine?: FakeEngine; store?: Store; dataDir?: string; images?: string[]; join?: string; automerge?: AutomergeEngine } = {}): Promise<TestNode> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'lattice-test-')))
   const engine = options.engine ?? createFakeEngine()
   // LevelDB in the temp data dir: the real store, and it survives a restart.
@@ -44,6 +44,7 @@ export async function startTestNode(options: { config?: NodeConfigInput; engine?
     // A distinct seed per node and per start: deployment ids come from it, and two nodes must not mint the same ids.
     rng: createRng(randomInt(0x7fff_ffff)),
     logger: silentLogger,
+    ...(options.automerge !== undefined ? { automerge: options.automerge } : {}),
     runtime: (nodeId) => {
       runtime = createFakeRuntime({ nodeId, engine, ...(options.images !== undefined ? { images: options.images } : {}) })({ clock, rng: createRng(7) })
       return runtime
