@@ -39,8 +39,11 @@ describe('Automerge memory reserved ahead of need', () => {
     expect(automergeBytesFor(300) / 300).toBeGreaterThan(automergeBytesFor(100) / 100)
     expect(automergeEnginesFor(500)).toBe(1)
     expect(automergeEnginesFor(1_000)).toBeGreaterThan(1)
-    for (const nodes of [10, 200, 500, 1_000, 2_000]) {
-      expect(automergeBytesFor(nodes) / automergeEnginesFor(nodes)).toBeLessThanOrEqual(AUTOMERGE_PLANNED_BYTES_PER_ENGINE)
+    // Deployments count too: 500 nodes × 200 deployments overflowed one engine.
+    expect(automergeBytesFor(200, 200)).toBeGreaterThan(automergeBytesFor(200))
+    expect(automergeEnginesFor(500, 200)).toBeGreaterThanOrEqual(3)
+    for (const [nodes, deployments] of [[10, 0], [200, 30], [500, 200], [1_000, 100], [2_000, 0]] as const) {
+      expect(automergeBytesFor(nodes, deployments) / automergeEnginesFor(nodes, deployments)).toBeLessThanOrEqual(AUTOMERGE_PLANNED_BYTES_PER_ENGINE)
     }
     expect(AUTOMERGE_RESERVE_BYTES_MAX).toBeLessThan(4 * 1024 ** 3)
   })

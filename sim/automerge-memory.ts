@@ -24,6 +24,17 @@ import { reserveAutomergeMemory } from '../crdt/wasm-reserve.ts'
  */
 export const AUTOMERGE_BYTES_PER_NODE_BASE = 512 * 1024
 export const AUTOMERGE_BYTES_PER_NODE_PER_PEER = 3 * 1024
+/**
+ * Then every deployment: measured on a 200-node × 200-deployment placement
+ * run, each document grew ~5.7 KB per change after the registry (WebAssembly
+ * memory, fragmentation included: a fresh load of the same document takes
+ * 2.2 MB, the grown one ~5.8 MB), and a placement run makes ~4 changes per
+ * deployment; the cost of a change grows with the actors a document knows
+ * (synthetic changes: 1.3 KB at 100 actors, 2.9 KB at 500).
+ */
+export const AUTOMERGE_CHANGES_PER_DEPLOYMENT = 5
+export const AUTOMERGE_BYTES_PER_CHANGE_BASE = 4 * 1024
+export const AUTOMERGE_BYTES_PER_CHANGE_PER_PEER = 8
 /** wasm32 memory ends at 4 GiB; what is left above this is for growth the estimate missed. */
 export const AUTOMERGE_RESERVE_BYTES_MAX = 3 * 1024 ** 3
 /**
@@ -37,14 +48,15 @@ export const PRESSURE_GCS_BEFORE_TOP_UP = 4
 /** Each top-up grows the reserve by this factor: a few top-ups, not one per page. */
 export const TOP_UP_FACTOR = 1.5
 
-/** Estimated Automerge memory of a whole cluster of `nodes` simulated nodes. */
-export function automergeBytesFor(nodes: number): number {
-  return nodes * (AUTOMERGE_BYTES_PER_NODE_BASE + AUTOMERGE_BYTES_PER_NODE_PER_PEER * nodes)
+/** Estimated Automerge memory of a whole cluster of `nodes` simulated nodes running `deployments` deployments. */
+export function automergeBytesFor(nodes: number, deployments = 0): number {
+  const perChange = AUTOMERGE_BYTES_PER_CHANGE_BASE + AUTOMERGE_BYTES_PER_CHANGE_PER_PEER * nodes
+  return nodes * (AUTOMERGE_BYTES_PER_NODE_BASE + AUTOMERGE_BYTES_PER_NODE_PER_PEER * nodes + deployments * AUTOMERGE_CHANGES_PER_DEPLOYMENT * perChange)
 }
 
-/** How many engines a cluster of `nodes` is spread over. */
-export function automergeEnginesFor(nodes: number): number {
-  return Math.max(1, Math.ceil(automergeBytesFor(nodes) / AUTOMERGE_PLANNED_BYTES_PER_ENGINE))
+/** How many engines such a cluster is spread over. */
+export function automergeEnginesFor(nodes: number, deployments = 0): number {
+  return Math.max(1, Math.ceil(automergeBytesFor(nodes, deployments) / AUTOMERGE_PLANNED_BYTES_PER_ENGINE))
 }
 
 export interface AutomergeMemoryGuard {
@@ -60,9 +72,9 @@ export interface AutomergeMemoryGuard {
   topUps(): number
 }
 
-export function guardAutomergeMemory(nodes: number): AutomergeMemoryGuard {
-  const engines = Array.from({ length: automergeEnginesFor(nodes) }, (_, index) => automergeEngine(index))
-  const perEngine = Math.min(AUTOMERGE_RESERVE_BYTES_MAX, Math.ceil(automergeBytesFor(nodes) / engines.length))
+export function guardAutomergeMemory(nodes: number, deployments = 0): AutomergeMemoryGuard {
+  const engines = Array.from({ length: automergeEnginesFor(nodes, deployments) }, (_, index) => automergeEngine(index))
+  const perEngine = Math.min(AUTOMERGE_RESERVE_BYTES_MAX, Math.ceil(automergeBytesFor(nodes, deployments) / engines.length))
   const reserved = engines.map((engine) => reserveAutomergeMemory(perEngine, engine))
   let pressure = 0
   let topUps = 0

@@ -46,6 +46,8 @@ export interface SimClusterOptions {
    * false: they register one by one as they start.
    */
   warmRegistry?: boolean
+  /** Deployments the run will make: sizes Automerge's memory (sim/automerge-memory.ts) with the nodes; default 0. */
+  plannedDeployments?: number
 }
 
 export interface SimNode {
@@ -116,7 +118,7 @@ const RECONCILE_SIM = {
 }
 
 export function createSimCluster(options: SimClusterOptions): SimCluster {
-  const automergeMemory = guardAutomergeMemory(options.nodes)
+  const automergeMemory = guardAutomergeMemory(options.nodes, options.plannedDeployments ?? 0)
   let stateFailure: { node: string; reason: string; atMs: number; engine: number } | undefined
   const driver = createSimDriver(options.seed, undefined, {
     onAdvance: (elapsedMs, events) => {

@@ -55,7 +55,7 @@ const WARM_REGISTRY = process.env.LATTICE_BENCH_CLUSTER_WARM !== '0'
 
 async function propagation(nodes: number, writes: number): Promise<Record<string, unknown>> {
   const wallStartedAt = performance.now()
-  const cluster = createSimCluster({ nodes, seed: 1, warmRegistry: WARM_REGISTRY })
+  const cluster = createSimCluster({ nodes, seed: 1, warmRegistry: WARM_REGISTRY, plannedDeployments: writes })
   const { driver } = cluster
   await cluster.startAll(10)
   const joined = await driver.runUntil(() => checkEqualMembershipViews(cluster.alive()).length === 0, 300_000)

@@ -96,7 +96,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
   const log = options.log ?? (() => {})
   const wallStartedAt = performance.now()
   const heapBefore = process.memoryUsage().heapUsed
-  const cluster = createSimCluster({ nodes: options.nodes, seed: options.seed, warmRegistry: options.warmRegistry === true, driverHooks: { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violations.length }) } })
+  const cluster = createSimCluster({ nodes: options.nodes, seed: options.seed, warmRegistry: options.warmRegistry === true, plannedDeployments: options.deployments, driverHooks: { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violations.length }) } })
   const { driver } = cluster
   const rng = cluster.rng.fork('scenario')
   const trace = new Trace(200, options.traceSink)

@@ -117,6 +117,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
     nodes: spec.nodes,
     seed,
     warmRegistry: spec.warmRegistry,
+    plannedDeployments: spec.deployments.count,
     latencyMs: spec.network.latencyMs,
     driverHooks: { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violationCount, note }) },
   })
