@@ -3,28 +3,12 @@ import { describe, expect, it } from 'vitest'
 import * as A from '@automerge/automerge'
 import { createVirtualClock } from '../sim/virtual-clock.ts'
 import { automergeEngine, defaultEngine, engineOf } from './automerge-engine.ts'
-import type { ClusterState, SyncState } from './cluster-state.ts'
 import { createHandle, generateSyncMessage, loadHandle } from './doc-handle.ts'
 import { createMemoryStore } from './level-store.ts'
-import { replicaView } from './sync-test-support.ts'
+import { replicaView, syncPair } from './sync-test-support.ts'
 import { sampleNode, startState } from './test-support.ts'
 
 const clock = createVirtualClock()
-
-async function syncPair(a: ClusterState, b: ClusterState): Promise<void> {
-  let stateA: SyncState = A.initSyncState()
-  let stateB: SyncState = A.initSyncState()
-  for (let round = 0; round < 10; round++) {
-    const [nextA, toB] = a.generateSyncMessage(stateA)
-    stateA = nextA
-    if (toB !== null) stateB = (await b.receiveSyncMessage(stateB, toB)).syncState
-    const [nextB, toA] = b.generateSyncMessage(stateB)
-    stateB = nextB
-    if (toA !== null) stateA = (await a.receiveSyncMessage(stateA, toA)).syncState
-    if (toA === null && toB === null) return
-  }
-  throw new Error('sync did not finish in 10 rounds')
-}
 
 describe('Automerge engines', () => {
   it('engine 0 is the one @automerge/automerge loaded; a further engine is a separate instance of the module, kept for reuse', () => {

@@ -6,29 +6,11 @@ import { createVirtualClock } from '../sim/virtual-clock.ts'
 import type { ClusterState, SyncState } from './cluster-state.ts'
 import { toDocValue, type DocMap } from './doc-codec.ts'
 import { createMemoryStore } from './level-store.ts'
-import { replicaView } from './sync-test-support.ts'
+import { replicaView, syncPair } from './sync-test-support.ts'
 import { sampleNode, startState } from './test-support.ts'
 
 const clock = createVirtualClock()
 const start = async (selfId: string, store = createMemoryStore()): Promise<ClusterState> => (await startState({ clock, selfId, store })).state
-
-/** Runs the sync protocol between two replicas until neither has anything to send; returns the messages exchanged. */
-async function syncPair(a: ClusterState, b: ClusterState): Promise<number> {
-  let stateA: SyncState = A.initSyncState()
-  let stateB: SyncState = A.initSyncState()
-  let messages = 0
-  for (let round = 0; round < 10; round++) {
-    const [nextA, toB] = a.generateSyncMessage(stateA)
-    stateA = nextA
-    if (toB !== null) stateB = (await b.receiveSyncMessage(stateB, toB)).syncState
-    const [nextB, toA] = b.generateSyncMessage(stateB)
-    stateB = nextB
-    if (toA !== null) stateA = (await a.receiveSyncMessage(stateA, toA)).syncState
-    messages += Number(toB !== null) + Number(toA !== null)
-    if (toA === null && toB === null) return messages
-  }
-  throw new Error('sync did not finish in 10 rounds')
-}
 
 const foreign = (state: ClusterState, edit: (doc: DocMap) => void): Uint8Array => {
   const doc = A.load<DocMap>(state.saveSnapshot(), { actor: 'ab'.repeat(16) })

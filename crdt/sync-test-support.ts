@@ -7,7 +7,8 @@
  */
 import type { HandlerOptions, PeerEvent, RequestContext, RequestOptions, TopicMessage, Transport } from '../core/index.ts'
 import { TransportError } from '../core/index.ts'
-import type { ClusterState } from './cluster-state.ts'
+import * as A from '@automerge/automerge'
+import type { ClusterState, SyncState } from './cluster-state.ts'
 
 export interface ManualNetwork {
   transport(peerId: string): Transport
@@ -127,4 +128,22 @@ export function replicaView(state: ClusterState): unknown {
     placements: state.deployments().map((d) => [d.id, [...state.placements(d.id)]]),
     statuses: state.deployments().map((d) => [d.id, state.statuses(d.id)]),
   }
+}
+
+/** Runs the sync protocol between two replicas until neither has anything to send; returns the messages exchanged. */
+export async function syncPair(a: ClusterState, b: ClusterState): Promise<number> {
+  let stateA: SyncState = A.initSyncState()
+  let stateB: SyncState = A.initSyncState()
+  let messages = 0
+  for (let round = 0; round < 10; round++) {
+    const [nextA, toB] = a.generateSyncMessage(stateA)
+    stateA = nextA
+    if (toB !== null) stateB = (await b.receiveSyncMessage(stateB, toB)).syncState
+    const [nextB, toA] = b.generateSyncMessage(stateB)
+    stateB = nextB
+    if (toA !== null) stateA = (await a.receiveSyncMessage(stateA, toA)).syncState
+    messages += Number(toB !== null) + Number(toA !== null)
+    if (toA === null && toB === null) return messages
+  }
+  throw new Error('sync did not finish in 10 rounds')
 }
