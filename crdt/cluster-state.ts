@@ -12,7 +12,7 @@
 import * as A from '@automerge/automerge'
 import { z } from 'zod'
 import { LatticeError, type Clock, type DesiredState, type Logger, type Startable, type Store } from '../core/index.ts'
-import { engineOf, type AutomergeEngine } from './automerge-engine.ts'
+import { defaultEngine, type AutomergeEngine } from './automerge-engine.ts'
 import { draftRoot, generateSyncMessage, isEngineFailure, loadHandle, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
 import { DocIndex } from './doc-index.ts'
 import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
@@ -266,7 +266,8 @@ class AutomergeClusterState implements ClusterState {
   private readonly store: Store
   private readonly clock: Clock
   private readonly logger: Logger
-  private readonly engine: AutomergeEngine | undefined
+  /** Holds the document: every handle of this state is made in it. */
+  private readonly engine: AutomergeEngine
   private readonly index: DocIndex
   private readonly changeListeners = new Set<(event: ClusterChangeEvent) => void>()
   private readonly localChangeListeners = new Set<(change: Uint8Array) => void>()
@@ -284,7 +285,7 @@ class AutomergeClusterState implements ClusterState {
     this.store = components.store
     this.clock = components.clock
     this.logger = components.logger.child({ component: 'cluster-state' })
-    this.engine = components.automerge
+    this.engine = components.automerge ?? defaultEngine()
     this.index = new DocIndex(this.logger)
   }
 
@@ -561,7 +562,7 @@ class AutomergeClusterState implements ClusterState {
       'not an Automerge document',
       (doc) => {
         // Loaded on its own first: load refuses damaged or truncated bytes, loadIncremental would skip them.
-        const other = loadHandle(snapshot, doc.getActorId(), engineOf(doc))
+        const other = loadHandle(snapshot, doc.getActorId(), this.engine)
         // A snapshot holding all of this replica (a joining node's first
         // sync) replaces it outright: re-applying its every change costs
         // another load. Not when changes wait here for their dependencies.
@@ -707,8 +708,7 @@ class AutomergeClusterState implements ClusterState {
   private latchFailure(reason: string): void {
     if (this.failed !== undefined) return
     this.failed = reason
-    this.engine?.markFailed(reason)
-    if (this.doc !== undefined) engineOf(this.doc).markFailed(reason)
+    this.engine.markFailed(reason)
     this.logger.error({ reason }, 'Automerge failed: the document is gone; restart the node (it reloads from its store)')
     this.emit(this.failureListeners, reason)
   }
@@ -716,7 +716,7 @@ class AutomergeClusterState implements ClusterState {
   /** Throws INTERNAL once the document failed, or its engine did (another document trapped in it: all of them are gone). */
   private ensureAlive(): void {
     if (this.failed === undefined) {
-      const engineFailure = this.doc === undefined ? this.engine?.failure() : engineOf(this.doc).failure()
+      const engineFailure = this.engine.failure()
       if (engineFailure !== undefined) this.latchFailure(`another document of this Automerge engine failed: ${engineFailure}`)
     }
     if (this.failed !== undefined) throw new LatticeError('INTERNAL', `cluster state failed (${this.failed}); restart the node: it reloads from its store`)

@@ -38,9 +38,9 @@ export const AUTOMERGE_BYTES_PER_CHANGE_PER_PEER = 8
 /** wasm32 memory ends at 4 GiB; what is left above this is for growth the estimate missed. */
 export const AUTOMERGE_RESERVE_BYTES_MAX = 3 * 1024 ** 3
 /**
- * The estimate one engine is planned for: the estimate is of a short chaos
- * run, and documents grow with a run's changes (at 1,000 nodes a loaded
- * registry alone took 1.25 MB per document and its first change 0.7 MB more).
+ * The estimate one engine is planned for, well below its 4 GiB: the estimate
+ * is of measured runs, and a run with more faults (restarts, re-placements)
+ * makes more changes per deployment than it plans for.
  */
 export const AUTOMERGE_PLANNED_BYTES_PER_ENGINE = 1.5 * 1024 ** 3
 /** Garbage collections forced by external memory pressure before the reserve grows: one or two come from other causes. */
