@@ -55,4 +55,25 @@ describe('Automerge engines', () => {
     expect(restarted.deployments()).toEqual(c.deployments())
     await Promise.all([a.stop(), c.stop(), restarted.stop()])
   })
+
+  it('an engine this process made grows its memory without writing it, and later documents use that memory; the default engine cannot', () => {
+    const engine = automergeEngine(5)
+    const bytes = 512 * 1024 ** 2
+    const before = { rss: process.memoryUsage().rss, memory: engine.memoryBytes()! }
+    expect(engine.growUntouched(bytes)).toBe(true)
+    const grown = { rss: process.memoryUsage().rss, memory: engine.memoryBytes()! }
+    // The memory grew by the request; resident memory did not (its pages were never written).
+    expect(grown.memory - before.memory).toBeGreaterThanOrEqual(bytes)
+    expect(grown.rss - before.rss).toBeLessThan(bytes / 4)
+    const docs = Array.from({ length: 50 }, (_, i) => {
+      const handle = createHandle(undefined, engine)
+      for (let k = 0; k < 1_000; k++) handle.put('_root', `k${k}`, `value ${k} of document ${i}`)
+      handle.commit()
+      return handle
+    })
+    expect(engine.memoryBytes()).toBe(grown.memory)
+    for (const handle of docs) handle.free()
+    expect(defaultEngine().growUntouched(bytes)).toBe(false)
+    expect(defaultEngine().memoryBytes()).toBeUndefined()
+  })
 })

@@ -43,7 +43,38 @@ export interface AutomergeEngine {
    */
   failure(): string | undefined
   markFailed(reason: string): void
+  /**
+   * Grows the engine's memory by about `bytes` without writing to it, so the
+   * pages stay untouched (not resident) until documents use them: allocates
+   * and frees through the module's own allocator, which keeps the freed
+   * space for later allocations. Answers false where the module's exports
+   * are out of reach (the default engine: Automerge instantiated it before
+   * this module could see it).
+   */
+  growUntouched(bytes: number): boolean
+  /** Size of the engine's memory, where its exports are in reach (as for growUntouched). */
+  memoryBytes(): number | undefined
 }
+
+/** What this module uses of the WebAssembly global (the project's TypeScript lib declares no DOM, hence no WebAssembly values). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer
+}
+interface WasmGlobal {
+  Instance: new (module: unknown, imports?: unknown) => { readonly exports: Record<string, unknown> }
+  Memory: abstract new (...args: never[]) => WasmMemory
+}
+const wasmGlobal = (globalThis as unknown as { WebAssembly: WasmGlobal }).WebAssembly
+
+/** The allocator exports of a wasm-bindgen module instance. */
+interface WasmAllocator {
+  memory: WasmMemory
+  __wbindgen_malloc(size: number, align: number): number
+  __wbindgen_free(pointer: number, size: number, align: number): void
+}
+
+/** Allocation size when growing untouched: a few hundred calls for gigabytes. */
+const GROW_BLOCK_BYTES = 4 * 1024 * 1024
 
 const engines: AutomergeEngine[] = []
 
@@ -53,9 +84,23 @@ function bindingsPath(): { require: NodeJS.Require; file: string } {
   return { require, file: path.join(path.dirname(entry), '..', 'mjs', 'wasm_bindgen_output', 'nodejs', 'automerge_wasm.cjs') }
 }
 
-function wrap(index: number, bindings: WasmBindings): AutomergeEngine {
+function wrap(index: number, bindings: WasmBindings, allocator?: WasmAllocator): AutomergeEngine {
   let failed: string | undefined
   return {
+    memoryBytes: () => allocator?.memory.buffer.byteLength,
+    growUntouched: (bytes) => {
+      if (allocator === undefined) return false
+      const pointers: number[] = []
+      try {
+        for (let grown = 0; grown < bytes; grown += GROW_BLOCK_BYTES) {
+          // A failed allocation traps (and kills the engine): callers stay below the 4 GiB end.
+          pointers.push(allocator.__wbindgen_malloc(GROW_BLOCK_BYTES, 1))
+        }
+      } finally {
+        for (const pointer of pointers) allocator.__wbindgen_free(pointer, GROW_BLOCK_BYTES, 1)
+      }
+      return true
+    },
     failure: () => failed,
     markFailed: (reason) => {
       failed ??= reason
@@ -104,9 +149,22 @@ export function automergeEngine(index: number): AutomergeEngine {
     // Evaluating the file again compiles and instantiates the module again: a new memory.
     const cached = require.cache[file]
     delete require.cache[file]
+    const Instance = wasmGlobal.Instance
+    let allocator: WasmAllocator | undefined
+    // The bindings keep their instance private; seeing it made is the one way to reach its allocator.
+    wasmGlobal.Instance = new Proxy(Instance, {
+      construct(target, args: ConstructorParameters<WasmGlobal['Instance']>) {
+        const instance = new target(...args)
+        const exports = instance.exports as Partial<WasmAllocator>
+        if (exports.memory instanceof wasmGlobal.Memory && typeof exports.__wbindgen_malloc === 'function' && typeof exports.__wbindgen_free === 'function') allocator = exports as WasmAllocator
+        return instance
+      },
+    })
     try {
-      engines.push(wrap(engines.length, require(file) as WasmBindings))
+      const bindings = require(file) as WasmBindings
+      engines.push(wrap(engines.length, bindings, allocator))
     } finally {
+      wasmGlobal.Instance = Instance
       if (cached !== undefined) require.cache[file] = cached
       else delete require.cache[file]
     }

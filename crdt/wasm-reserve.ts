@@ -10,10 +10,14 @@
  * hundreds of times a minute and spent most of its time marking the JS heap
  * (GC and allocation-site marking steps were over half of its CPU).
  *
- * Writing values of a throwaway document and freeing it grows the memory once
- * by about the requested size; the allocator keeps the freed space and later
- * documents take their memory from it without growing the memory again. A
- * real node holds one document and does not need this.
+ * Allocating and freeing through the module's allocator grows the memory
+ * once by about the requested size; the allocator keeps the freed space and
+ * later documents take their memory from it without growing the memory
+ * again. The pages are not written, so they cost no RAM until documents use
+ * them. The default engine's allocator is out of reach (automerge-engine.ts):
+ * there, values of a throwaway document are written and freed instead, which
+ * makes the reserve resident. A real node holds one document and does not
+ * need this.
  */
 import { defaultEngine, type AutomergeEngine } from './automerge-engine.ts'
 
@@ -29,12 +33,16 @@ const reserved = new Map<number, number>()
  * Grows the memory of `engine` (the default one unless given) so that about
  * `bytes` in total were reserved in it by this process (calls asking for
  * less than earlier ones do nothing). Returns the total reserved so far in
- * that engine. Takes ~2 ms per MB, once.
+ * that engine. Takes ~2 ms per MB where it writes, far less where it need not.
  */
 export function reserveAutomergeMemory(bytes: number, engine: AutomergeEngine = defaultEngine()): number {
   const before = reserved.get(engine.index) ?? 0
   const wanted = Math.max(0, bytes - before)
   if (wanted <= 0) return before
+  if (engine.growUntouched(wanted)) {
+    reserved.set(engine.index, bytes)
+    return bytes
+  }
   const doc = engine.create()
   try {
     const block = new Uint8Array(BLOCK_BYTES)

@@ -123,7 +123,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
   const driver = createSimDriver(options.seed, undefined, {
     onAdvance: (elapsedMs, events) => {
       // A node whose document failed (Automerge trapped, e.g. out of memory) would only make the rest of the run meaningless: stop it here, loudly.
-      if (stateFailure !== undefined) throw new Error(`simulated node ${stateFailure.node} lost its cluster document at ${stateFailure.atMs} virtual ms: ${stateFailure.reason} (Automerge engine ${stateFailure.engine} of ${automergeMemory.engines()})`)
+      if (stateFailure !== undefined) throw new Error(`simulated node ${stateFailure.node} lost its cluster document at ${stateFailure.atMs} virtual ms: ${stateFailure.reason} (Automerge engine ${stateFailure.engine}; the run has ${automergeMemory.engines()})`)
       automergeMemory.check()
       options.driverHooks?.onAdvance?.(elapsedMs, events)
     },
