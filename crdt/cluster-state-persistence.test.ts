@@ -397,6 +397,26 @@ describe('cluster state validation on read', () => {
     expect(state.deployment('d1')).toBeDefined()
   })
 
+  it('a section map replaced by a peer: the new map is read from then on, and a write into the old one is not (object paths are remembered across changes)', async () => {
+    const { state } = await start({ selfId: 'node-a' })
+    await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-a' })
+    await state.reportStatus('d1', 0, sampleStatus)
+    const handle = loadHandle(state.saveSnapshot(), 'fd'.repeat(16))
+    const oldSection = handle.getWithType('_root', 'status')![1] as string
+    const stored = handle.get(oldSection, 'd1/0/node-a') as string
+    await state.reportStatus('d1', 1, sampleStatus)
+    expect(state.statuses('d1')).toHaveLength(2)
+    const replaced = handle.putObject('_root', 'status', {})
+    handle.commit('replace', 0)
+    await state.applyChanges([handle.getLastLocalChange()!])
+    expect(state.statuses('d1')).toEqual([])
+    handle.put(replaced, 'd1/0/node-b', stored)
+    handle.put(oldSection, 'd1/1/node-b', stored)
+    handle.commit('both', 0)
+    await state.applyChanges([handle.getLastLocalChange()!])
+    expect(state.statuses('d1').map((status) => [status.replica, status.peerId])).toEqual([[0, 'node-b']])
+  })
+
   it('a key named __proto__ holding a map, in a section or inside an entry, is an invalid entry; the rest of the section still reads, at load too', async () => {
     const store = createMemoryStore()
     const { state, clock } = await start({ selfId: 'node-a', store })

@@ -359,6 +359,13 @@ export class DocIndex {
   private readonly invalid = new Map<string, InvalidEntry>()
   /** Entries read and validated by a refresh (not counting unchecked entries validated on first read). */
   private refreshed = 0
+  /**
+   * Paths of section maps by object id, kept across updates: in the
+   * simulator objInfo was a fifth of applying a peer's change. The path of a
+   * map that is a section's value changes only through an op on the root
+   * (a conflicting or replacing write of the section), which clears this.
+   */
+  private readonly sectionPaths = new Map<string, string[]>()
   private readonly sortedNodes = new SortedView(this.sections.nodes, (a, b) => byString(a.peerId, b.peerId))
   private readonly sortedDeployments = new SortedView(
     this.sections.deployments,
@@ -469,6 +476,7 @@ export class DocIndex {
    * broke, for the sync layer to count and attribute.
    */
   update(doc: DocHandle, changes: readonly DecodedChange[] | 'all'): string[][] {
+    if (changes === 'all') this.sectionPaths.clear()
     const paths = changes === 'all' ? undefined : this.touchedBy(changes, doc)
     // An unchecked entry that was already invalid is not one these changes broke: validate what they touch first.
     if (paths === undefined) this.resolveUnchecked()
@@ -495,9 +503,10 @@ export class DocIndex {
     const add = (path: string[]): void => {
       touched.set(JSON.stringify(path), path)
     }
+    if (changes.some((change) => change.ops.some((op) => op.obj === '_root'))) this.sectionPaths.clear()
     const paths = new Map<string, string[] | null>()
     const pathOf = (obj: string): string[] | null => {
-      let path = paths.get(obj)
+      let path = this.sectionPaths.get(obj) ?? paths.get(obj)
       if (path === undefined) {
         try {
           path = doc.objInfo(obj).path?.map(String) ?? null
@@ -505,6 +514,7 @@ export class DocIndex {
           path = null // an object this document does not hold
         }
         paths.set(obj, path)
+        if (path?.length === 1 && isSectionName(path[0])) this.sectionPaths.set(obj, path)
       }
       return path
     }
