@@ -292,6 +292,11 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
         }
       }
       if (pending.size > 0) violations.push(`failover: ${pending.size} replica(s) not running again within ${budgetMs} ms`)
+      // Printed now: the return phase below restarts every victim, the heaviest part of a large run.
+      if (failovers.length > 0) {
+        const { p50, p99 } = p50p99(failovers)
+        log(`failover: ${failovers.length} replica(s) running again, failoverMs p50 ${p50} / p99 ${p99}; ${detections.length} observer(s) saw every death${detections.length > 0 ? `, deathDetectionMs p50 ${p50p99(detections).p50}` : ''}`)
+      }
       await converge('failover liveness')
       for (const victim of victims) await cluster.restart(victim)
       await converge('return liveness')
