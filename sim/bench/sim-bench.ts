@@ -19,7 +19,7 @@
  *   LATTICE_BENCH_SIM_CAMPAIGN_SEEDS   100
  *   LATTICE_BENCH_SIM_CAMPAIGN_NODES   200
  *   LATTICE_BENCH_SIM_CAMPAIGN_DURATION_S  (the library chaos: 120)
- *   LATTICE_BENCH_SIM_HEAP_MB          8192   --max-old-space-size of each run
+ *   LATTICE_BENCH_SIM_HEAP_MB          16384  --max-old-space-size of each run (as npm run sim: 1,000 nodes hold ~5 GB of heap)
  *   LATTICE_BENCH_SIM_WARM             0      1: runs start with a warm registry (--warm-registry)
  *   LATTICE_BENCH_SIM_TIMEOUT_S        7200   a run over this is killed and counted failed
  *
@@ -44,7 +44,7 @@ const EnvSchema = z.object({
   LATTICE_BENCH_SIM_CAMPAIGN_SEEDS: z.coerce.number().int().min(1).max(10_000).default(100),
   LATTICE_BENCH_SIM_CAMPAIGN_NODES: z.coerce.number().int().min(3).max(5_000).default(200),
   LATTICE_BENCH_SIM_CAMPAIGN_DURATION_S: z.coerce.number().min(0).max(24 * 3600).optional(),
-  LATTICE_BENCH_SIM_HEAP_MB: z.coerce.number().int().min(256).max(65_536).default(8_192),
+  LATTICE_BENCH_SIM_HEAP_MB: z.coerce.number().int().min(256).max(65_536).default(16_384),
   LATTICE_BENCH_SIM_TIMEOUT_S: z.coerce.number().positive().default(7_200),
   LATTICE_BENCH_SIM_WARM: z.enum(['0', '1']).default('0').transform((v) => v === '1'),
 })
