@@ -439,15 +439,11 @@ class AutomergeClusterState implements ClusterState {
       doc.rollback()
       throw err
     }
-    let change: Uint8Array | null
-    try {
-      if (doc.pendingOps() === 0) return result // nothing changed: no change, no chunk
+    if (this.guard('making a local change', () => doc.pendingOps()) === 0) return result // nothing changed: no change, no chunk
+    const change = this.guard('making a local change', () => {
       doc.commit(message.slice(0, MESSAGE_LENGTH_MAX), changeTimeSeconds(nowMs))
-      change = doc.getLastLocalChange()
-    } catch (err) {
-      if (isEngineFailure(err)) this.engineFailed(err, 'making a local change')
-      throw err
-    }
+      return doc.getLastLocalChange()
+    })
     persistence.noteChanges(change === null ? undefined : [change])
     if (change !== null) this.index.update(doc, [A.decodeChange(change)])
     await persistence.persist()
@@ -661,12 +657,7 @@ class AutomergeClusterState implements ClusterState {
 
   stats(): ClusterStateStats {
     // After a failure the document cannot be asked anything, and health must still answer.
-    let doc: DocHandle | undefined
-    try {
-      doc = this.doc === undefined ? undefined : this.currentDoc()
-    } catch {
-      doc = undefined
-    }
+    const doc = this.doc
     const figures = doc === undefined ? { changeCount: 0, headsCount: 0 } : this.tryGuard('reading statistics', () => ({ changeCount: doc.stats().numChanges, headsCount: doc.getHeads().length }))
     const index = this.index
     return {
