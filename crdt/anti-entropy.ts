@@ -194,7 +194,8 @@ export class AntiEntropy {
         this.deps.onSessionOk(peerId)
         return { ok: true, peerId, rounds }
       }
-      syncState = seedSharedHeads(syncState, theirs.filter((head) => this.state.hasChanges([head])))
+      const unknown = this.state.missingAmong(theirs)
+      syncState = seedSharedHeads(syncState, theirs.filter((head) => !unknown.has(head)))
       let messageRounds = 0
       for (;;) {
         if (!this.running) throw new SessionFailure('stopped')
@@ -338,7 +339,10 @@ export class AntiEntropy {
     if (heard !== undefined) this.heardHeads.delete(from)
     else if (start) this.count.syncSessionsServed++ // a session that did not open with a heads round
     let syncState = start ? resetSyncState(this.inStates.get(from)) : (this.inStates.get(from) ?? A.initSyncState())
-    if (heard !== undefined) syncState = seedSharedHeads(syncState, heard.filter((head) => this.state.hasChanges([head])))
+    if (heard !== undefined) {
+      const unknown = this.state.missingAmong(heard)
+      syncState = seedSharedHeads(syncState, heard.filter((head) => !unknown.has(head)))
+    }
     try {
       if (payload.byteLength > 0 && snapshot) {
         this.count.syncSnapshotsReceived++

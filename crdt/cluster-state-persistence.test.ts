@@ -417,6 +417,48 @@ describe('cluster state validation on read', () => {
     expect(state.statuses('d1').map((status) => [status.replica, status.peerId])).toEqual([[0, 'node-b']])
   })
 
+  it('a node entry replaced by a peer: writes into the new map and the maps in it are read, a write into the old one changes nothing (object places are remembered across changes)', async () => {
+    const { state } = await start({ selfId: 'node-a' })
+    const peer = (await start({ selfId: 'node-b' })).state
+    await peer.upsertSelfNode(sampleNode)
+    await state.applyChanges(peer.changesSince([]))
+    const handle = loadHandle(state.saveSnapshot(), 'fd'.repeat(16))
+    const nodesId = handle.getWithType('_root', 'nodes')![1] as string
+    const oldEntry = handle.getWithType(nodesId, 'node-b')![1] as string
+    const oldCapacity = handle.getWithType(oldEntry, 'capacity')![1] as string
+    const apply = async (edit: () => void): Promise<void> => {
+      edit()
+      handle.commit('edit', 0)
+      await state.applyChanges([handle.getLastLocalChange()!])
+    }
+    const nodeB = () => state.nodes().find((node) => node.peerId === 'node-b')
+    await apply(() => handle.put(oldEntry, 'name', 'renamed'))
+    expect(nodeB()?.name).toBe('renamed')
+    await apply(() => handle.put(oldCapacity, 'cpu', 4))
+    expect(nodeB()?.capacity.cpu).toBe(4)
+    // Replaced whole: a copy made field by field, as a peer's fresh write would make it.
+    const copy = (target: string, key: string | number, value: unknown, insert = false): void => {
+      if (Array.isArray(value) || (typeof value === 'object' && value !== null)) {
+        const made = insert ? handle.insertObject(target, key as number, Array.isArray(value) ? [] : {}) : handle.putObject(target, key, Array.isArray(value) ? [] : {})
+        if (Array.isArray(value)) value.forEach((item, index) => copy(made, index, item, true))
+        else for (const [field, item] of Object.entries(value)) copy(made, field, item)
+      } else if (insert) handle.insert(target, key as number, value as string)
+      else handle.put(target, key, value as string)
+    }
+    await apply(() => copy(nodesId, 'node-b', { ...(handle.materialize(oldEntry) as object), name: 'second' }))
+    expect(nodeB()?.name).toBe('second')
+    expect(nodeB()?.capacity.cpu).toBe(4)
+    await apply(() => {
+      handle.put(oldEntry, 'name', 'ghost')
+      handle.put(oldCapacity, 'cpu', 64)
+    })
+    expect(nodeB()?.name).toBe('second')
+    expect(nodeB()?.capacity.cpu).toBe(4)
+    const newCapacity = handle.getWithType(handle.getWithType(nodesId, 'node-b')![1] as string, 'capacity')![1] as string
+    await apply(() => handle.put(newCapacity, 'cpu', 16))
+    expect(nodeB()?.capacity.cpu).toBe(16)
+  })
+
   it('a key named __proto__ holding a map, in a section or inside an entry, is an invalid entry; the rest of the section still reads, at load too', async () => {
     const store = createMemoryStore()
     const { state, clock } = await start({ selfId: 'node-a', store })

@@ -187,6 +187,8 @@ export interface ClusterState extends Startable, ClusterStateReader {
   entriesTouchedBy(changes: readonly Uint8Array[]): string[][]
   /** True when every hash is a change in this replica's history (applied, not merely queued). Malformed hashes: false. */
   hasChanges(hashes: readonly string[]): boolean
+  /** The hashes among `hashes` that are not changes in this replica's history (unknown, only queued, or malformed): one question for many hashes. */
+  missingAmong(hashes: readonly string[]): Set<string>
   /**
    * True when every change in `heads` is known here and in the history of
    * `peerHeads` (a peer that reported `peerHeads` holds them). Peer heads this
@@ -504,19 +506,32 @@ class AutomergeClusterState implements ClusterState {
   }
 
   hasChanges(hashes: readonly string[]): boolean {
+    return this.missingAmong(hashes).size === 0
+  }
+
+  missingAmong(hashes: readonly string[]): Set<string> {
     const doc = this.doc
-    if (doc === undefined) return hashes.length === 0
-    if (hashes.length === 0) return true
+    if (doc === undefined) return new Set(hashes)
+    if (hashes.length === 0) return new Set()
     return this.guard('reading the change graph', () => {
+      // getMissingDeps answers from the change graph, one call for all the
+      // hashes; getChangeMetaByHash would build each change's metadata as a
+      // JS object. It names the given hashes not in the history, except those
+      // waiting in Automerge's queue, so those are asked for one by one when
+      // the queue is not empty (it rarely holds anything: gossip applies a
+      // change only once its dependencies are in).
+      let missing: string[]
       try {
-        // getMissingDeps answers from the change graph; getChangeMetaByHash would build each change's metadata as a JS object.
-        // An empty answer means every hash is applied; otherwise a hash it does not name may still be only queued, so ask for that one.
-        const missing = doc.getMissingDeps([...hashes])
-        return missing.length === 0 || hashes.every((hash) => !missing.includes(hash) && doc.getChangeMetaByHash(hash) !== null)
+        missing = doc.getMissingDeps([...hashes])
       } catch (err) {
         if (isEngineFailure(err)) throw err
-        return false // malformed hashes are not in any history
+        if (hashes.length === 1) return new Set(hashes) // malformed hashes are not in any history
+        return new Set(hashes.filter((hash) => this.missingAmong([hash]).size > 0))
       }
+      if (missing.length === 0) return new Set()
+      const named = new Set(missing)
+      const queueEmpty = doc.getMissingDeps().length === 0
+      return new Set(hashes.filter((hash) => named.has(hash) || (!queueEmpty && doc.getChangeMetaByHash(hash) === null)))
     })
   }
 

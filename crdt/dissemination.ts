@@ -127,11 +127,14 @@ export class Dissemination {
       return
     }
     const held: Held = { from: message.from, ...decoded.value }
-    if (this.pending.has(held.hash) || this.inboxHashes.has(held.hash) || this.state.hasChanges([held.hash])) {
+    if (this.pending.has(held.hash) || this.inboxHashes.has(held.hash)) {
       this.count.changesDuplicate++
       return
     }
-    if (this.depsReady(held)) this.enqueue(held)
+    // One question to the document: is the change in, and are its dependencies?
+    const missing = this.state.missingAmong([held.hash, ...this.depsOutsideInbox(held)])
+    if (!missing.has(held.hash)) this.count.changesDuplicate++
+    else if (this.depsReady(held, missing)) this.enqueue(held)
     else this.hold(held)
   }
 
@@ -158,10 +161,17 @@ export class Dissemination {
     this.count.changesPending = this.pending.size
   }
 
-  /** Dependencies in the history or ahead of it in the inbox (one apply takes a change and its dependencies together). */
-  private depsReady(held: Held): boolean {
-    const outside = held.deps.filter((dep) => !this.inboxHashes.has(dep))
-    return outside.length === 0 || this.state.hasChanges(outside)
+  private depsOutsideInbox(held: Held): string[] {
+    return held.deps.filter((dep) => !this.inboxHashes.has(dep))
+  }
+
+  /**
+   * Dependencies in the history or ahead of it in the inbox (one apply takes
+   * a change and its dependencies together); `missing` holds, of the
+   * dependencies outside the inbox, those not in the history.
+   */
+  private depsReady(held: Held, missing: ReadonlySet<string>): boolean {
+    return held.deps.every((dep) => this.inboxHashes.has(dep) || !missing.has(dep))
   }
 
   private enqueue(held: Held): void {
@@ -170,16 +180,32 @@ export class Dissemination {
     this.schedule()
   }
 
-  /** Moves held changes whose dependencies are now in the history to the inbox. */
+  /**
+   * Moves held changes whose dependencies are now in the history, or ahead
+   * of them in the inbox, to the inbox. The document is asked once about
+   * every held change and dependency (per held change, that was a tenth of
+   * a chaos run while partitions left many held).
+   */
   private promote(): void {
     if (this.pending.size === 0 || !this.running) return
-    for (const held of [...this.pending.values()]) {
-      if (this.state.hasChanges([held.hash])) {
-        this.unhold(held)
-        this.count.changesDuplicate++
-      } else if (this.depsReady(held)) {
-        this.unhold(held)
-        this.enqueue(held)
+    const asked = new Set<string>()
+    for (const held of this.pending.values()) {
+      asked.add(held.hash)
+      for (const dep of this.depsOutsideInbox(held)) asked.add(dep)
+    }
+    const missing = this.state.missingAmong([...asked])
+    // Until nothing moves: a held change may depend on one moved after it.
+    for (let moved = true; moved && this.running; ) {
+      moved = false
+      for (const held of [...this.pending.values()]) {
+        if (!missing.has(held.hash)) {
+          this.unhold(held)
+          this.count.changesDuplicate++
+        } else if (this.depsReady(held, missing)) {
+          this.unhold(held)
+          this.enqueue(held)
+          moved = true
+        }
       }
     }
   }
@@ -226,7 +252,8 @@ export class Dissemination {
    * refuses is retried per sender, to find the one to blame.
    */
   private async applyBatch(batch: Held[]): Promise<void> {
-    const fresh = batch.filter((held) => !this.state.hasChanges([held.hash]))
+    const missing = this.state.missingAmong(batch.map((held) => held.hash))
+    const fresh = batch.filter((held) => missing.has(held.hash))
     this.count.changesDuplicate += batch.length - fresh.length
     if (fresh.length === 0) return
     const bySender = new Map<string, Held[]>()
@@ -272,7 +299,8 @@ export class Dissemination {
 
   private async applyGroup(from: string, group: Held[]): Promise<void> {
     // Anti-entropy may have brought some meanwhile.
-    const fresh = group.filter((held) => !this.state.hasChanges([held.hash]))
+    const missing = this.state.missingAmong(group.map((held) => held.hash))
+    const fresh = group.filter((held) => missing.has(held.hash))
     this.count.changesDuplicate += group.length - fresh.length
     if (fresh.length === 0) return
     try {

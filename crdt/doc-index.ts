@@ -360,12 +360,17 @@ export class DocIndex {
   /** Entries read and validated by a refresh (not counting unchecked entries validated on first read). */
   private refreshed = 0
   /**
-   * Paths of section maps by object id, kept across updates: in the
-   * simulator objInfo was a fifth of applying a peer's change. The path of a
-   * map that is a section's value changes only through an op on the root
-   * (a conflicting or replacing write of the section), which clears this.
+   * Where objects lie, by object id, kept across updates: [section] for a
+   * section map, [section, key] for an object inside an entry (a node's
+   * map and the maps in it). In the simulator objInfo was a fifth of
+   * applying a peer's change. An object never moves: it stays under the key
+   * it was made at, so a remembered place can only have become invisible
+   * (overwritten, deleted, a conflict's losing side), and an op on it then
+   * costs one needless re-read of that entry, never a missed one. A write on
+   * the root (a section replaced) clears it all the same. Its size follows
+   * the objects made, a few per node entry.
    */
-  private readonly sectionPaths = new Map<string, string[]>()
+  private readonly objectPlaces = new Map<string, string[]>()
   private readonly sortedNodes = new SortedView(this.sections.nodes, (a, b) => byString(a.peerId, b.peerId))
   private readonly sortedDeployments = new SortedView(
     this.sections.deployments,
@@ -476,7 +481,7 @@ export class DocIndex {
    * broke, for the sync layer to count and attribute.
    */
   update(doc: DocHandle, changes: readonly DecodedChange[] | 'all'): string[][] {
-    if (changes === 'all') this.sectionPaths.clear()
+    if (changes === 'all') this.objectPlaces.clear()
     const paths = changes === 'all' ? undefined : this.touchedBy(changes, doc)
     // An unchecked entry that was already invalid is not one these changes broke: validate what they touch first.
     if (paths === undefined) this.resolveUnchecked()
@@ -503,10 +508,10 @@ export class DocIndex {
     const add = (path: string[]): void => {
       touched.set(JSON.stringify(path), path)
     }
-    if (changes.some((change) => change.ops.some((op) => op.obj === '_root'))) this.sectionPaths.clear()
+    if (changes.some((change) => change.ops.some((op) => op.obj === '_root'))) this.objectPlaces.clear()
     const paths = new Map<string, string[] | null>()
     const pathOf = (obj: string): string[] | null => {
-      let path = this.sectionPaths.get(obj) ?? paths.get(obj)
+      let path = this.objectPlaces.get(obj) ?? paths.get(obj)
       if (path === undefined) {
         try {
           path = doc.objInfo(obj).path?.map(String) ?? null
@@ -514,7 +519,7 @@ export class DocIndex {
           path = null // an object this document does not hold
         }
         paths.set(obj, path)
-        if (path?.length === 1 && isSectionName(path[0])) this.sectionPaths.set(obj, path)
+        if (path !== null && path.length >= 1 && isSectionName(path[0])) this.objectPlaces.set(obj, path.slice(0, 2))
       }
       return path
     }
