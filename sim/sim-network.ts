@@ -196,8 +196,11 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
     if (typeof latency === 'function') return Math.max(0, latency(rng))
     return latency.min + rng.int(Math.floor(latency.max - latency.min) + 1)
   }
+  // Asked for every copy of every message: the pair key is built only while some link is blocked.
   const reachable = (from: string, to: string): boolean =>
-    (islandOf.get(from) ?? -1) === (islandOf.get(to) ?? -1) && !blocked.has(`${from}\u0000${to}`) && !(oneWayFrom.has(from) && oneWayTo.has(to))
+    (islandOf.size === 0 || (islandOf.get(from) ?? -1) === (islandOf.get(to) ?? -1)) &&
+    (blocked.size === 0 || !blocked.has(`${from}\u0000${to}`)) &&
+    (oneWayFrom.size === 0 || !(oneWayFrom.has(from) && oneWayTo.has(to)))
   const isLive = (peerId: string): boolean => instances.get(peerId)?.started === true
   const linkShouldBeUp = (a: string, b: string): boolean =>
     links.has(pairKey(a, b)) && isLive(a) && isLive(b) && reachable(a, b) && reachable(b, a)
