@@ -457,6 +457,28 @@ describe('cluster state validation on read', () => {
     const newCapacity = handle.getWithType(handle.getWithType(nodesId, 'node-b')![1] as string, 'capacity')![1] as string
     await apply(() => handle.put(newCapacity, 'cpu', 16))
     expect(nodeB()?.capacity.cpu).toBe(16)
+    // Two entries made in one change, their maps interleaved: each later write lands in its own entry.
+    const template = handle.materialize(oldEntry) as Record<string, unknown>
+    await apply(() => {
+      const c = handle.putObject(nodesId, 'node-c', {})
+      const d = handle.putObject(nodesId, 'node-d', {})
+      for (const [field, value] of Object.entries(template)) {
+        copy(d, field, field === 'peerId' ? 'node-d' : value)
+        copy(c, field, field === 'peerId' ? 'node-c' : value)
+      }
+    })
+    const capacityOf = (peerId: string): string => handle.getWithType(handle.getWithType(nodesId, peerId)![1] as string, 'capacity')![1] as string
+    const nameOf = (peerId: string) => state.nodes().find((node) => node.peerId === peerId)?.name
+    await apply(() => handle.put(handle.getWithType(nodesId, 'node-d')![1] as string, 'name', 'dee'))
+    expect(nameOf('node-d')).toBe('dee')
+    await apply(() => handle.put(handle.getWithType(nodesId, 'node-c')![1] as string, 'name', 'cee'))
+    expect(nameOf('node-c')).toBe('cee')
+    await apply(() => handle.put(capacityOf('node-c'), 'cpu', 2))
+    await apply(() => handle.put(capacityOf('node-d'), 'gpus', 1))
+    const byPeer = new Map(state.nodes().map((node) => [node.peerId, node]))
+    expect([byPeer.get('node-c')?.name, byPeer.get('node-d')?.name]).toEqual(['cee', 'dee'])
+    expect([byPeer.get('node-c')?.capacity.cpu, byPeer.get('node-c')?.capacity.gpus]).toEqual([2, 0])
+    expect([byPeer.get('node-d')?.capacity.cpu, byPeer.get('node-d')?.capacity.gpus]).toEqual([64, 1]) // the old map's values, ghost write included, copied
   })
 
   it('a key named __proto__ holding a map, in a section or inside an entry, is an invalid entry; the rest of the section still reads, at load too', async () => {

@@ -368,7 +368,8 @@ export class DocIndex {
    * (overwritten, deleted, a conflict's losing side), and an op on it then
    * costs one needless re-read of that entry, never a missed one. A write on
    * the root (a section replaced) clears it all the same. Its size follows
-   * the objects made, a few per node entry.
+   * the objects made, a few per node entry. Objects made by the changes
+   * being indexed are placed from the op that makes them.
    */
   private readonly objectPlaces = new Map<string, string[]>()
   private readonly sortedNodes = new SortedView(this.sections.nodes, (a, b) => byString(a.peerId, b.peerId))
@@ -524,19 +525,30 @@ export class DocIndex {
       return path
     }
     for (const change of changes) {
-      for (const op of change.ops) {
+      change.ops.forEach((op, index) => {
+        // An object made here is placed where it is made: its id is implicit
+        // in the change (startOp + the op's index), so later ops on it need
+        // no objInfo walk.
+        const made = op.action.startsWith('make') ? `${change.startOp + index}@${change.actor}` : undefined
         if (op.obj === '_root') {
           // Sections this version does not know (a newer node's) are not read.
-          if (isSectionName(op.key)) add([op.key])
-          continue
+          if (isSectionName(op.key)) {
+            add([op.key])
+            if (made !== undefined) this.objectPlaces.set(made, [op.key])
+          }
+          return
         }
         const path = pathOf(op.obj)
-        if (path === null || !isSectionName(path[0])) continue
+        if (path === null || !isSectionName(path[0])) return
         const section = path[0]
-        if (path.length >= 2) add([section, entryKeyOf(section, path[1]!)])
-        else if (typeof op.key === 'string') add([section, entryKeyOf(section, op.key)])
-        else add([section]) // a section that is a list: not ours, re-read to report it
-      }
+        if (path.length >= 2) {
+          add([section, entryKeyOf(section, path[1]!)])
+          if (made !== undefined) this.objectPlaces.set(made, path.slice(0, 2))
+        } else if (typeof op.key === 'string') {
+          add([section, entryKeyOf(section, op.key)])
+          if (made !== undefined) this.objectPlaces.set(made, [section, op.key])
+        } else add([section]) // a section that is a list: not ours, re-read to report it
+      })
     }
     return [...touched.values()]
   }
