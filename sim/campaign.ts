@@ -86,9 +86,18 @@ export interface CampaignResult {
 /** The checkout's root: sim/campaign.ts and a bundle in dist/ both sit one level below it. */
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
+/**
+ * V8 flags for a simulator run's process. A young generation of 64 MB
+ * semi-spaces (V8's default tops out at 16): a run makes mostly short-lived
+ * garbage (messages, events, decoded changes) at a high rate, and fewer
+ * scavenges cut 200-node chaos seeds by 5–9 % of wall time for ~70 MB more
+ * RSS. `npm run sim` passes the same.
+ */
+export const SIM_PROCESS_FLAGS: readonly string[] = ['--max-semi-space-size=64']
+
 /** Default way to start one run: the sim's own entry through tsx, from the checkout. */
 export function defaultCommand(simArgv: readonly string[]): { file: string; args: string[]; cwd: string } {
-  return { file: process.execPath, args: ['--import', 'tsx', join(ROOT, 'sim', 'main.ts'), ...simArgv], cwd: ROOT }
+  return { file: process.execPath, args: [...SIM_PROCESS_FLAGS, '--import', 'tsx', join(ROOT, 'sim', 'main.ts'), ...simArgv], cwd: ROOT }
 }
 
 /** Sim flags a campaign sets itself per run; a caller may not. */
