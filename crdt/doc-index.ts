@@ -26,7 +26,7 @@ import type { Logger } from '../core/index.ts'
 import { DocReadError, deepFreeze, type DocMap } from './doc-codec.ts'
 import { mapAt, plainValue, readValue, type DocHandle, type ObjId } from './doc-handle.ts'
 import { ENTRY_KEY_PARTS, KEY_SEPARATOR, SECTIONS, entryKeyOf, gatherDeployment, gatherDeployments, isSectionName, splitEntryKey, type SectionName } from './document.ts'
-import { ASK_ZOD, fastAccept } from './fast-accept.ts'
+import { ASK_ZOD, fastAccept } from '../core/fast-accept.ts'
 import { PathTrie } from './path-trie.ts'
 import {
   IdSchema,

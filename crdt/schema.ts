@@ -10,7 +10,7 @@
  * writer cannot make every reader allocate without limit.
  */
 import { z } from 'zod'
-import { declareStoredJson } from './fast-accept.ts'
+import { declareStoredJson } from '../core/fast-accept.ts'
 import { DeploymentSpecSchema, DesiredStateSchema, LABEL_KEY_PATTERN, ReplicaStateSchema, SPEC_LIMITS } from '../core/index.ts'
 
 export const SCHEMA_LIMITS = {

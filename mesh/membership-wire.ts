@@ -8,6 +8,7 @@
  * b the suspector ("by"), u piggybacked updates, r a record, m metadata.
  */
 import { z } from 'zod'
+import { ASK_ZOD, fastAccept } from '../core/fast-accept.ts'
 
 export type WireState = 'a' | 's' | 'd' | 'l'
 
@@ -157,7 +158,12 @@ function deepFreeze(value: unknown): void {
   for (const child of Object.values(value)) deepFreeze(child)
 }
 
-/** Bound → UTF-8 → JSON → schema; never throws. */
+/**
+ * Bound → UTF-8 → JSON → schema; never throws. The schema check goes
+ * through the fast path first (core/fast-accept.ts), which accepts only what
+ * zod would accept unchanged: probes and their answers are most of a
+ * cluster's messages, and zod's copy of each was garbage.
+ */
 export function decodeWire<T>(schema: z.ZodType<T>, data: Uint8Array, bytesMax: number): Decoded<T> {
   if (data.byteLength > bytesMax) return { ok: false, reason: 'oversized' }
   let json: unknown
@@ -166,6 +172,8 @@ export function decodeWire<T>(schema: z.ZodType<T>, data: Uint8Array, bytesMax: 
   } catch {
     return { ok: false, reason: 'malformed' }
   }
+  const fast = fastAccept(schema, json)
+  if (fast !== ASK_ZOD) return { ok: true, value: fast }
   const parsed = schema.safeParse(json)
   return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: 'malformed' }
 }

@@ -16,14 +16,15 @@
  * understands: object (every key of the input in the shape, in the shape's
  * order, no `__proto__`), optional (absent key), default (present value
  * only: a default would change the output), string, number, boolean, enum,
+ * literal, discriminated union,
  * array, record with string keys, the checks min/max length (conservatively:
  * this zod counts code points near the bounds, the fast path only accepts
  * where units and code points agree), regex, safe integer, greater/less
  * than, refine; and JSON stored as a string (declareStoredJson), whose
  * output is the parsed value. Anything else (a transform, a pipe, another
  * check or format, coercion) compiles to "ask zod", never to a guess.
- * fast-accept.test.ts checks it against zod on valid entries and on many
- * mutations of them.
+ * crdt/fast-accept.test.ts and mesh/membership-wire.test.ts check it
+ * against zod on valid values and on many mutations of them.
  */
 import type { z } from 'zod'
 
@@ -86,6 +87,12 @@ interface Def {
   valueType?: z.ZodType
   innerType?: z.ZodType
   mode?: string
+  /** A literal's values. */
+  values?: unknown[]
+  /** A union's options, and a discriminated union's key. */
+  options?: z.ZodType[]
+  discriminator?: string
+  unionFallback?: boolean
 }
 
 interface CheckDef {
@@ -210,6 +217,15 @@ function compile(schema: z.ZodType): Accept {
       if (!(values instanceof Set) || test === undefined) return askZod
       return (v) => (values.has(v) && test(v as never) ? v : ASK_ZOD)
     }
+    case 'literal': {
+      const values = def.values
+      const test = compileChecks(def, 'none')
+      if (!Array.isArray(values) || test === undefined) return askZod
+      // zod compares with a Set (SameValueZero), as includes does.
+      return (v) => (values.includes(v) && test(v as never) ? v : ASK_ZOD)
+    }
+    case 'union':
+      return compileDiscriminatedUnion(def)
     case 'default':
     case 'optional': {
       // Absence is handled by the object holding the key; a present value is the inner schema's.
@@ -230,6 +246,38 @@ function compile(schema: z.ZodType): Accept {
       return compileObject(def)
     default:
       return askZod
+  }
+}
+
+/**
+ * A discriminated union (a plain union is left to zod: it takes the first
+ * option that accepts, which the fast path cannot tell from one it is
+ * unsure of): zod parses the one option the key's value names, so the fast
+ * path does the same. An option it does not understand asks zod for its
+ * values only.
+ */
+function compileDiscriminatedUnion(def: Def): Accept {
+  const key = def.discriminator
+  const test = compileChecks(def, 'none')
+  if (typeof key !== 'string' || def.unionFallback === true || def.options === undefined || test === undefined) return askZod
+  const byValue = new Map<unknown, Accept>()
+  for (const option of def.options) {
+    const optionDef = defOf(option)
+    const tag = optionDef.type === 'object' ? optionDef.shape?.[key] : undefined
+    const values = tag === undefined ? undefined : defOf(tag).type === 'literal' ? defOf(tag).values : undefined
+    if (values === undefined) return askZod
+    const accept = acceptorOf(option)
+    for (const value of values) {
+      if (byValue.has(value)) return askZod // zod refuses such a schema; not ours to guess
+      byValue.set(value, accept)
+    }
+  }
+  return (v) => {
+    if (!isPlainRecord(v)) return ASK_ZOD
+    const accept = byValue.get(v[key])
+    if (accept === undefined) return ASK_ZOD
+    const out = accept(v)
+    return out !== ASK_ZOD && test(out as never) ? out : ASK_ZOD
   }
 }
 
