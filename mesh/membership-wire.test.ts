@@ -5,6 +5,7 @@
  * would refuse it or answer something else.
  */
 import { describe, expect, it } from 'vitest'
+import type { z } from 'zod'
 import { understands } from '../core/fast-accept.ts'
 import { agree, mutate, mutateJson, NASTY, prng } from '../core/fast-accept-test-support.ts'
 import { decodeWire, encodeWire, ProbeRequestSchema, ProbeResponseSchema, SyncMessageSchema, TopicMessageSchema } from './membership-wire.ts'
@@ -47,7 +48,7 @@ describe('membership wire through the fast path', () => {
   })
 
   it('accepts the messages nodes send, with exactly zod output, and decodeWire answers the same', () => {
-    const cases = [
+    const cases: Array<readonly [z.ZodType, unknown]> = [
       ...topicMessages.map((message) => [TopicMessageSchema, message] as const),
       ...requests.map((message) => [ProbeRequestSchema, message] as const),
       ...responses.map((message) => [ProbeResponseSchema, message] as const),
