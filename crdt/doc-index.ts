@@ -520,7 +520,7 @@ export class DocIndex {
           path = null // an object this document does not hold
         }
         paths.set(obj, path)
-        if (path !== null && path.length >= 1 && isSectionName(path[0])) this.objectPlaces.set(obj, path.slice(0, 2))
+        if (path !== null && isSectionName(path[0])) this.objectPlaces.set(obj, path.slice(0, 2))
       }
       return path
     }
