@@ -13,7 +13,8 @@ import * as A from '@automerge/automerge'
 import { z } from 'zod'
 import { LatticeError, type Clock, type DesiredState, type Logger, type Startable, type Store } from '../core/index.ts'
 import { defaultEngine, type AutomergeEngine } from './automerge-engine.ts'
-import { draftRoot, generateSyncMessage, isEngineFailure, loadHandle, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
+import { draftRoot, forkHandle, generateSyncMessage, isEngineFailure, loadHandle, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
+import { headsKey, headsKeyAfter, type DocPool } from './doc-pool.ts'
 import { DocIndex } from './doc-index.ts'
 import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, type ClusterStateTx } from './mutations.ts'
@@ -48,6 +49,12 @@ export interface ClusterStateComponents {
   logger: Logger
   /** The Automerge instance that holds the document (automerge-engine.ts); the default one unless given. */
   automerge?: AutomergeEngine
+  /**
+   * Documents shared with other replicas of this process at equal heads
+   * (doc-pool.ts; the simulator's). Of the same engine as `automerge`.
+   * Without one the document is this replica's own.
+   */
+  docPool?: DocPool
 }
 
 export const CLUSTER_STATE_DEFAULTS = {
@@ -278,6 +285,9 @@ class AutomergeClusterState implements ClusterState {
   private lifecycle: Lifecycle = 'stopped'
   private starting: Promise<void> | undefined
   private doc: DocHandle | undefined
+  private readonly pool: DocPool | undefined
+  /** Who this replica's changes are by (this boot's actor id). */
+  private actor: string | undefined
   private persistence: DocPersistence | undefined
   private corruptChunks = 0
 
@@ -288,6 +298,7 @@ class AutomergeClusterState implements ClusterState {
     this.clock = components.clock
     this.logger = components.logger.child({ component: 'cluster-state' })
     this.engine = components.automerge ?? defaultEngine()
+    this.pool = components.docPool
     this.index = new DocIndex(this.logger)
   }
 
@@ -311,9 +322,8 @@ class AutomergeClusterState implements ClusterState {
       const actor = deriveActorId(this.selfId, boot, this.clock.nowMs())
       const loaded = await loadDocument(this.store, actor, this.logger, this.engine)
       // Idempotent: a loaded document already holds genesis.
-      const doc = loaded.doc
-      doc.applyChanges([genesisChange()])
-      this.doc = doc
+      loaded.doc.applyChanges([genesisChange()])
+      this.actor = actor
       this.corruptChunks = loaded.corruptBlobs
       this.persistence = new DocPersistence({
         store: this.store,
@@ -322,6 +332,9 @@ class AutomergeClusterState implements ClusterState {
         current: () => this.currentDoc(),
         loaded,
       })
+      // Pooled once the persistence read what it needs of the loaded handle: an equal pooled document may replace (and free) it.
+      const doc = this.repool(loaded.doc)
+      this.doc = doc
       // Statuses are validated when first read: a node reads those of its own replicas, not all of them.
       this.index.rebuild(doc, { deferStatuses: true })
       this.index.takeTouched() // the first readers scan everything anyway
@@ -349,6 +362,12 @@ class AutomergeClusterState implements ClusterState {
     } finally {
       await this.store.close()
       this.lifecycle = 'stopped'
+      // A pooled document is let go (a stopped replica holding it would make its other holders fork); without a pool it stays readable.
+      const doc = this.doc
+      if (doc !== undefined && this.pool?.keyOf(doc) !== undefined) {
+        this.doc = undefined
+        this.pool.release(doc)
+      }
     }
   }
 
@@ -425,7 +444,15 @@ class AutomergeClusterState implements ClusterState {
   }
 
   async batch<T>(fn: (tx: ClusterStateTx) => T, message = 'batch'): Promise<T> {
-    const doc = this.runningDoc()
+    const doc = this.writableDoc(true)
+    try {
+      return await this.batchOn(doc, fn, message)
+    } finally {
+      this.doc = this.repool(this.doc)
+    }
+  }
+
+  private async batchOn<T>(doc: DocHandle, fn: (tx: ClusterStateTx) => T, message: string): Promise<T> {
     const persistence = this.persistence!
     // Entries hold whole milliseconds (the schema says so); a virtual clock may stand between two.
     const nowMs = Math.floor(this.clock.nowMs())
@@ -492,6 +519,62 @@ class AutomergeClusterState implements ClusterState {
     return this.applyRemote('not Automerge changes', (doc) => doc.applyChanges([...changes]), false, changes, decoded?.length === changes.length ? decoded : undefined)
   }
 
+  /**
+   * The pooled document these changes lead to from `doc`, when another
+   * replica already made it: then nothing needs applying. Only when every
+   * dependency of the changes is in `doc` or among them (else Automerge
+   * would queue some, and the pooled document holds more than applying
+   * would give). Given that, a document whose heads are exactly the ones
+   * predicted holds exactly `doc`'s history and the changes, duplicates
+   * among them or not.
+   */
+  private reusable(doc: DocHandle, decoded: readonly A.DecodedChange[]): DocHandle | undefined {
+    const pool = this.pool
+    const key = pool?.keyOf(doc)
+    if (pool === undefined || key === undefined) return undefined
+    const after = headsKeyAfter(key, decoded)
+    if (after === key || !pool.has(after)) return undefined
+    const hashes = new Set(decoded.map((change) => change.hash))
+    const outside = [...new Set(decoded.flatMap((change) => change.deps))].filter((dep) => !hashes.has(dep))
+    if (outside.length > 0 && doc.getMissingDeps(outside).length > 0) return undefined
+    pool.noteReuse()
+    return pool.acquire(after)
+  }
+
+  /**
+   * This replica's document, made safe to change: a pooled one is taken out
+   * of the pool when no other replica holds it, and forked otherwise (and
+   * for a local change, forked too when it writes as another actor).
+   */
+  private writableDoc(local: boolean): DocHandle {
+    const doc = this.runningDoc()
+    const pool = this.pool
+    if (pool === undefined || pool.keyOf(doc) === undefined) return doc
+    if (!pool.shared(doc) && (!local || doc.getActorId() === this.actor)) {
+      pool.detach(doc)
+      return doc
+    }
+    const mine = this.guard('forking a shared document', () => forkHandle(doc, this.actor!))
+    pool.noteFork()
+    this.doc = mine
+    pool.release(doc)
+    return mine
+  }
+
+  /** This replica's document when other replicas hold it too (pooled). */
+  private sharedDoc(): DocHandle | undefined {
+    const doc = this.runningDoc()
+    const pool = this.pool
+    return pool !== undefined && pool.keyOf(doc) !== undefined && pool.shared(doc) ? doc : undefined
+  }
+
+  /** Puts a document this replica holds alone into the pool (or takes the pooled one at the same heads): answers the one to hold. */
+  private repool<T extends DocHandle | undefined>(doc: T): T {
+    const pool = this.pool
+    if (pool === undefined || doc === undefined || this.failed !== undefined || pool.keyOf(doc) !== undefined) return doc
+    return this.guard('pooling the document', () => (doc.getMissingDeps().length > 0 ? doc : (pool.adopt(doc, headsKey(doc.getHeads())) as T)))
+  }
+
   entriesTouchedBy(changes: readonly Uint8Array[]): string[][] {
     const decoded: A.DecodedChange[] = []
     for (const change of changes) {
@@ -554,6 +637,19 @@ class AutomergeClusterState implements ClusterState {
   }
 
   async receiveSyncMessage(syncState: SyncState, message: Uint8Array): Promise<{ syncState: SyncState; result: ApplyResult }> {
+    const shared = this.sharedDoc()
+    if (shared !== undefined && !carriesChanges(message)) {
+      // Most rounds only compare heads: the sync state moves, the document does not, so another replica's copy serves (a fork would be wasted).
+      const moved = this.guard('receiving a sync message', () => {
+        try {
+          return receiveSyncMessage(shared, syncState, message)
+        } catch (err) {
+          if (isEngineFailure(err)) throw err
+          throw new LatticeError('VALIDATION_FAILED', `not an Automerge sync message: ${(err as Error).message}`)
+        }
+      })
+      return { syncState: moved, result: { applied: false, invalidEntries: [] } }
+    }
     let next = syncState
     const bulk = message.byteLength >= BULK_BYTES_MIN && message.byteLength * BULK_SHARE_DIVISOR >= (this.persistence?.sizeBytes ?? 0)
     const result = await this.applyRemote(
@@ -626,34 +722,48 @@ class AutomergeClusterState implements ClusterState {
     givenDecoded?: readonly A.DecodedChange[],
     savedAs?: (next: DocHandle) => Uint8Array | undefined,
   ): Promise<ApplyResult> {
-    const doc = this.runningDoc()
+    const current = this.runningDoc()
     const persistence = this.persistence!
     // What the new changes touched comes from the changes given, when they
     // are all that can be new: nothing was queued for missing dependencies
     // (Automerge would apply those too). Cheaper than asking the document
     // for the changes since `before`, which walks the change graph.
-    const onlyGiven = given !== undefined && doc.getMissingDeps().length === 0
-    // The heads are read only when the changes since them will be needed:
-    // whether anything was applied shows in the change count, and getHeads
-    // (a hex string per head, through WASM) was a tenth of a gossip apply.
-    const before = onlyGiven ? undefined : doc.getHeads()
-    const changesBefore = doc.stats().numChanges
+    const onlyGiven = given !== undefined && current.getMissingDeps().length === 0
+    const reused = onlyGiven && givenDecoded !== undefined ? this.reusable(current, givenDecoded) : undefined
     let next: DocHandle
-    try {
-      next = apply(doc) ?? doc
-    } catch (err) {
-      // Automerge itself failing is not the sender's fault: blaming it would penalise a healthy peer.
-      if (isEngineFailure(err)) this.engineFailed(err, 'applying remote changes')
-      throw new LatticeError('VALIDATION_FAILED', `${what}: ${(err as Error).message}`)
+    let before: string[] | undefined
+    if (reused !== undefined) {
+      this.doc = next = reused
+      this.pool!.release(current)
+    } else {
+      const doc = this.writableDoc(false)
+      // The heads are read only when the changes since them will be needed:
+      // whether anything was applied shows in the change count, and getHeads
+      // (a hex string per head, through WASM) was a tenth of a gossip apply.
+      before = onlyGiven ? undefined : doc.getHeads()
+      const changesBefore = doc.stats().numChanges
+      try {
+        next = apply(doc) ?? doc
+      } catch (err) {
+        // Automerge itself failing is not the sender's fault: blaming it would penalise a healthy peer.
+        if (isEngineFailure(err)) this.engineFailed(err, 'applying remote changes')
+        this.doc = this.repool(this.doc) // refused input leaves it intact
+        throw new LatticeError('VALIDATION_FAILED', `${what}: ${(err as Error).message}`)
+      }
+      if (next !== doc) {
+        this.doc = next
+        doc.free()
+      }
+      const unchanged = next === doc ? doc.stats().numChanges === changesBefore : before !== undefined && sameHeads(before, next.getHeads())
+      // Pooled again before anything reads it back: a document at the same heads already pooled replaces this one.
+      const inPlace = next === doc
+      this.doc = next = this.repool(next)
+      if (unchanged) return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
+      if (!inPlace) givenDecoded = undefined
+      else if (onlyGiven) givenDecoded ??= given.map((change) => A.decodeChange(change))
     }
-    if (next !== doc) {
-      this.doc = next
-      doc.free()
-    }
-    if (next === doc ? doc.stats().numChanges === changesBefore : before !== undefined && sameHeads(before, next.getHeads())) {
-      return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
-    }
-    const decoded = onlyGiven && next === doc ? (givenDecoded ?? given.map((change) => A.decodeChange(change))) : undefined
+    // The new changes are the given ones when applied in place or reused; a replaced document is re-read from `before`.
+    const decoded = onlyGiven ? givenDecoded : undefined
     // The given changes are what the store lacks, when each is now in the document (none still queued).
     const named = decoded !== undefined && decoded.every((change) => next.getChangeMetaByHash(change.hash) !== null)
     persistence.noteChanges(named ? given : undefined)
@@ -772,6 +882,15 @@ class AutomergeClusterState implements ClusterState {
         this.logger.error({ err }, 'cluster state listener failed')
       }
     }
+  }
+}
+
+/** True unless `message` is a sync message without changes; bytes that do not decode answer true (the full path refuses them). */
+function carriesChanges(message: Uint8Array): boolean {
+  try {
+    return A.decodeSyncMessage(message).changes.length > 0
+  } catch {
+    return true
   }
 }
 

@@ -63,6 +63,13 @@ export function loadHandle(bytes: Uint8Array, actor?: string, engine: AutomergeE
   return quiet(handle)
 }
 
+/** A copy of `handle` (same engine, same history) that writes as `actor`. */
+export function forkHandle(handle: DocHandle, actor: string): DocHandle {
+  const fork = handle.fork(actor)
+  registerDatatypes(fork)
+  return quiet(fork)
+}
+
 /**
  * Counters read back as Automerge.Counter (as Automerge.init/load do), so
  * that zod refuses one where a number belongs. `str` scalars are NOT

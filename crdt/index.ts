@@ -28,6 +28,7 @@ export {
 export type { ClusterStateTx } from './mutations.ts'
 export { jsonEqual } from './doc-codec.ts'
 export { automergeEngine, defaultEngine, type AutomergeEngine } from './automerge-engine.ts'
+export { createDocPool, type DocPool, type DocPoolStats } from './doc-pool.ts'
 export { createLevelStore, createMemoryStore, type LevelStoreInit } from './level-store.ts'
 export * from './schema.ts'
 export { createStateSync } from './state-sync.ts'

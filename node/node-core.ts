@@ -6,7 +6,7 @@
  * API; the simulator runs this same code with in-memory adapters.
  */
 import type { Clock, Logger, Rng, Runtime, Store, Transport } from '../core/index.ts'
-import { createClusterState, createStateSync, type AutomergeEngine, type ClusterState, type StateSync, type StateSyncConfig } from '../crdt/index.ts'
+import { createClusterState, createStateSync, type AutomergeEngine, type ClusterState, type DocPool, type StateSync, type StateSyncConfig } from '../crdt/index.ts'
 import { createMembership, type MemberMeta, type Membership, type MembershipConfig, type MembershipPreset } from '../mesh/index.ts'
 import type { NodeView } from './api/context.ts'
 import type { EventBus } from './events.ts'
@@ -50,6 +50,8 @@ export interface NodeCoreComponents {
   metrics: NodeMetrics
   /** The Automerge instance holding the cluster document (the default one; a simulator spreads many nodes over several). */
   automerge?: AutomergeEngine
+  /** Documents shared with the other nodes of this process at equal heads (crdt/doc-pool.ts: the simulator's); of the `automerge` engine. */
+  docPool?: DocPool
 }
 
 export interface NodeCore {
@@ -79,6 +81,7 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       clock,
       logger: logger.child({ module: 'crdt' }),
       ...(components.automerge !== undefined ? { automerge: components.automerge } : {}),
+      ...(components.docPool !== undefined ? { docPool: components.docPool } : {}),
     })
     const meta = (): Partial<MemberMeta> => ({ capacity: init.capacity, free: freeResources(), load: 0, labels: init.labels, version: init.version, addresses: transport.addresses() })
     const membership = createMembership({

@@ -15,7 +15,7 @@
  * per node (`node.runtime.setStartFaults`).
  */
 import { silentLogger, type DeploymentSpecInput, type Rng, type Store, type Transport } from '../core/index.ts'
-import { createMemoryStore } from '../crdt/index.ts'
+import { createDocPool, createMemoryStore, type AutomergeEngine, type DocPool, type DocPoolStats } from '../crdt/index.ts'
 import { createEventBus, type EventBus } from '../node/events.ts'
 import { createNodeMetrics } from '../node/metrics.ts'
 import { createNodeCore, type NodeCore, type NodeCoreInit } from '../node/node-core.ts'
@@ -48,6 +48,12 @@ export interface SimClusterOptions {
   warmRegistry?: boolean
   /** Deployments the run will make: sizes Automerge's memory (sim/automerge-memory.ts) with the nodes; default 0. */
   plannedDeployments?: number
+  /**
+   * Nodes at equal document heads share one Automerge document
+   * (crdt/doc-pool.ts), copied on write. On unless false: it changes what
+   * the process does, never what a node sees.
+   */
+  shareDocuments?: boolean
 }
 
 export interface SimNode {
@@ -70,6 +76,8 @@ export interface SimCluster {
   driver: SimDriver
   /** Automerge's memory, grown ahead of the documents (sim/automerge-memory.ts). */
   automergeMemory: AutomergeMemoryGuard
+  /** Documents shared between nodes at equal heads, over all engines (zeros when shareDocuments is false). */
+  docPoolStats(): DocPoolStats
   network: SimNetwork
   engine: FakeEngine
   nodes: SimNode[]
@@ -119,6 +127,13 @@ const RECONCILE_SIM = {
 
 export function createSimCluster(options: SimClusterOptions): SimCluster {
   const automergeMemory = guardAutomergeMemory(options.nodes, options.plannedDeployments ?? 0)
+  const docPools = new Map<AutomergeEngine, DocPool>()
+  const docPoolFor = (engine: AutomergeEngine): DocPool | undefined => {
+    if (options.shareDocuments === false) return undefined
+    let pool = docPools.get(engine)
+    if (pool === undefined) docPools.set(engine, (pool = createDocPool()))
+    return pool
+  }
   let stateFailure: { node: string; reason: string; atMs: number; engine: number } | undefined
   const driver = createSimDriver(options.seed, undefined, {
     onAdvance: (elapsedMs, events) => {
@@ -169,7 +184,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
       connectionsTarget: 8,
       seeds,
       ...options.core,
-    })({ transport, store, runtime, clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }), automerge: automergeMemory.engineFor(index) })
+    })({ transport, store, runtime, clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }), automerge: automergeMemory.engineFor(index), ...docPoolOption(docPoolFor(automergeMemory.engineFor(index))) })
     core.state.onFailure((reason) => {
       stateFailure ??= { node: `n${index}`, reason, atMs: driver.elapsedMs(), engine: automergeMemory.engineFor(index).index }
     })
@@ -182,6 +197,16 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
   const cluster: SimCluster = {
     driver,
     automergeMemory,
+    docPoolStats: () => {
+      const total: DocPoolStats = { documents: 0, forks: 0, reused: 0 }
+      for (const pool of docPools.values()) {
+        const stats = pool.stats()
+        total.documents += stats.documents
+        total.forks += stats.forks
+        total.reused += stats.reused
+      }
+      return total
+    },
     network,
     engine,
     nodes,
@@ -276,4 +301,8 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     },
   }
   return cluster
+}
+
+function docPoolOption(pool: DocPool | undefined): { docPool?: DocPool } {
+  return pool === undefined ? {} : { docPool: pool }
 }

@@ -1,0 +1,242 @@
+/**
+ * The document pool (doc-pool.ts): its reference counting, and replicas that
+ * share documents reading exactly what replicas with their own documents
+ * read, change for change, through gossip, sync, local writes and restarts.
+ */
+import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import * as A from '@automerge/automerge'
+import { silentLogger, type Store } from '../core/index.ts'
+import { createVirtualClock } from '../sim/virtual-clock.ts'
+import { createClusterState, type ClusterState } from './cluster-state.ts'
+import { createHandle } from './doc-handle.ts'
+import { createDocPool, headsKey, headsKeyAfter, type DocPool } from './doc-pool.ts'
+import { createMemoryStore } from './level-store.ts'
+import { replicaView, syncPair } from './sync-test-support.ts'
+import { sampleNode, sampleStatus } from './test-support.ts'
+
+function handleWith(actor: string, key: string, value: string) {
+  const handle = createHandle(actor)
+  handle.put('_root', key, value)
+  handle.commit('test', 0)
+  return handle
+}
+
+const freed = (handle: ReturnType<typeof createHandle>): boolean => {
+  try {
+    handle.getHeads()
+    return false
+  } catch {
+    return true
+  }
+}
+
+describe('doc pool', () => {
+  it('counts references: the last release frees, an equal adopted handle is dropped for the pooled one', () => {
+    const pool = createDocPool()
+    const first = handleWith('aa', 'k', 'v')
+    const key = headsKey(first.getHeads())
+    expect(pool.adopt(first, key)).toBe(first)
+    expect(pool.keyOf(first)).toBe(key)
+    expect(pool.shared(first)).toBe(false)
+
+    const twin = first.fork('bb') // same history, another handle
+    expect(pool.adopt(twin, key)).toBe(first)
+    expect(freed(twin)).toBe(true)
+    expect(pool.shared(first)).toBe(true)
+    expect(() => pool.detach(first)).toThrow(/others hold/)
+
+    expect(pool.acquire(key)).toBe(first)
+    expect(pool.acquire('nothing')).toBeUndefined()
+    pool.release(first)
+    pool.release(first)
+    expect(freed(first)).toBe(false)
+    pool.release(first)
+    expect(freed(first)).toBe(true)
+    expect(pool.has(key)).toBe(false)
+    expect(pool.stats().documents).toBe(0)
+  })
+
+  it('detaches a handle only its caller holds, which then is the caller’s own', () => {
+    const pool = createDocPool()
+    const handle = handleWith('aa', 'k', 'v')
+    const key = headsKey(handle.getHeads())
+    pool.adopt(handle, key)
+    pool.detach(handle)
+    expect(pool.keyOf(handle)).toBeUndefined()
+    expect(pool.has(key)).toBe(false)
+    expect(() => pool.release(handle)).toThrow(/does not hold/)
+    expect(freed(handle)).toBe(false)
+    handle.free()
+  })
+
+  it('predicts the heads after changes whose dependencies are met, duplicates included', () => {
+    const base = handleWith('aa', 'a', '1')
+    const other = base.fork('bb')
+    other.put('_root', 'b', '2')
+    other.commit('b', 0)
+    other.put('_root', 'c', '3')
+    other.commit('c', 0)
+    const concurrent = base.fork('cc')
+    concurrent.put('_root', 'd', '4')
+    concurrent.commit('d', 0)
+    const fresh = other.getChanges(base.getHeads()).map((change) => A.decodeChange(change))
+    const target = base.fork('dd')
+    target.applyChanges(concurrent.getChanges(base.getHeads()))
+    const key = headsKey(target.getHeads())
+    const after = headsKeyAfter(key, fresh)
+    target.applyChanges(fresh.map((change) => A.encodeChange(change)))
+    expect(after).toBe(headsKey(target.getHeads()))
+    // Applying them again changes nothing, and the prediction says so.
+    expect(headsKeyAfter(after, fresh.slice(1))).toBe(after)
+    for (const handle of [base, other, concurrent, target]) handle.free()
+  })
+})
+
+interface Twins {
+  /** Replicas sharing one pool. */
+  pooled: ClusterState[]
+  /** The same replicas (same ids, same clock: the same actors) each on its own document. */
+  own: ClusterState[]
+  pool: DocPool
+  stores: { pooled: Store[]; own: Store[] }
+}
+
+const REPLICAS = 4
+const clock = createVirtualClock()
+
+async function startTwins(): Promise<Twins> {
+  const pool = createDocPool()
+  const stores = { pooled: [] as Store[], own: [] as Store[] }
+  const pooled: ClusterState[] = []
+  const own: ClusterState[] = []
+  for (let i = 0; i < REPLICAS; i++) {
+    stores.pooled.push(createMemoryStore())
+    stores.own.push(createMemoryStore())
+    pooled.push(createClusterState({ selfId: `node-${i}` })({ store: stores.pooled[i]!, clock, logger: silentLogger, docPool: pool }))
+    own.push(createClusterState({ selfId: `node-${i}` })({ store: stores.own[i]!, clock, logger: silentLogger }))
+  }
+  for (const state of [...pooled, ...own]) await state.start()
+  return { pooled, own, pool, stores }
+}
+
+/** One step of a script, done alike on both sides. */
+type Step =
+  | { kind: 'write'; replica: number; op: number; arg: number }
+  | { kind: 'gossip'; from: number; to: number; lastOnly: boolean }
+  | { kind: 'sync'; a: number; b: number }
+  | { kind: 'restart'; replica: number }
+
+const stepArb: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('write' as const), replica: fc.nat(REPLICAS - 1), op: fc.nat(5), arg: fc.nat(7) }) },
+  { weight: 6, arbitrary: fc.record({ kind: fc.constant('gossip' as const), from: fc.nat(REPLICAS - 1), to: fc.nat(REPLICAS - 1), lastOnly: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('sync' as const), a: fc.nat(REPLICAS - 1), b: fc.nat(REPLICAS - 1) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('restart' as const), replica: fc.nat(REPLICAS - 1) }) },
+)
+
+async function write(state: ClusterState, op: number, arg: number): Promise<void> {
+  const id = `d${arg % 3}`
+  try {
+    if (op === 0) await state.createDeployment({ id, spec: { name: `web-${arg % 3}`, image: 'nginx', replicas: 1 + (arg % 2) }, owner: state.selfId })
+    else if (op === 1) await state.setReplicas(id, 1 + (arg % 4))
+    else if (op === 2) await state.reportStatus(id, arg % 2, { ...sampleStatus, restarts: arg })
+    else if (op === 3) await state.upsertSelfNode({ ...sampleNode, name: `${state.selfId}-${arg}` })
+    else if (op === 4) await state.setDesired(id, arg % 2 === 0 ? 'stopped' : 'running')
+    else await state.upsertSelfNode(sampleNode) // often no change at all
+  } catch (err) {
+    if (!(err instanceof Error && 'code' in err && (err.code === 'NOT_FOUND' || err.code === 'CONFLICT'))) throw err
+  }
+}
+
+/** What `to` lacks of `from`'s changes, as gossip hands them over: bytes with their decoded form. */
+function gossip(from: ClusterState, to: ClusterState): Uint8Array[] {
+  return from.changesSince(to.heads().filter((head) => from.hasChanges([head])))
+}
+
+describe('replicas sharing documents', () => {
+  it('read exactly what replicas on their own documents read, step by step, with the same local changes', async () => {
+    let reusedTotal = 0
+    let forksTotal = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(stepArb, { minLength: 10, maxLength: 40 }), async (steps) => {
+        const twins = await startTwins()
+        const published: { pooled: string[][]; own: string[][] } = { pooled: twins.pooled.map(() => []), own: twins.own.map(() => []) }
+        const listen = (side: 'pooled' | 'own', i: number): void => {
+          twins[side][i]!.onLocalChange((change) => published[side][i]!.push(A.decodeChange(change).hash))
+        }
+        for (let i = 0; i < REPLICAS; i++) {
+          listen('pooled', i)
+          listen('own', i)
+        }
+        try {
+          for (const step of steps) {
+            if (step.kind === 'write') {
+              await write(twins.pooled[step.replica]!, step.op, step.arg)
+              await write(twins.own[step.replica]!, step.op, step.arg)
+            } else if (step.kind === 'gossip') {
+              if (step.from === step.to) continue
+              // Only the last one: its dependencies missing, Automerge queues it (a document at the heads it would lead to must not be taken).
+              const lacking = gossip(twins.own[step.from]!, twins.own[step.to]!)
+              const changes = step.lastOnly ? lacking.slice(-1) : lacking
+              const decoded = changes.map((change) => A.decodeChange(change))
+              const results = [
+                await twins.pooled[step.to]!.applyChanges(changes, decoded),
+                await twins.own[step.to]!.applyChanges(changes, decoded),
+              ]
+              expect(results[0]).toEqual(results[1])
+            } else if (step.kind === 'sync') {
+              if (step.a === step.b) continue
+              await syncPair(twins.pooled[step.a]!, twins.pooled[step.b]!)
+              await syncPair(twins.own[step.a]!, twins.own[step.b]!)
+            } else {
+              for (const side of ['pooled', 'own'] as const) {
+                const stopped = twins[side][step.replica]!
+                await stopped.stop()
+                const store = twins.stores[side][step.replica]!
+                const fresh = createClusterState({ selfId: stopped.selfId })({ store, clock, logger: silentLogger, ...(side === 'pooled' ? { docPool: twins.pool } : {}) })
+                await fresh.start()
+                twins[side][step.replica] = fresh
+                listen(side, step.replica)
+              }
+            }
+            for (let i = 0; i < REPLICAS; i++) expect(replicaView(twins.pooled[i]!)).toEqual(replicaView(twins.own[i]!))
+          }
+          // Same actors, same histories: each local change is byte for byte the one the replica on its own document made.
+          expect(published.pooled).toEqual(published.own)
+          for (let i = 0; i < REPLICAS; i++) {
+            expect(A.toJS(A.load(twins.pooled[i]!.saveSnapshot()))).toEqual(A.toJS(A.load(twins.own[i]!.saveSnapshot())))
+          }
+          reusedTotal += twins.pool.stats().reused
+          forksTotal += twins.pool.stats().forks
+        } finally {
+          for (const state of [...twins.pooled, ...twins.own]) await state.stop()
+        }
+        // Every replica stopped: nothing is left pooled.
+        expect(twins.pool.stats().documents).toBe(0)
+      }),
+      {
+        numRuns: 30,
+        examples: [
+          [
+            [
+              // Replica 1 is handed replica 0's second change without its first, which is concurrent with replica 1's
+              // own: replica 2, which has all three, is at exactly the heads that change would lead to.
+              { kind: 'write', replica: 0, op: 3, arg: 1 },
+              { kind: 'write', replica: 0, op: 3, arg: 2 },
+              { kind: 'write', replica: 1, op: 3, arg: 1 },
+              { kind: 'gossip', from: 0, to: 2, lastOnly: false },
+              { kind: 'gossip', from: 1, to: 2, lastOnly: false },
+              { kind: 'gossip', from: 0, to: 1, lastOnly: true },
+              { kind: 'gossip', from: 2, to: 3, lastOnly: false },
+              { kind: 'write', replica: 3, op: 0, arg: 1 },
+              { kind: 'gossip', from: 3, to: 1, lastOnly: false },
+            ],
+          ],
+        ],
+      },
+    )
+    // The shared paths ran: documents were reused and forked.
+    expect(reusedTotal).toBeGreaterThan(0)
+    expect(forksTotal).toBeGreaterThan(0)
+  })
+})
