@@ -269,6 +269,15 @@ export function createClusterState(init: ClusterStateInit): (components: Cluster
 
 type Lifecycle = 'stopped' | 'starting' | 'running' | 'stopping'
 
+/** A sync message's changes, offered to applyRemote for a pooled result; `receive` receives the message on that result. */
+interface CarriedChanges {
+  changes: readonly Uint8Array[]
+  decoded: readonly A.DecodedChange[]
+  /** The sender's heads: the pooled result must hold each, for the sync state to move as it would here. */
+  heads: readonly string[]
+  receive(target: DocHandle): void
+}
+
 class AutomergeClusterState implements ClusterState {
   readonly selfId: string
   private readonly compactAfterChunks: number
@@ -528,7 +537,7 @@ class AutomergeClusterState implements ClusterState {
    * predicted holds exactly `doc`'s history and the changes, duplicates
    * among them or not.
    */
-  private reusable(doc: DocHandle, decoded: readonly A.DecodedChange[]): DocHandle | undefined {
+  private reusable(doc: DocHandle, decoded: readonly A.DecodedChange[], holding: readonly string[] = []): DocHandle | undefined {
     const pool = this.pool
     const key = pool?.keyOf(doc)
     if (pool === undefined || key === undefined) return undefined
@@ -537,8 +546,12 @@ class AutomergeClusterState implements ClusterState {
     const hashes = new Set(decoded.map((change) => change.hash))
     const outside = [...new Set(decoded.flatMap((change) => change.deps))].filter((dep) => !hashes.has(dep))
     if (outside.length > 0 && doc.getMissingDeps(outside).length > 0) return undefined
-    pool.noteReuse()
-    return pool.acquire(after)
+    const target = pool.acquire(after)!
+    if (holding.length > 0 && target.getMissingDeps([...holding]).length > 0) {
+      pool.release(target)
+      return undefined
+    }
+    return target
   }
 
   /**
@@ -549,24 +562,23 @@ class AutomergeClusterState implements ClusterState {
   private writableDoc(local: boolean): DocHandle {
     const doc = this.runningDoc()
     const pool = this.pool
-    if (pool === undefined || pool.keyOf(doc) === undefined) return doc
-    if (!pool.shared(doc) && (!local || doc.getActorId() === this.actor)) {
+    if (pool === undefined) return doc
+    const pooled = pool.keyOf(doc) !== undefined
+    // A document taken from the pool (or detached from it for a peer's changes) may write as another replica.
+    const foreign = local && doc.getActorId() !== this.actor
+    if (!pooled && !foreign) return doc
+    if (pooled && !foreign && !pool.shared(doc)) {
       pool.detach(doc)
       return doc
     }
     const mine = this.guard('forking a shared document', () => forkHandle(doc, this.actor!))
     pool.noteFork()
     this.doc = mine
-    pool.release(doc)
+    if (pooled) pool.release(doc)
+    else doc.free()
     return mine
   }
 
-  /** This replica's document when other replicas hold it too (pooled). */
-  private sharedDoc(): DocHandle | undefined {
-    const doc = this.runningDoc()
-    const pool = this.pool
-    return pool !== undefined && pool.keyOf(doc) !== undefined && pool.shared(doc) ? doc : undefined
-  }
 
   /** Puts a document this replica holds alone into the pool (or takes the pooled one at the same heads): answers the one to hold. */
   private repool<T extends DocHandle | undefined>(doc: T): T {
@@ -637,8 +649,11 @@ class AutomergeClusterState implements ClusterState {
   }
 
   async receiveSyncMessage(syncState: SyncState, message: Uint8Array): Promise<{ syncState: SyncState; result: ApplyResult }> {
-    const shared = this.sharedDoc()
-    if (shared !== undefined && !carriesChanges(message)) {
+    const doc = this.runningDoc()
+    const pooled = this.pool !== undefined && this.pool.keyOf(doc) !== undefined
+    const content = pooled ? syncMessageContent(message) : undefined
+    const shared = content !== undefined && content.changes.length === 0 && this.pool!.shared(doc) ? doc : undefined
+    if (shared !== undefined) {
       // Most rounds only compare heads: the sync state moves, the document does not, so another replica's copy serves (a fork would be wasted).
       const moved = this.guard('receiving a sync message', () => {
         try {
@@ -652,14 +667,14 @@ class AutomergeClusterState implements ClusterState {
     }
     let next = syncState
     const bulk = message.byteLength >= BULK_BYTES_MIN && message.byteLength * BULK_SHARE_DIVISOR >= (this.persistence?.sizeBytes ?? 0)
-    const result = await this.applyRemote(
-      'not an Automerge sync message',
-      (doc) => {
-        // A message that fails to parse throws before it touches the document.
-        next = receiveSyncMessage(doc, syncState, message)
-      },
-      bulk,
-    )
+    // A whole-document message is not worth decoding change by change to look for a pooled result.
+    const decoded = content !== undefined && !bulk ? decodeAll(content.changes) : undefined
+    const receive = (target: DocHandle): void => {
+      // A message that fails to parse throws before it touches the document.
+      next = receiveSyncMessage(target, syncState, message)
+    }
+    const carried = content !== undefined && decoded !== undefined && decoded.length > 0 ? { changes: content.changes, decoded, heads: content.heads, receive } : undefined
+    const result = await this.applyRemote('not an Automerge sync message', receive, bulk, undefined, undefined, undefined, carried)
     return { syncState: next, result }
   }
 
@@ -721,6 +736,7 @@ class AutomergeClusterState implements ClusterState {
     given?: readonly Uint8Array[],
     givenDecoded?: readonly A.DecodedChange[],
     savedAs?: (next: DocHandle) => Uint8Array | undefined,
+    carried?: CarriedChanges,
   ): Promise<ApplyResult> {
     const current = this.runningDoc()
     const persistence = this.persistence!
@@ -728,11 +744,30 @@ class AutomergeClusterState implements ClusterState {
     // are all that can be new: nothing was queued for missing dependencies
     // (Automerge would apply those too). Cheaper than asking the document
     // for the changes since `before`, which walks the change graph.
-    const onlyGiven = given !== undefined && current.getMissingDeps().length === 0
-    const reused = onlyGiven && givenDecoded !== undefined ? this.reusable(current, givenDecoded) : undefined
+    const queueEmpty = current.getMissingDeps().length === 0
+    let onlyGiven = given !== undefined && queueEmpty
+    let reused: DocHandle | undefined
+    if (carried !== undefined) {
+      // A sync message's changes: its receipt is done on the pooled document they lead to (all duplicates there, so it
+      // stays as it is), which moves the sync state as receiving them here would once every head the peer named is held.
+      reused = queueEmpty ? this.reusable(current, carried.decoded, carried.heads) : undefined
+      if (reused !== undefined) {
+        try {
+          carried.receive(reused)
+        } catch (err) {
+          this.pool!.release(reused)
+          if (isEngineFailure(err)) this.engineFailed(err, 'applying remote changes')
+          throw new LatticeError('VALIDATION_FAILED', `${what}: ${(err as Error).message}`)
+        }
+        given = carried.changes
+        givenDecoded = carried.decoded
+        onlyGiven = true
+      }
+    } else if (onlyGiven && givenDecoded !== undefined) reused = this.reusable(current, givenDecoded)
     let next: DocHandle
     let before: string[] | undefined
     if (reused !== undefined) {
+      this.pool!.noteReuse()
       this.doc = next = reused
       this.pool!.release(current)
     } else {
@@ -760,7 +795,7 @@ class AutomergeClusterState implements ClusterState {
       this.doc = next = this.repool(next)
       if (unchanged) return { applied: false, invalidEntries: [] } // duplicates, or waiting for dependencies
       if (!inPlace) givenDecoded = undefined
-      else if (onlyGiven) givenDecoded ??= given.map((change) => A.decodeChange(change))
+      else if (onlyGiven && given !== undefined) givenDecoded ??= given.map((change) => A.decodeChange(change))
     }
     // The new changes are the given ones when applied in place or reused; a replaced document is re-read from `before`.
     const decoded = onlyGiven ? givenDecoded : undefined
@@ -885,12 +920,22 @@ class AutomergeClusterState implements ClusterState {
   }
 }
 
-/** True unless `message` is a sync message without changes; bytes that do not decode answer true (the full path refuses them). */
-function carriesChanges(message: Uint8Array): boolean {
+/** A sync message's changes (or a document chunk in their place) and the heads its sender had; undefined for bytes that do not decode (the full path refuses them). */
+function syncMessageContent(message: Uint8Array): { changes: Uint8Array[]; heads: string[] } | undefined {
   try {
-    return A.decodeSyncMessage(message).changes.length > 0
+    const decoded = A.decodeSyncMessage(message)
+    return { changes: decoded.changes, heads: decoded.heads }
   } catch {
-    return true
+    return undefined
+  }
+}
+
+/** Each of `changes` decoded; undefined when one is not a change (a sync message may carry a whole document instead). */
+function decodeAll(changes: readonly Uint8Array[]): A.DecodedChange[] | undefined {
+  try {
+    return changes.map((change) => A.decodeChange(change))
+  } catch {
+    return undefined
   }
 }
 
