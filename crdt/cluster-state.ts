@@ -308,7 +308,7 @@ class AutomergeClusterState implements ClusterState {
     this.logger = components.logger.child({ component: 'cluster-state' })
     this.engine = components.automerge ?? defaultEngine()
     this.pool = components.docPool
-    this.index = new DocIndex(this.logger)
+    this.index = new DocIndex(this.logger, (doc) => this.pool?.readMemo(doc))
   }
 
   // ---- lifecycle ----

@@ -378,7 +378,14 @@ export class DocIndex {
     (a, b) => a.createdAtMs - b.createdAtMs || byString(a.id, b.id),
   )
 
-  constructor(private readonly logger: Logger) {}
+  /**
+   * `readMemo`: where values read from a document may be kept for other
+   * readers of the same unchanging document (doc-pool.ts), if anywhere.
+   */
+  constructor(
+    private readonly logger: Logger,
+    private readonly readMemo: (doc: DocHandle) => Map<string, unknown> | undefined = () => undefined,
+  ) {}
 
   // ---- reads ----
 
@@ -511,13 +518,18 @@ export class DocIndex {
     }
     if (changes.some((change) => change.ops.some((op) => op.obj === '_root'))) this.objectPlaces.clear()
     const paths = new Map<string, string[] | null>()
+    const memo = this.readMemo(doc)
     const pathOf = (obj: string): string[] | null => {
       let path = this.objectPlaces.get(obj) ?? paths.get(obj)
       if (path === undefined) {
-        try {
-          path = doc.objInfo(obj).path?.map(String) ?? null
-        } catch {
-          path = null // an object this document does not hold
+        path = memo?.get(`obj ${obj}`) as string[] | null | undefined
+        if (path === undefined) {
+          try {
+            path = doc.objInfo(obj).path?.map(String) ?? null
+          } catch {
+            path = null // an object this document does not hold
+          }
+          memo?.set(`obj ${obj}`, path)
         }
         paths.set(obj, path)
         if (path !== null && isSectionName(path[0])) this.objectPlaces.set(obj, path.slice(0, 2))
@@ -572,10 +584,19 @@ export class DocIndex {
       return
     }
     const key = path[1]!
+    const memo = this.readMemo(doc)
+    const memoKey = `entry ${section} ${key}`
+    if (memo?.has(memoKey) === true) {
+      this.refreshEntry(section, key, memo.get(memoKey))
+      return
+    }
     const parent = mapAt(doc, '_root', section)
-    if (parent === undefined) this.refreshEntry(section, key, undefined)
-    else if (section === 'deployments') this.refreshEntry(section, key, docRead(() => gatherDeployment(key, (at) => readValue(doc, parent, at))))
-    else this.refreshEntry(section, key, docRead(() => readValue(doc, parent, key)))
+    let raw: unknown
+    if (parent === undefined) raw = undefined
+    else if (section === 'deployments') raw = docRead(() => gatherDeployment(key, (at) => readValue(doc, parent, at)))
+    else raw = docRead(() => readValue(doc, parent, key))
+    memo?.set(memoKey, raw)
+    this.refreshEntry(section, key, raw)
   }
 
   /**

@@ -38,6 +38,13 @@ export interface DocPool {
   adopt(handle: DocHandle, key: string): DocHandle
   /** Drops one reference to a pooled handle; the last one frees it. */
   release(handle: DocHandle): void
+  /**
+   * Values read from a pooled handle, by whoever reads them: a pooled
+   * document never changes, so what one replica read (and the index
+   * decoded) there holds for every other. Undefined for a handle the pool
+   * does not hold; gone once the handle leaves the pool.
+   */
+  readMemo(handle: DocHandle): Map<string, unknown> | undefined
   /** True when more than one replica holds this pooled handle. */
   shared(handle: DocHandle): boolean
   /** Takes a pooled handle that only its caller holds out of the pool, to change it. */
@@ -79,6 +86,7 @@ export function headsKeyAfter(key: string, changes: ReadonlyArray<{ hash: string
 interface Pooled {
   key: string
   refs: number
+  memo?: Map<string, unknown>
 }
 
 export function createDocPool(): DocPool {
@@ -117,6 +125,11 @@ export function createDocPool(): DocPool {
       entries.delete(handle)
       byKey.delete(entry.key)
       handle.free()
+    },
+    readMemo(handle) {
+      const entry = entries.get(handle)
+      if (entry === undefined) return undefined
+      return (entry.memo ??= new Map())
     },
     shared: (handle) => entryOf(handle).refs > 1,
     detach(handle) {
