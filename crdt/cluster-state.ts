@@ -375,7 +375,8 @@ class AutomergeClusterState implements ClusterState {
       const doc = this.doc
       if (doc !== undefined && this.pool?.keyOf(doc) !== undefined) {
         this.doc = undefined
-        this.pool.release(doc)
+        // Once Automerge failed, freeing would fail too (and hide why the engine died): the pool just keeps the dead handle.
+        if (this.failed === undefined && this.engine.failure() === undefined) this.pool.release(doc)
       }
     }
   }

@@ -3,12 +3,13 @@
  * share documents reading exactly what replicas with their own documents
  * read, change for change, through gossip, sync, local writes and restarts.
  */
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import fc from 'fast-check'
 import * as A from '@automerge/automerge'
 import { silentLogger, type Store } from '../core/index.ts'
 import { createVirtualClock } from '../sim/virtual-clock.ts'
 import { createClusterState, type ClusterState } from './cluster-state.ts'
+import { automergeEngine } from './automerge-engine.ts'
 import { createHandle } from './doc-handle.ts'
 import { createDocPool, headsKey, headsKeyAfter, type DocPool } from './doc-pool.ts'
 import { createMemoryStore } from './level-store.ts'
@@ -318,6 +319,31 @@ describe('replicas sharing documents', () => {
       expect(replicaView(receiver)).toEqual(replicaView(bystander))
     } finally {
       for (const state of [sender, receiver, bystander, twin]) await state.stop()
+    }
+  })
+
+  it('replicas sharing a document stop cleanly after Automerge failed (nothing is freed in a dead engine)', async () => {
+    const engine = automergeEngine(5) // its own engine: marking it failed harms no other test
+    const pool = createDocPool()
+    const states = [] as ClusterState[]
+    for (const id of ['node-1', 'node-2']) {
+      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger, automerge: engine, docPool: pool })
+      await state.start()
+      states.push(state)
+    }
+    const probe = engine.create()
+    const handleClass = Object.getPrototypeOf(probe) as { commit(...args: unknown[]): unknown; free(): void }
+    probe.free()
+    const dead = (): never => {
+      throw new Error('Module terminated')
+    }
+    const spies = [vi.spyOn(handleClass, 'commit').mockImplementation(dead), vi.spyOn(handleClass, 'free').mockImplementation(dead)]
+    try {
+      await expect(states[0]!.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'node-1' })).rejects.toMatchObject({ code: 'INTERNAL' })
+      expect(engine.failure()).toMatch(/Module terminated/)
+      for (const state of states) await expect(state.stop()).resolves.toBeUndefined()
+    } finally {
+      for (const spy of spies) spy.mockRestore()
     }
   })
 })
