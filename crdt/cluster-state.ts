@@ -580,7 +580,6 @@ class AutomergeClusterState implements ClusterState {
     return mine
   }
 
-
   /** Puts a document this replica holds alone into the pool (or takes the pooled one at the same heads): answers the one to hold. */
   private repool<T extends DocHandle | undefined>(doc: T): T {
     const pool = this.pool
@@ -653,12 +652,11 @@ class AutomergeClusterState implements ClusterState {
     const doc = this.runningDoc()
     const pooled = this.pool !== undefined && this.pool.keyOf(doc) !== undefined
     const content = pooled ? syncMessageContent(message) : undefined
-    const shared = content !== undefined && content.changes.length === 0 && this.pool!.shared(doc) ? doc : undefined
-    if (shared !== undefined) {
-      // Most rounds only compare heads: the sync state moves, the document does not, so another replica's copy serves (a fork would be wasted).
+    if (content !== undefined && content.changes.length === 0) {
+      // Most rounds only compare heads: the sync state moves, the pooled document does not (a fork, or leaving the pool, would be wasted).
       const moved = this.guard('receiving a sync message', () => {
         try {
-          return receiveSyncMessage(shared, syncState, message)
+          return receiveSyncMessage(doc, syncState, message)
         } catch (err) {
           if (isEngineFailure(err)) throw err
           throw new LatticeError('VALIDATION_FAILED', `not an Automerge sync message: ${(err as Error).message}`)
