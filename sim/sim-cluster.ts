@@ -15,7 +15,7 @@
  * per node (`node.runtime.setStartFaults`).
  */
 import { silentLogger, type DeploymentSpecInput, type Rng, type Store, type Transport } from '../core/index.ts'
-import { createDocPool, createMemoryStore, type AutomergeEngine, type DocPool, type DocPoolStats } from '../crdt/index.ts'
+import { createDocPool, createMemoryStore, type AutomergeEngine, type DocPool } from '../crdt/index.ts'
 import { createEventBus, type EventBus } from '../node/events.ts'
 import { createNodeMetrics } from '../node/metrics.ts'
 import { createNodeCore, type NodeCore, type NodeCoreInit } from '../node/node-core.ts'
@@ -76,8 +76,6 @@ export interface SimCluster {
   driver: SimDriver
   /** Automerge's memory, grown ahead of the documents (sim/automerge-memory.ts). */
   automergeMemory: AutomergeMemoryGuard
-  /** Documents shared between nodes at equal heads, over all engines (zeros when shareDocuments is false). */
-  docPoolStats(): DocPoolStats
   network: SimNetwork
   engine: FakeEngine
   nodes: SimNode[]
@@ -128,11 +126,12 @@ const RECONCILE_SIM = {
 export function createSimCluster(options: SimClusterOptions): SimCluster {
   const automergeMemory = guardAutomergeMemory(options.nodes, options.plannedDeployments ?? 0)
   const docPools = new Map<AutomergeEngine, DocPool>()
-  const docPoolFor = (engine: AutomergeEngine): DocPool | undefined => {
-    if (options.shareDocuments === false) return undefined
+  /** The pool of `engine`'s documents, as the component that hands it to a node (none when sharing is off). */
+  const docPoolFor = (engine: AutomergeEngine): { docPool?: DocPool } => {
+    if (options.shareDocuments === false) return {}
     let pool = docPools.get(engine)
     if (pool === undefined) docPools.set(engine, (pool = createDocPool()))
-    return pool
+    return { docPool: pool }
   }
   let stateFailure: { node: string; reason: string; atMs: number; engine: number } | undefined
   const driver = createSimDriver(options.seed, undefined, {
@@ -175,6 +174,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     const clock = clockOf(index)
     const events = createEventBus({ bufferMax: 100 }, { clock })
     const runtime = createFakeRuntime({ nodeId: peerId, engine, startDelayMs: options.containerStartMs ?? 300 })({ clock, rng: rng.fork(`runtime-${index}`) })
+    const automerge = automergeMemory.engineFor(index)
     const core = createNodeCore({
       ...registration(index),
       reconciler: RECONCILE_SIM,
@@ -184,9 +184,9 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
       connectionsTarget: 8,
       seeds,
       ...options.core,
-    })({ transport, store, runtime, clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }), automerge: automergeMemory.engineFor(index), ...docPoolOption(docPoolFor(automergeMemory.engineFor(index))) })
+    })({ transport, store, runtime, clock, rng: rng.fork(`node-${index}`), logger: silentLogger, events, metrics: createNodeMetrics({ processMetrics: false }), automerge, ...docPoolFor(automerge) })
     core.state.onFailure((reason) => {
-      stateFailure ??= { node: `n${index}`, reason, atMs: driver.elapsedMs(), engine: automergeMemory.engineFor(index).index }
+      stateFailure ??= { node: `n${index}`, reason, atMs: driver.elapsedMs(), engine: automerge.index }
     })
     return { index, peerId, core, runtime, events, store, running: false, clock, left: false, transport }
   }
@@ -197,16 +197,6 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
   const cluster: SimCluster = {
     driver,
     automergeMemory,
-    docPoolStats: () => {
-      const total: DocPoolStats = { documents: 0, forks: 0, reused: 0 }
-      for (const pool of docPools.values()) {
-        const stats = pool.stats()
-        total.documents += stats.documents
-        total.forks += stats.forks
-        total.reused += stats.reused
-      }
-      return total
-    },
     network,
     engine,
     nodes,
@@ -301,8 +291,4 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     },
   }
   return cluster
-}
-
-function docPoolOption(pool: DocPool | undefined): { docPool?: DocPool } {
-  return pool === undefined ? {} : { docPool: pool }
 }
