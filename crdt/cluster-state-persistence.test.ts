@@ -129,6 +129,7 @@ describe('cluster state persistence', () => {
       corruptChunks: 0,
       entriesDecoded: expect.any(Number),
       entriesUnchecked: 0,
+      indexFromCache: false,
     })
   })
 

@@ -121,6 +121,18 @@ interface InvalidEntry {
   reason: string
 }
 
+/** One entry of an IndexSnapshot: its key's parts, whether it is unchecked, and its decoded value (or, unchecked, what was read). */
+export type SnapshotEntry = [keys: string[], unchecked: 0 | 1, value: unknown]
+
+/**
+ * A DocIndex as plain data, to restore without reading the document or
+ * validating anything (index-cache.ts keeps one in the store).
+ */
+export interface IndexSnapshot {
+  sections: Record<SectionName, SnapshotEntry[]>
+  invalid: InvalidEntry[]
+}
+
 /**
  * An entry read from the document at load and not validated yet: validated
  * (and replaced by its decoded value, or dropped as invalid) the first time
@@ -186,6 +198,23 @@ class SectionIndex<E> {
     const reason = this.reason
     this.replace(keys, entry, absent)
     return reason
+  }
+
+  /** Stores an entry already decoded and frozen (an index cache's): trusted, not checked again. */
+  put(keys: readonly string[], entry: E): void {
+    this.replace(keys, entry, true)
+  }
+
+  /** Entries held (a walk: for a stop, not for every read). */
+  size(): number {
+    let count = 0
+    for (const _ of this.trie.entries()) count++
+    return count
+  }
+
+  /** Every entry as stored: decoded, or Unchecked. */
+  stored(): Array<[string[], E | Unchecked]> {
+    return [...this.trie.entries()]
   }
 
   /** Stores `raw` at `keys` unchecked: validated when first read (resolve). */
@@ -458,6 +487,44 @@ export class DocIndex {
   }
 
   // ---- maintenance ----
+
+  /** Entries held, unchecked ones included (not the invalid ones). */
+  entryCount(): number {
+    let count = 0
+    for (const section of SECTIONS) count += this.sections[section].size()
+    return count
+  }
+
+  /** Everything this index holds, as plain data (restore takes it back). */
+  exportSnapshot(): IndexSnapshot {
+    const sections = {} as Record<SectionName, SnapshotEntry[]>
+    for (const section of SECTIONS) {
+      sections[section] = this.sections[section].stored().map(([keys, entry]) => (entry instanceof Unchecked ? [keys, 1, entry.raw] : [keys, 0, entry]))
+    }
+    return { sections, invalid: [...this.invalid.values()] }
+  }
+
+  /**
+   * Replaces everything with `snapshot`, which exportSnapshot gave for a
+   * document with the same heads: nothing is read or validated (its entries
+   * were when they were indexed; unchecked ones stay unchecked). Invalid
+   * entries are kept with their reasons and logged once, as a count.
+   */
+  restore(snapshot: IndexSnapshot): void {
+    this.touched = { deployments: 'all', nodes: true }
+    this.objectPlaces.clear()
+    this.invalid.clear()
+    for (const section of SECTIONS) {
+      const index = this.sections[section] as SectionIndex<unknown>
+      index.deleteSubtree([])
+      for (const [keys, unchecked, value] of snapshot.sections[section]) {
+        if (unchecked === 1) index.defer(keys, value, true)
+        else index.put(keys, deepFreeze(value))
+      }
+    }
+    for (const entry of snapshot.invalid) this.invalid.set(JSON.stringify(entry.path), entry)
+    if (this.invalid.size > 0) this.logger.warn({ invalidEntries: this.invalid.size }, 'invalid cluster-state entries skipped (as when this node last stopped)')
+  }
 
   /** Entries decoded and validated since creation: what a change costs, for tests and metrics. */
   get decoded(): number {

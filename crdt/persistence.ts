@@ -3,6 +3,7 @@
  *   doc/snapshot                  Automerge.save() of the whole document
  *   doc/chunk/<12-digit seq>      changes saved since the snapshot, in order
  *   doc/boots                     how many times this node has started
+ *   doc/index-cache               the validated index at a stop (index-cache.ts)
  * Snapshot and chunks are wrapped in a checksummed envelope (envelope.ts).
  *
  * Writes go through one serial queue, so chunks land in order and a

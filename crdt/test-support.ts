@@ -88,6 +88,7 @@ export interface StartOptions<C extends Clock> {
   selfId?: string
   store?: Store
   compactAfterChunks?: number
+  indexCacheEntriesMin?: number
   automerge?: AutomergeEngine
 }
 
@@ -97,6 +98,7 @@ export async function startState<C extends Clock>(options: StartOptions<C>): Pro
   const state = createClusterState({
     selfId: options.selfId ?? 'node-a',
     ...(options.compactAfterChunks === undefined ? {} : { compactAfterChunks: options.compactAfterChunks }),
+    ...(options.indexCacheEntriesMin === undefined ? {} : { indexCacheEntriesMin: options.indexCacheEntriesMin }),
   })({ store, clock: options.clock, logger, ...(options.automerge !== undefined ? { automerge: options.automerge } : {}) })
   await state.start()
   return { state, store, clock: options.clock, logger }

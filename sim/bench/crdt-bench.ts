@@ -12,18 +12,23 @@
  * - loadAndValidateAllEntriesMs: a fresh node, start() on an empty store
  *   then mergeSnapshot: load, validate every entry into the index, store
  *   the snapshot. The target applies to this figure and the next two.
- * - nodeStartFromStoreMs: a restarted node, start() with that snapshot in
- *   its store. It validates every deployment and placement; statuses are
- *   validated when first read (crdt/doc-index.ts): statusesUncheckedAtStart
- *   says how many were left for later, and restartedStatusValidationMs
- *   what validating all of them then costs (reading stats().invalidEntries).
- * - nodeStartColdProcessMs: the same start in a new process on LevelDB,
- *   with nothing run before it to warm Automerge's WASM or the JIT (the
- *   median of COLD_STARTS processes).
- * All three in-process figures run after the document was built, in a
- * process that has already run every code path involved. The two
- * in-process ones also come as CPU time (…CpuMs: every thread of the
- * process), which another job on a shared machine disturbs less.
+ * - nodeStartFromStoreMs: a node restarted after a stop, start() with that
+ *   snapshot and the index the stop kept (crdt/index-cache.ts) in its
+ *   store; stopWithIndexCacheMs is what that stop took, indexCacheBytes
+ *   what it stored.
+ * - nodeStartFromStoreRebuildMs: the same start without the index cache
+ *   (as after a crash): it validates every deployment and placement;
+ *   statuses are validated when first read (crdt/doc-index.ts):
+ *   statusesUncheckedAtStart says how many were left for later, and
+ *   restartedStatusValidationMs what validating all of them then costs
+ *   (reading stats().invalidEntries).
+ * - nodeStartColdProcessMs / …RebuildMs: the same two starts in a new
+ *   process on LevelDB, with nothing run before it to warm Automerge's
+ *   WASM or the JIT (the median of COLD_STARTS processes each).
+ * The in-process figures run after the document was built, in a process
+ * that has already run every code path involved. Some also come as CPU
+ * time (…CpuMs: every thread of the process), which another job on a
+ * shared machine disturbs less.
  *
  * Sizes from the environment: LATTICE_BENCH_CRDT_DEPLOYMENTS (10,000) and
  * LATTICE_BENCH_CRDT_REPORTERS (by default all 50 peers report the
@@ -39,6 +44,7 @@ import * as Automerge from '@automerge/automerge'
 import { silentLogger } from '../../core/index.ts'
 import { createClusterState, createLevelStore, createMemoryStore, type ClusterState } from '../../crdt/index.ts'
 import { loadHandle } from '../../crdt/doc-handle.ts'
+import { INDEX_CACHE_KEY } from '../../crdt/index-cache.ts'
 import { createVirtualClock } from '../virtual-clock.ts'
 
 const DEPLOYMENTS = Number(process.env.LATTICE_BENCH_CRDT_DEPLOYMENTS ?? 10_000)
@@ -133,23 +139,42 @@ export async function crdtBench(): Promise<Record<string, unknown>> {
   const loadAndIndexCpuMs = cpuMs() - stateLoadCpu
   const entriesValidated = fresh.stats().entriesDecoded
   const storedBytes = fresh.stats().sizeBytes
-  await fresh.stop()
+  const stopStartedAt = performance.now()
+  await fresh.stop() // keeps the index (30,000 entries: above indexCacheEntriesMin)
+  const stopWithIndexCacheMs = performance.now() - stopStartedAt
   fresh = undefined // a restarted node does not also hold the index it had before the restart
+  await freshStore.open()
+  const indexCacheBytes = (await freshStore.get(INDEX_CACHE_KEY))?.byteLength ?? 0
+  await freshStore.close()
 
-  // The same node restarted on its store, which now holds the snapshot.
+  // The same node restarted on its store, which now holds the snapshot and the index cache.
   const restarted = createClusterState({ selfId: COLD_START_SELF_ID })({ store: freshStore, clock, logger: silentLogger })
   const restartStartedAt = performance.now()
   const restartCpu = cpuMs()
   await restarted.start()
   const nodeStartFromStoreMs = performance.now() - restartStartedAt
   const nodeStartFromStoreCpuMs = cpuMs() - restartCpu
-  const statusesUncheckedAtStart = restarted.stats().entriesUnchecked
-  const deferredStartedAt = performance.now()
-  const invalidAfterRestart = restarted.stats().invalidEntries
-  const restartedStatusValidationMs = performance.now() - deferredStartedAt
+  const restartUsedIndexCache = restarted.stats().indexFromCache
   await restarted.stop()
 
-  const nodeStartColdProcessMs = await coldStartsMedianMs(saved)
+  // Restarted without the index cache, as after a crash.
+  await freshStore.open()
+  await freshStore.del(INDEX_CACHE_KEY)
+  await freshStore.close()
+  const rebuilding = createClusterState({ selfId: COLD_START_SELF_ID, indexCacheEntriesMin: Number.MAX_SAFE_INTEGER })({ store: freshStore, clock, logger: silentLogger })
+  const rebuildStartedAt = performance.now()
+  const rebuildCpu = cpuMs()
+  await rebuilding.start()
+  const nodeStartFromStoreRebuildMs = performance.now() - rebuildStartedAt
+  const nodeStartFromStoreRebuildCpuMs = cpuMs() - rebuildCpu
+  const statusesUncheckedAtStart = rebuilding.stats().entriesUnchecked
+  const deferredStartedAt = performance.now()
+  const invalidAfterRestart = rebuilding.stats().invalidEntries
+  const restartedStatusValidationMs = performance.now() - deferredStartedAt
+  await rebuilding.stop()
+
+  const nodeStartColdProcessMs = await coldStartsMedianMs(saved, 'with index cache')
+  const nodeStartColdProcessRebuildMs = await coldStartsMedianMs(saved, 'rebuild')
 
   // A fresh node syncing from scratch with the Automerge sync protocol.
   let sourceSync = Automerge.initSyncState()
@@ -190,12 +215,18 @@ export async function crdtBench(): Promise<Record<string, unknown>> {
     loadAndValidateAllEntriesMs: Math.round(loadAndIndexMs),
     loadAndValidateAllEntriesCpuMs: Math.round(loadAndIndexCpuMs),
     entriesValidated,
+    stopWithIndexCacheMs: Math.round(stopWithIndexCacheMs),
+    indexCacheBytes,
     nodeStartFromStoreMs: Math.round(nodeStartFromStoreMs),
     nodeStartFromStoreCpuMs: Math.round(nodeStartFromStoreCpuMs),
+    restartUsedIndexCache,
+    nodeStartFromStoreRebuildMs: Math.round(nodeStartFromStoreRebuildMs),
+    nodeStartFromStoreRebuildCpuMs: Math.round(nodeStartFromStoreRebuildCpuMs),
     statusesUncheckedAtStart,
     restartedStatusValidationMs: Math.round(restartedStatusValidationMs),
     invalidAfterRestart,
     nodeStartColdProcessMs: nodeStartColdProcessMs === undefined ? null : Math.round(nodeStartColdProcessMs),
+    nodeStartColdProcessRebuildMs: nodeStartColdProcessRebuildMs === undefined ? null : Math.round(nodeStartColdProcessRebuildMs),
     applyOneStatusChangeMs: Math.round(applyPerChangeMs * 1000) / 1000,
     freshNodeSyncBytes: syncBytes,
     freshNodeSyncRounds: rounds,
@@ -203,12 +234,15 @@ export async function crdtBench(): Promise<Record<string, unknown>> {
   }
 }
 
+type ColdStartKind = 'with index cache' | 'rebuild'
+
 /**
  * Stores `snapshot` in a LevelDB directory as a node would (a merge, then
- * stop), then times start() on it in COLD_STARTS new processes. Undefined
- * when a child fails (its stderr is printed).
+ * a stop, which keeps the index), then times start() on it in COLD_STARTS
+ * new processes, each given the index cache or not (`kind`). Undefined when
+ * a child fails (its stderr is printed).
  */
-async function coldStartsMedianMs(snapshot: Uint8Array): Promise<number | undefined> {
+async function coldStartsMedianMs(snapshot: Uint8Array, kind: ColdStartKind): Promise<number | undefined> {
   const dir = await mkdtemp(join(tmpdir(), 'lattice-crdt-bench-'))
   try {
     const seeded = createClusterState({ selfId: COLD_START_SELF_ID })({ store: createLevelStore({ path: dir }), clock: createVirtualClock(), logger: silentLogger })
@@ -217,13 +251,13 @@ async function coldStartsMedianMs(snapshot: Uint8Array): Promise<number | undefi
     await seeded.stop()
     const times: number[] = []
     for (let i = 0; i < COLD_STARTS; i++) {
-      const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), COLD_START_ARG, dir], {
+      const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), COLD_START_ARG, dir, kind], {
         encoding: 'utf8',
         timeout: COLD_START_TIMEOUT_MS,
       })
       const figure = Number(child.stdout.trim().split('\n').pop())
       if (child.status !== 0 || !Number.isFinite(figure)) {
-        console.error(`cold start ${i} failed (status ${String(child.status)}):\n${child.stderr}`)
+        console.error(`cold start ${i} (${kind}) failed (status ${String(child.status)}):\n${child.stderr}`)
         return undefined
       }
       times.push(figure)
@@ -234,17 +268,31 @@ async function coldStartsMedianMs(snapshot: Uint8Array): Promise<number | undefi
   }
 }
 
-/** The child of coldStartsMedianMs: prints the milliseconds one start() took. */
-async function coldStart(dir: string): Promise<void> {
-  const state = createClusterState({ selfId: COLD_START_SELF_ID })({ store: createLevelStore({ path: dir }), clock: createVirtualClock(), logger: silentLogger })
+/**
+ * The child of coldStartsMedianMs: prints the milliseconds one start() took.
+ * 'rebuild' deletes the index cache first and keeps none at the stop; the
+ * other kind checks that the start used it (and its stop keeps it).
+ */
+async function coldStart(dir: string, kind: ColdStartKind): Promise<void> {
+  const rebuild = kind === 'rebuild'
+  const store = createLevelStore({ path: dir })
+  if (rebuild) {
+    await store.open()
+    await store.del(INDEX_CACHE_KEY)
+    await store.close()
+  }
+  const state = createClusterState({ selfId: COLD_START_SELF_ID, ...(rebuild ? { indexCacheEntriesMin: Number.MAX_SAFE_INTEGER } : {}) })({ store, clock: createVirtualClock(), logger: silentLogger })
   const startedAt = performance.now()
   await state.start()
   const ms = performance.now() - startedAt
+  if (state.stats().indexFromCache === rebuild) throw new Error(`cold start (${kind}): indexFromCache is ${String(!rebuild)}`)
   await state.stop()
   console.log(ms)
 }
 
 if (process.argv[2] === COLD_START_ARG && process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await coldStart(process.argv[3]!)
+  const kind = process.argv[4]
+  if (kind !== 'with index cache' && kind !== 'rebuild') throw new Error(`unknown cold start kind ${String(kind)}`)
+  await coldStart(process.argv[3]!, kind)
   process.exit(0)
 }
