@@ -357,6 +357,7 @@ class AutomergeClusterState implements ClusterState {
         compactAfterChunks: this.compactAfterChunks,
         current: () => this.currentDoc(),
         loaded,
+        saveMemo: (doc) => this.pool?.readMemo(doc),
       })
       // Pooled once the persistence read what it needs of the loaded handle: an equal pooled document may replace (and free) it.
       const doc = this.repool(loaded.doc)

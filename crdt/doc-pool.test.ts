@@ -105,6 +105,8 @@ interface Twins {
 }
 
 const REPLICAS = 4
+/** Compactions within a script's few dozen steps: a pooled document's save bytes are shared (persistence.ts, saveMemo), and restarts load them. */
+const COMPACT_AFTER_CHUNKS = 3
 const clock = createVirtualClock()
 
 async function startTwins(): Promise<Twins> {
@@ -115,8 +117,8 @@ async function startTwins(): Promise<Twins> {
   for (let i = 0; i < REPLICAS; i++) {
     stores.pooled.push(createMemoryStore())
     stores.own.push(createMemoryStore())
-    pooled.push(createClusterState({ selfId: `node-${i}` })({ store: stores.pooled[i]!, clock, logger: silentLogger, docPool: pool }))
-    own.push(createClusterState({ selfId: `node-${i}` })({ store: stores.own[i]!, clock, logger: silentLogger }))
+    pooled.push(createClusterState({ selfId: `node-${i}`, compactAfterChunks: COMPACT_AFTER_CHUNKS })({ store: stores.pooled[i]!, clock, logger: silentLogger, docPool: pool }))
+    own.push(createClusterState({ selfId: `node-${i}`, compactAfterChunks: COMPACT_AFTER_CHUNKS })({ store: stores.own[i]!, clock, logger: silentLogger }))
   }
   for (const state of [...pooled, ...own]) await state.start()
   return { pooled, own, pool, stores }
@@ -232,7 +234,7 @@ describe('replicas sharing documents', () => {
                 const stopped = twins[side][step.replica]!
                 await stopped.stop()
                 const store = twins.stores[side][step.replica]!
-                const fresh = createClusterState({ selfId: stopped.selfId })({ store, clock, logger: silentLogger, ...(side === 'pooled' ? { docPool: twins.pool } : {}) })
+                const fresh = createClusterState({ selfId: stopped.selfId, compactAfterChunks: COMPACT_AFTER_CHUNKS })({ store, clock, logger: silentLogger, ...(side === 'pooled' ? { docPool: twins.pool } : {}) })
                 await fresh.start()
                 twins[side][step.replica] = fresh
                 listen(side, step.replica)

@@ -113,6 +113,23 @@ export interface DocPersistenceOptions {
   /** The newest document value: tasks run later than they are queued, and older values are outdated. */
   current: () => DocHandle
   loaded: LoadedDocument
+  /**
+   * Where Automerge's save bytes of an unchanging document may be kept for
+   * other writers of that same document (doc-pool.ts's readMemo: in the
+   * simulator, replicas at equal heads share one document and compact at
+   * about the same time), if anywhere.
+   */
+  saveMemo?: (doc: DocHandle) => Map<string, unknown> | undefined
+}
+
+/** doc.save(), or saveSince(heads), taken from `memo` when another writer of the same document made it. */
+function memoizedSave(doc: DocHandle, memo: Map<string, unknown> | undefined, since?: Heads): Uint8Array {
+  const key = since === undefined ? 'save' : `saveSince ${since.join(',')}`
+  const kept = memo?.get(key)
+  if (kept instanceof Uint8Array) return kept
+  const bytes = since === undefined ? doc.save() : doc.saveSince(since)
+  memo?.set(key, bytes)
+  return bytes
 }
 
 export class DocPersistence {
@@ -120,6 +137,7 @@ export class DocPersistence {
   private readonly logger: Logger
   private readonly compactAfterChunks: number
   private readonly current: () => DocHandle
+  private readonly saveMemo: (doc: DocHandle) => Map<string, unknown> | undefined
   private persistedHeads: Heads
   private chunks: PersistedChunk[]
   private nextSeq: number
@@ -134,6 +152,7 @@ export class DocPersistence {
     this.logger = options.logger
     this.compactAfterChunks = options.compactAfterChunks
     this.current = options.current
+    this.saveMemo = options.saveMemo ?? (() => undefined)
     // Only what was loaded is on disk; anything added since (genesis) goes into the next chunk.
     this.persistedHeads = options.loaded.doc.getHeads()
     this.chunks = [...options.loaded.chunks]
@@ -194,7 +213,7 @@ export class DocPersistence {
     let bytes: Uint8Array
     if (noted !== undefined && noted.length > 0) bytes = concat(noted)
     else if (noted !== undefined && sameHeads(heads, this.persistedHeads)) return
-    else bytes = doc.saveSince(this.persistedHeads)
+    else bytes = memoizedSave(doc, this.saveMemo(doc), this.persistedHeads)
     if (bytes.length === 0) return
     const key = chunkKey(this.nextSeq++)
     const blob = seal(bytes)
@@ -221,7 +240,7 @@ export class DocPersistence {
     this.compactionQueued = false
     const doc = this.current()
     const heads = doc.getHeads()
-    const snapshot = seal(saved ?? doc.save())
+    const snapshot = seal(saved ?? memoizedSave(doc, this.saveMemo(doc)))
     this.unsaved = []
     const dropped = this.chunks
     // One batch: a crash leaves either the old snapshot with every chunk or
