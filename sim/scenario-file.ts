@@ -29,8 +29,13 @@ export type ScriptedName = (typeof SCRIPTED)[number]
 export const SCRIPTS = ['scheduled', ...SCRIPTED] as const
 export type ScriptName = (typeof SCRIPTS)[number]
 
-/** Where the named scenarios live. */
-export const LIBRARY_DIR = fileURLToPath(new URL('./scenarios/library/', import.meta.url))
+/**
+ * Where the named scenarios live, found from the checkout's root: this
+ * module (sim/) and the bundle `npm ci` builds (dist/lattice.js) both sit
+ * one level below it. Relative to the module alone, the bundle looked in
+ * dist/scenarios/ and found no scenario at all.
+ */
+export const LIBRARY_DIR = fileURLToPath(new URL('../sim/scenarios/library/', import.meta.url))
 
 const Fraction = z.number().min(0).max(1)
 const Seconds = z.number().min(0).max(24 * 3600)
