@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import * as A from '@automerge/automerge'
-import type { Store } from '../core/index.ts'
 import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
 import type { ClusterState } from './cluster-state.ts'
 import { toDocValue, type DocMap } from './doc-codec.ts'
@@ -12,7 +11,7 @@ import { createLevelStore, createMemoryStore } from './level-store.ts'
 import { loadHandle } from './doc-handle.ts'
 import { seal } from './envelope.ts'
 import { CHUNK_PREFIX, SNAPSHOT_KEY } from './persistence.ts'
-import { flakyStore, sampleNode, sampleStatus, startState, type Started, type StartOptions } from './test-support.ts'
+import { flakyStore, foreignChange, sampleNode, sampleStatus, startState, withOpen, type Started, type StartOptions } from './test-support.ts'
 
 /** Starts a ClusterState on a memory store and a fresh virtual clock unless given. */
 const start = (options: Partial<StartOptions<VirtualClock>> = {}): Promise<Started<VirtualClock>> =>
@@ -38,23 +37,6 @@ async function writeSome(state: ClusterState, count: number): Promise<void> {
     if (i % 3 === 0) await state.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx' }, owner: state.selfId })
     else await state.reportStatus(`d${i - (i % 3)}`, 0, { ...sampleStatus, restarts: i })
   }
-}
-
-/** Opens a store a stopped ClusterState closed, runs `fn` on it, closes it again. */
-async function withOpen<T>(store: Store, fn: () => Promise<T>): Promise<T> {
-  await store.open()
-  try {
-    return await fn()
-  } finally {
-    await store.close()
-  }
-}
-
-/** A change made by another replica that writes whatever `edit` wants, bypassing validation. */
-function foreignChange(state: ClusterState, edit: (doc: DocMap) => void): Uint8Array {
-  const foreign = A.load<DocMap>(state.saveSnapshot(), { actor: 'ff'.repeat(16) })
-  const changed = A.change(foreign, { time: 0 }, edit)
-  return A.getLastLocalChange(changed)!
 }
 
 describe('cluster state persistence', () => {

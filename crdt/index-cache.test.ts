@@ -5,14 +5,13 @@ import { join } from 'node:path'
 import { deflateRawSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
 import * as A from '@automerge/automerge'
-import type { Store } from '../core/index.ts'
 import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
 import type { ClusterState } from './cluster-state.ts'
 import type { DocMap } from './doc-codec.ts'
 import { seal, unseal } from './envelope.ts'
 import { INDEX_CACHE_KEY, indexCacheFingerprint } from './index-cache.ts'
 import { createLevelStore, createMemoryStore } from './level-store.ts'
-import { flakyStore, sampleNode, sampleStatus, startState, type Started, type StartOptions } from './test-support.ts'
+import { flakyStore, foreignChange, sampleNode, sampleStatus, startState, withOpen, type Started, type StartOptions } from './test-support.ts'
 
 /** Keeps the index at every stop (no size bound) unless told otherwise. */
 const start = (options: Partial<StartOptions<VirtualClock>> = {}): Promise<Started<VirtualClock>> =>
@@ -37,12 +36,6 @@ function view(state: ClusterState): unknown {
 const sortedReplicas = (replicas: Array<{ deploymentId: string; replica: number }>): string[] =>
   replicas.map((r) => `${r.deploymentId}/${r.replica}`).sort()
 
-/** A change by another replica writing whatever `edit` wants, past validation. */
-function foreignChange(state: ClusterState, edit: (doc: DocMap) => void): Uint8Array {
-  const foreign = A.load<DocMap>(state.saveSnapshot(), { actor: 'ff'.repeat(16) })
-  return A.getLastLocalChange(A.change(foreign, { time: 0 }, edit))!
-}
-
 /** Entries of every section, changed fields, and four invalid entries (a deployment, a placement, two statuses). */
 async function populate(state: ClusterState): Promise<void> {
   await state.upsertSelfNode(sampleNode)
@@ -65,15 +58,6 @@ async function populate(state: ClusterState): Promise<void> {
     ;(doc.status as DocMap)['d4/1/node-c'] = new A.ImmutableString(JSON.stringify({ ...sampleStatus, updatedAtMs: 1 }))
   })])
   expect(result.invalidEntries).toHaveLength(3)
-}
-
-async function withOpen<T>(store: Store, fn: () => Promise<T>): Promise<T> {
-  await store.open()
-  try {
-    return await fn()
-  } finally {
-    await store.close()
-  }
 }
 
 /** A blob laid out as index-cache.ts writes it, with whatever header and body a test wants. */

@@ -4,9 +4,11 @@
  * start a ClusterState on a memory store. The clock is passed in (the tests
  * use sim's virtual clock) so that crdt/ itself never imports sim/.
  */
+import * as A from '@automerge/automerge'
 import type { AutomergeEngine } from './automerge-engine.ts'
 import type { Clock, Logger, Store, StoreOp } from '../core/index.ts'
 import { createClusterState, type ClusterState } from './cluster-state.ts'
+import type { DocMap } from './doc-codec.ts'
 import { createMemoryStore } from './level-store.ts'
 import type { SelfNodeInput, StatusInput } from './schema.ts'
 
@@ -119,4 +121,21 @@ export const sampleStatus: StatusInput = {
   containerId: 'c0ffee',
   hostPorts: { '80': 49_153 },
   restarts: 0,
+}
+
+/** Opens a store a stopped ClusterState closed, runs `fn` on it, closes it again. */
+export async function withOpen<T>(store: Store, fn: () => Promise<T>): Promise<T> {
+  await store.open()
+  try {
+    return await fn()
+  } finally {
+    await store.close()
+  }
+}
+
+/** A change made by another replica that writes whatever `edit` wants, bypassing validation. */
+export function foreignChange(state: ClusterState, edit: (doc: DocMap) => void): Uint8Array {
+  const foreign = A.load<DocMap>(state.saveSnapshot(), { actor: 'ff'.repeat(16) })
+  const changed = A.change(foreign, { time: 0 }, edit)
+  return A.getLastLocalChange(changed)!
 }
