@@ -15,7 +15,7 @@ import { LatticeError, type Clock, type DesiredState, type Logger, type Startabl
 import { defaultEngine, type AutomergeEngine } from './automerge-engine.ts'
 import { draftRoot, forkHandle, generateSyncMessage, isEngineFailure, loadHandle, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
 import { headsKey, headsKeyAfter, type DocPool } from './doc-pool.ts'
-import { DocIndex } from './doc-index.ts'
+import { DocIndex, type IndexSnapshot } from './doc-index.ts'
 import { INDEX_CACHE_KEY, readIndexCache, writeIndexCache } from './index-cache.ts'
 import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, type ClusterStateTx } from './mutations.ts'
@@ -362,11 +362,9 @@ class AutomergeClusterState implements ClusterState {
       // Pooled once the persistence read what it needs of the loaded handle: an equal pooled document may replace (and free) it.
       const doc = this.repool(loaded.doc)
       this.doc = doc
-      const cached = await readIndexCache(this.store, doc.getHeads(), this.logger)
-      if (cached !== undefined) this.index.restore(cached)
+      this.indexFromCache = this.restoreIndex(await readIndexCache(this.store, doc.getHeads(), this.logger))
       // Statuses are validated when first read: a node reads those of its own replicas, not all of them.
-      else this.index.rebuild(doc, { deferStatuses: true })
-      this.indexFromCache = cached !== undefined
+      if (!this.indexFromCache) this.index.rebuild(doc, { deferStatuses: true })
       this.index.takeTouched() // the first readers scan everything anyway
       this.lifecycle = 'running'
       this.logger.info(
@@ -862,6 +860,22 @@ class AutomergeClusterState implements ClusterState {
   }
 
   // ---- internals ----
+
+  /**
+   * Restores the index from the cache a stop kept, if any; false when there
+   * is none or it fails (a bug's value the shape checks let through): the
+   * caller rebuilds, which replaces whatever the failed restore left.
+   */
+  private restoreIndex(cached: IndexSnapshot | undefined): boolean {
+    if (cached === undefined) return false
+    try {
+      this.index.restore(cached)
+      return true
+    } catch (err) {
+      this.logger.warn({ err }, 'index cache not used: restoring it failed; the index is rebuilt from the document')
+      return false
+    }
+  }
 
   /** At a stop, once the document is persisted: the index for the next start (index-cache.ts), if it is large enough to be worth it. */
   private async keepIndex(): Promise<void> {

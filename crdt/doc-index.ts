@@ -243,6 +243,13 @@ class SectionIndex<E> {
     return entry
   }
 
+  /** Forgets every entry without telling the listener (whoever clears a section clears what it fed too). */
+  clear(): void {
+    this.version++
+    this.unchecked = 0
+    this.trie.deleteSubtree([])
+  }
+
   deleteSubtree(prefix: readonly string[]): void {
     this.version++
     for (const [keys, entry] of [...this.trie.entries(prefix)]) {
@@ -298,6 +305,10 @@ class ReplicasByPeer {
     if (held === undefined) return
     held.delete(`${deploymentId}/${replica}`)
     if (held.size === 0) this.byPeer.delete(peerId)
+  }
+
+  clear(): void {
+    this.byPeer.clear()
   }
 
   of(peerId: string): Array<{ deploymentId: string; replica: number }> {
@@ -495,6 +506,16 @@ export class DocIndex {
     return count
   }
 
+  /** Empties the index: every section, the by-peer indexes, invalid entries and object places. */
+  private clear(): void {
+    this.touched = { deployments: 'all', nodes: true }
+    this.objectPlaces.clear()
+    this.invalid.clear()
+    this.winners.clear()
+    this.reporters.clear()
+    for (const section of SECTIONS) this.sections[section].clear()
+  }
+
   /** Everything this index holds, as plain data (restore takes it back). */
   exportSnapshot(): IndexSnapshot {
     const sections = {} as Record<SectionName, SnapshotEntry[]>
@@ -511,16 +532,18 @@ export class DocIndex {
    * entries are kept with their reasons and logged once, as a count.
    */
   restore(snapshot: IndexSnapshot): void {
-    this.touched = { deployments: 'all', nodes: true }
-    this.objectPlaces.clear()
-    this.invalid.clear()
-    for (const section of SECTIONS) {
-      const index = this.sections[section] as SectionIndex<unknown>
-      index.deleteSubtree([])
-      for (const [keys, unchecked, value] of snapshot.sections[section]) {
-        if (unchecked === 1) index.defer(keys, value, true)
-        else index.put(keys, deepFreeze(value))
+    this.clear()
+    try {
+      for (const section of SECTIONS) {
+        const index = this.sections[section] as SectionIndex<unknown>
+        for (const [keys, unchecked, value] of snapshot.sections[section]) {
+          if (unchecked === 1) index.defer(keys, value, true)
+          else index.put(keys, deepFreeze(value))
+        }
       }
+    } catch (err) {
+      this.clear() // nothing half restored stays: a rebuild starts from empty
+      throw err
     }
     for (const entry of snapshot.invalid) this.invalid.set(JSON.stringify(entry.path), entry)
     if (this.invalid.size > 0) this.logger.warn({ invalidEntries: this.invalid.size }, 'invalid cluster-state entries skipped (as when this node last stopped)')

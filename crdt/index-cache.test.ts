@@ -2,12 +2,13 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { deflateRawSync } from 'node:zlib'
+import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
 import * as A from '@automerge/automerge'
 import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
 import type { ClusterState } from './cluster-state.ts'
 import type { DocMap } from './doc-codec.ts'
+import type { IndexSnapshot } from './doc-index.ts'
 import { seal, unseal } from './envelope.ts'
 import { INDEX_CACHE_KEY, indexCacheFingerprint } from './index-cache.ts'
 import { createLevelStore, createMemoryStore } from './level-store.ts'
@@ -206,6 +207,24 @@ describe('index cache', () => {
     await withOpen(store, () => store.put(INDEX_CACHE_KEY, good))
     const again = await start({ store, clock: first.clock })
     expect(again.state.stats().indexFromCache).toBe(true)
+  })
+
+  it('a cache whose restore fails (a value the shape checks let through) is dropped for a rebuild that reads right', async () => {
+    const store = createMemoryStore()
+    const first = await start({ store })
+    await populate(first.state)
+    const expected = view(first.state)
+    const heads = [...first.state.heads()].sort()
+    await first.state.stop()
+    const good = await withOpen(store, async () => (await store.get(INDEX_CACHE_KEY))!)
+    const payload = (unseal(good) as { payload: Uint8Array }).payload
+    const snapshot = JSON.parse(new TextDecoder().decode(inflateRawSync(payload.subarray(payload.indexOf(0x0a) + 1)))) as IndexSnapshot
+    snapshot.sections.placements[0]![2] = 42 // not a placement: its winners cannot be listed
+    await withOpen(store, () => store.put(INDEX_CACHE_KEY, forgedCache({ format: 1, fingerprint: indexCacheFingerprint(), heads }, deflatedJson(snapshot))))
+    const started = await start({ store, clock: first.clock })
+    expect(started.state.stats().indexFromCache).toBe(false)
+    expect(started.logger.at('warn').map((record) => record.msg)).toContain('index cache not used: restoring it failed; the index is rebuilt from the document')
+    expect(view(started.state)).toEqual(expected)
   })
 
   it('below indexCacheEntriesMin a stop writes nothing and drops a cache left from before', async () => {

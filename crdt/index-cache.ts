@@ -95,21 +95,23 @@ export async function writeIndexCache(store: Store, heads: readonly string[], sn
 
 /**
  * The cached index of the document at `heads`, or undefined (none, or not
- * usable: logged, and a stale or damaged one deleted).
+ * usable: logged, and a stale or damaged one deleted). Never throws: a
+ * cache that cannot be read, or deleted, must not keep a node from
+ * starting; the index is then rebuilt.
  */
 export async function readIndexCache(store: Store, heads: readonly string[], logger: Logger): Promise<IndexSnapshot | undefined> {
-  const blob = await store.get(INDEX_CACHE_KEY)
-  if (blob === undefined) return undefined
-  const refused = (reason: string): undefined => {
-    logger.info({ key: INDEX_CACHE_KEY, reason }, 'index cache not used; the index is rebuilt from the document')
-    return undefined
-  }
-  const outcome = openCache(blob, sortedHeads(heads))
-  if (typeof outcome === 'string') {
+  let outcome: IndexSnapshot | string
+  try {
+    const blob = await store.get(INDEX_CACHE_KEY)
+    if (blob === undefined) return undefined
+    outcome = openCache(blob, sortedHeads(heads))
+    if (typeof outcome !== 'string') return outcome
     await store.del(INDEX_CACHE_KEY)
-    return refused(outcome)
+  } catch (err) {
+    outcome = `unreadable: ${(err as Error).message}`
   }
-  return outcome
+  logger.info({ key: INDEX_CACHE_KEY, reason: outcome }, 'index cache not used; the index is rebuilt from the document')
+  return undefined
 }
 
 /** The snapshot in `blob` if it is usable for `heads` (sorted), or why not. */
