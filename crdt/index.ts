@@ -2,7 +2,8 @@
  * crdt/ — the cluster's durable state: one Automerge document every node
  * holds (DESIGN.md §4), with nodes, deployments, placements and replica
  * statuses. `createClusterState` (js-libp2p factory style) persists it in a
- * Store (incremental chunks compacted into a snapshot, each checksummed),
+ * Store (incremental chunks compacted into a snapshot, each checksummed;
+ * at a stop, the validated index too, for a faster next start),
  * validates every entry with the zod schemas of schema.ts on read, writes
  * each operation as one Automerge change durable before it resolves, and
  * exposes the change feed and sync surface (heads, changesSince,
