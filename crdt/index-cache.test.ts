@@ -72,6 +72,23 @@ function forgedCache(header: unknown, body: Uint8Array): Uint8Array {
 
 const deflatedJson = (value: unknown): Uint8Array => deflateRawSync(new TextEncoder().encode(JSON.stringify(value)))
 
+/**
+ * A populated node stopped on a memory store, what it read, and the cache
+ * its stop kept: whole, its header, and its deflated body.
+ */
+async function stoppedWithCache() {
+  const store = createMemoryStore()
+  const first = await start({ store })
+  await populate(first.state)
+  const expected = view(first.state)
+  const heads = [...first.state.heads()].sort()
+  await first.state.stop()
+  const good = await withOpen(store, async () => (await store.get(INDEX_CACHE_KEY))!)
+  const payload = (unseal(good) as { payload: Uint8Array }).payload
+  const header = { format: 1, fingerprint: indexCacheFingerprint(), heads }
+  return { store, first, expected, header, good, body: payload.subarray(payload.indexOf(0x0a) + 1) }
+}
+
 const refusals = (started: Started<VirtualClock>): unknown[] =>
   started.logger.at('info').filter((record) => record.msg?.startsWith('index cache not used') === true).map((record) => record.obj.reason)
 
@@ -174,21 +191,13 @@ describe('index cache', () => {
   })
 
   it('a damaged, foreign-rules, malformed or uninflatable cache is refused with its reason; the node starts and reads right', async () => {
-    const store = createMemoryStore()
-    const first = await start({ store })
-    await populate(first.state)
-    const expected = view(first.state)
-    const heads = [...first.state.heads()].sort()
-    await first.state.stop()
-    const good = await withOpen(store, async () => (await store.get(INDEX_CACHE_KEY))!)
+    const { store, first, expected, header, good, body } = await stoppedWithCache()
     const flipped = Uint8Array.from(good)
     flipped[flipped.length - 1]! ^= 0xff
-    const header = { format: 1, fingerprint: indexCacheFingerprint(), heads }
-    const goodBody = (unseal(good) as { payload: Uint8Array }).payload
     const emptySections = { nodes: [], deployments: [], placements: [], status: [] }
     const cases: Array<[Uint8Array, string]> = [
       [flipped, 'damaged: checksum mismatch'],
-      [forgedCache({ ...header, fingerprint: 'other rules' }, goodBody.subarray(goodBody.indexOf(0x0a) + 1)), 'written under other validation rules'],
+      [forgedCache({ ...header, fingerprint: 'other rules' }, body), 'written under other validation rules'],
       [forgedCache({ ...header, format: 99 }, deflatedJson({})), 'unknown format'],
       [forgedCache(header, deflatedJson({ sections: { ...emptySections, deployments: [[['d0'], 2, {}]] }, invalid: [] })), 'malformed entries'],
       [forgedCache(header, deflatedJson({ sections: { ...emptySections, status: [[[], 0, {}]] }, invalid: [] })), 'malformed entries'],
@@ -210,17 +219,10 @@ describe('index cache', () => {
   })
 
   it('a cache whose restore fails (a value the shape checks let through) is dropped for a rebuild that reads right', async () => {
-    const store = createMemoryStore()
-    const first = await start({ store })
-    await populate(first.state)
-    const expected = view(first.state)
-    const heads = [...first.state.heads()].sort()
-    await first.state.stop()
-    const good = await withOpen(store, async () => (await store.get(INDEX_CACHE_KEY))!)
-    const payload = (unseal(good) as { payload: Uint8Array }).payload
-    const snapshot = JSON.parse(new TextDecoder().decode(inflateRawSync(payload.subarray(payload.indexOf(0x0a) + 1)))) as IndexSnapshot
+    const { store, first, expected, header, body } = await stoppedWithCache()
+    const snapshot = JSON.parse(new TextDecoder().decode(inflateRawSync(body))) as IndexSnapshot
     snapshot.sections.placements[0]![2] = 42 // not a placement: its winners cannot be listed
-    await withOpen(store, () => store.put(INDEX_CACHE_KEY, forgedCache({ format: 1, fingerprint: indexCacheFingerprint(), heads }, deflatedJson(snapshot))))
+    await withOpen(store, () => store.put(INDEX_CACHE_KEY, forgedCache(header, deflatedJson(snapshot))))
     const started = await start({ store, clock: first.clock })
     expect(started.state.stats().indexFromCache).toBe(false)
     expect(started.logger.at('warn').map((record) => record.msg)).toContain('index cache not used: restoring it failed; the index is rebuilt from the document')
