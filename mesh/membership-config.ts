@@ -12,6 +12,8 @@ export interface MembershipConfig {
   probeIntervalMs: number
   /** Wait for a direct ack before asking helpers. Above the p99 round trip (stream open included); lower means more indirect probes under jitter. */
   probeTimeoutMs: number
+  /** Ceiling of the probe timeout as it follows the measured round trip (srtt + 4 × rttvar, mesh/round-trip.ts; never below probeTimeoutMs). A slower answer counts as none; rounds stretch in proportion, so detection on a slow network stays within ~4 × this. */
+  probeTimeoutMaxMs: number
   /** Budget of one probe round (direct, then indirect + a direct retry). A peer that answers nothing is suspected at most this long after its probe began. Must exceed 2 × probeTimeoutMs: the indirect path is two round trips. Rounds may overlap. */
   probeRoundMs: number
   /** Helpers asked to probe a peer that missed its direct ack (memberlist's default). Each one divides the false-suspicion rate under loss by ~4, for 4 small messages. */
@@ -125,6 +127,7 @@ export const SYNC_PROTOCOL = '/lattice/membership/sync/1.0.0'
 const LAN: MembershipConfig = {
   probeIntervalMs: 400,
   probeTimeoutMs: 250,
+  probeTimeoutMaxMs: 2_000,
   probeRoundMs: 1_000,
   indirectChecks: 3,
   suspicionFloorMs: 1_000,
@@ -179,6 +182,7 @@ export const MEMBERSHIP_PRESETS = {
     ...LAN,
     probeIntervalMs: 80,
     probeTimeoutMs: 60,
+    probeTimeoutMaxMs: 400,
     probeRoundMs: 200,
     suspicionFloorMs: 300,
     suspicionBaseMs: 150,
@@ -218,6 +222,7 @@ export function resolveMembershipConfig(preset: MembershipPreset = 'lan', overri
     if (!(typeof value === 'number' && Number.isFinite(value) && value >= 0)) throw new RangeError(`membership ${key} must be a finite number >= 0, got ${String(value)}`)
   }
   if (config.probeIntervalMs <= 0) throw new RangeError('probeIntervalMs must be > 0')
+  if (config.probeTimeoutMaxMs < config.probeTimeoutMs) throw new RangeError('probeTimeoutMaxMs must be >= probeTimeoutMs')
   if (config.probeRoundMs <= 2 * config.probeTimeoutMs) throw new RangeError('probeRoundMs must exceed 2 × probeTimeoutMs (the indirect path is two round trips)')
   if (config.awarenessMax < 1) throw new RangeError('awarenessMax must be >= 1')
   if (config.piggybackEntriesMax < 1 || config.broadcastEntriesMax < 1) throw new RangeError('piggybackEntriesMax and broadcastEntriesMax must be >= 1')

@@ -55,6 +55,8 @@ export interface MembershipCounters {
   acksIn: number
   /** Direct probes that got no ack in time. */
   pingsFailed: number
+  /** Acks that arrived after their ping's timeout: proof of life and a round-trip sample, too late for the probe. */
+  acksLate: number
   /** Indirect probe requests sent (we asked a helper) and served (we helped), and nacks received. */
   pingReqsOut: number
   pingReqsIn: number
@@ -111,8 +113,11 @@ export interface MembershipMetrics {
 export interface MembershipHealth {
   /** Lifeguard local health score in [0, awarenessMax − 1]; timeouts are scaled by score + 1. */
   awareness: number
+  /** Probe timeout and round budget now: adapted to the measured round trip (mesh/round-trip.ts), then scaled by awareness. */
   probeTimeoutMs: number
   probeRoundMs: number
+  /** Smoothed round trip of direct pings (ms), or undefined before the first ack. */
+  roundTripMs: number | undefined
   /** Confirmed suspicion timeout at the current cluster size and health. */
   suspicionMinMs: number
   /** Largest timer lag measured (ms). */
@@ -167,6 +172,7 @@ export function zeroMembershipCounters(): MembershipCounters {
     acksOut: 0,
     acksIn: 0,
     pingsFailed: 0,
+    acksLate: 0,
     pingReqsOut: 0,
     pingReqsIn: 0,
     nacksIn: 0,

@@ -114,6 +114,7 @@ describe('membership formulas', () => {
 
   it('an inconsistent configuration is refused', () => {
     expect(() => resolveMembershipConfig('lan', { probeRoundMs: 100, probeTimeoutMs: 100 })).toThrow(RangeError)
+    expect(() => resolveMembershipConfig('lan', { probeTimeoutMaxMs: 100 })).toThrow(/probeTimeoutMaxMs/)
     expect(() => resolveMembershipConfig('lan', { probeIntervalMs: 0 })).toThrow(RangeError)
   })
 })
@@ -337,6 +338,37 @@ describe('membership on the simulated network', () => {
     await c.run(CONFIG.lagHoldMs + 5_000)
     expect(slow.membership.health().awareness).toBe(0)
     expect(allAlive(c.nodes)).toBe(true)
+  })
+
+  it('on a network slower than the probe timeout, the timeout follows the round trip: pings succeed again, no suspicions', async () => {
+    const c = await cluster(5)
+    await c.run(2_000)
+    expect(c.nodes[0]!.membership.health().probeTimeoutMs).toBe(CONFIG.probeTimeoutMs)
+    // One way 40–80 ms: every round trip exceeds the 60 ms floor of the timeout.
+    c.network.setLatency({ min: 40, max: 80 })
+    await c.run(5_000)
+    const before = c.nodes.map((node) => node.membership.counters())
+    const eventsBefore = c.nodes.map((node) => node.events.length)
+    await c.run(10_000)
+    c.nodes.forEach((node, i) => {
+      const now = node.membership.counters()
+      const pings = now.pingsOut - before[i]!.pingsOut
+      expect(pings).toBeGreaterThan(50)
+      expect((now.pingsFailed - before[i]!.pingsFailed) / pings).toBeLessThan(0.1)
+      expect(now.pingReqsOut - before[i]!.pingReqsOut).toBeLessThan(0.1 * pings)
+      expect(node.events.slice(eventsBefore[i]).filter((e) => e.type !== 'alive')).toEqual([])
+      const health = node.membership.health()
+      expect(health.roundTripMs).toBeGreaterThan(80)
+      expect(health.roundTripMs).toBeLessThan(160)
+      expect(health.probeTimeoutMs).toBeGreaterThan(health.roundTripMs!)
+      expect(health.probeTimeoutMs).toBeLessThanOrEqual(CONFIG.probeTimeoutMaxMs * (health.awareness + 1))
+      expect(health.probeRoundMs).toBeGreaterThan(CONFIG.probeRoundMs)
+    })
+    expect(c.nodes.some((node) => node.membership.counters().acksLate > 0)).toBe(true)
+    expect(allAlive(c.nodes)).toBe(true)
+    c.network.setLatency({ min: 1, max: 5 })
+    await c.run(10_000)
+    for (const node of c.nodes) expect(node.membership.health().probeTimeoutMs).toBe(CONFIG.probeTimeoutMs)
   })
 
   it('counts probes, acks and gossip bytes both ways', async () => {

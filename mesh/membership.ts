@@ -42,6 +42,7 @@ import {
   type MembershipConfig,
 } from './membership-config.ts'
 import { IndexedSet, PiggybackQueue } from './membership-queues.ts'
+import { RoundTripEstimator } from './round-trip.ts'
 import type {
   MemberMeta,
   MemberState,
@@ -147,7 +148,7 @@ interface AckHeader {
 type PingResult = { ack: AckHeader; refused: false } | { ack: undefined; refused: boolean; unaddressable?: boolean }
 
 /** A response, or whether the failure was a refusal (UNREACHABLE / NO_HANDLER) rather than silence. */
-type RequestResult = { data: Uint8Array; refused: false } | { data: undefined; refused: boolean; unaddressable?: boolean }
+type RequestResult = { data: Uint8Array; refused: false; dialled?: boolean } | { data: undefined; refused: boolean; unaddressable?: boolean }
 
 class MembershipService implements Membership {
   readonly selfId: string
@@ -206,6 +207,8 @@ class MembershipService implements Membership {
   private lastRecoverySyncAtMs = Number.NEGATIVE_INFINITY
   private pushPullJitter = 1
   private readonly timers = new Set<TimerHandle>()
+  /** Round trips of direct pings: the probe timeout follows them (round-trip.ts). */
+  private readonly roundTrip = new RoundTripEstimator()
   private readonly listeners = new Set<(event: MembershipEvent) => void>()
   private readonly count: MembershipCounters = zeroMembershipCounters()
   private awareness = 0
@@ -349,11 +352,11 @@ class MembershipService implements Membership {
   }
 
   health(): MembershipHealth {
-    const scale = this.awareness + 1
     return {
       awareness: this.awareness,
-      probeTimeoutMs: this.config.probeTimeoutMs * scale,
-      probeRoundMs: this.config.probeRoundMs * scale,
+      probeTimeoutMs: this.probeTimeoutMs(),
+      probeRoundMs: this.probeRoundBudgetMs(),
+      roundTripMs: this.roundTrip.smoothed(),
       suspicionMinMs: suspicionMinMs(this.config, this.liveCount()) * this.suspicionScale(),
       lagMsMax: this.lagMsMax,
       liveMembers: this.liveCount(),
@@ -388,6 +391,22 @@ class MembershipService implements Membership {
   /** Probe timeouts and rounds: stretched by the local health score (Lifeguard's LHA-probe). */
   private scale(): number {
     return this.awareness + 1
+  }
+
+  /** The probe timeout on the network as measured (at least probeTimeoutMs), before awareness. */
+  private adaptedProbeTimeoutMs(): number {
+    return this.roundTrip.timeoutMs(this.config.probeTimeoutMs, this.config.probeTimeoutMaxMs)
+  }
+
+  /** Wait for a direct ack: the adapted timeout, stretched by local health. */
+  private probeTimeoutMs(): number {
+    return this.adaptedProbeTimeoutMs() * this.scale()
+  }
+
+  /** One probe round's budget: probeRoundMs stretched as the timeout was, so the indirect path keeps its two round trips. */
+  private probeRoundBudgetMs(): number {
+    const stretch = this.config.probeTimeoutMs > 0 ? this.adaptedProbeTimeoutMs() / this.config.probeTimeoutMs : 1
+    return this.config.probeRoundMs * stretch * this.scale()
   }
 
   /**
@@ -747,7 +766,7 @@ class MembershipService implements Membership {
       const current = this.table.get(member.peerId)
       if (current?.suspicion !== suspicion || current.state !== 'suspect') return
       // The ping carries "you are suspect": a live target refutes before it acks.
-      if (!this.probing.has(member.peerId)) void this.ping(member.peerId, this.config.probeTimeoutMs * this.scale(), undefined, true)
+      if (!this.probing.has(member.peerId)) void this.ping(member.peerId, this.probeTimeoutMs(), undefined, true)
       this.scheduleReprobe(current)
     })
   }
@@ -818,9 +837,8 @@ class MembershipService implements Membership {
     const roundStartMs = this.now()
     this.probing.add(target)
     try {
-      const scale = this.scale()
-      const probeTimeoutMs = this.config.probeTimeoutMs * scale
-      const deadlineMs = this.now() + this.config.probeRoundMs * scale
+      const probeTimeoutMs = this.probeTimeoutMs()
+      const deadlineMs = this.now() + this.probeRoundBudgetMs()
       // Beyond neighboursMax connections only a member we must watch is dialled (see request()).
       const mayDial = kind === 'regular'
       const first = await this.ping(target, probeTimeoutMs, undefined, mayDial)
@@ -960,16 +978,43 @@ class MembershipService implements Membership {
     return out
   }
 
+  /**
+   * A direct ping, answered within `timeoutMs` or not at all as far as the
+   * probe is concerned. The request itself stays open up to the timeout's
+   * ceiling: an ack that comes later is still applied (proof of life, its
+   * piggyback) and measured, or a network slower than the timeout would
+   * never be seen to be slow (round-trip.ts).
+   */
   private async ping(target: string, timeoutMs: number, view?: { ts?: WireState; ti?: number }, mayDial = false): Promise<PingResult> {
     const request: ProbeRequestWire = { v: 1, t: 'ping', i: this.selfIncarnation, q: this.announcedSeq, ...(view ?? this.viewOf(target)), u: this.piggybackFor(target) }
     this.bump('pingsOut')
-    const response = await this.request(target, PROBE_PROTOCOL, request, timeoutMs, this.config.probeBytesMax, mayDial)
+    const sentAtMs = this.now()
+    let late = false
+    const answered = this.request(target, PROBE_PROTOCOL, request, Math.max(timeoutMs, this.config.probeTimeoutMaxMs), this.config.probeBytesMax, mayDial).then(
+      (response) => this.onPingAnswer(target, sentAtMs, response, late),
+    )
+    // After the probe gave up, nobody awaits the answer: a throw there must not go unhandled.
+    answered.catch((err: unknown) => this.log.warn({ err: String(err) }, 'late ping answer failed'))
+    let gaveUp: TimerHandle | undefined
+    const timedOut = new Promise<undefined>(
+      (resolve) =>
+        (gaveUp = this.after(timeoutMs, () => {
+          late = true
+          resolve(undefined)
+        })),
+    )
+    const result = await Promise.race([answered, timedOut])
+    gaveUp?.cancel()
+    if (result?.ack === undefined) this.bump('pingsFailed')
+    return result ?? { ack: undefined, refused: false }
+  }
+
+  private onPingAnswer(target: string, sentAtMs: number, response: RequestResult, late: boolean): PingResult {
     const ack = response.data === undefined ? undefined : this.decodeResponse(response.data)
-    if (ack === undefined || ack.t !== 'ack') {
-      this.bump('pingsFailed')
-      return { ack: undefined, refused: response.refused, unaddressable: response.data === undefined && response.unaddressable === true }
-    }
-    this.bump('acksIn')
+    if (ack === undefined || ack.t !== 'ack') return { ack: undefined, refused: response.refused, unaddressable: response.data === undefined && response.unaddressable === true }
+    // A dial's handshake is not the network's round trip.
+    if (response.data !== undefined && response.dialled !== true) this.roundTrip.sample(this.now() - sentAtMs)
+    this.bump(late ? 'acksLate' : 'acksIn')
     if (this.running) {
       this.observeDirect(target, ack.i, ack.q)
       this.applyUpdates(ack.u, target)
@@ -1053,6 +1098,7 @@ class MembershipService implements Membership {
    */
   private async request(peerId: string, protocol: string, message: unknown, timeoutMs: number, responseBytesMax: number, mayDial = false): Promise<RequestResult> {
     const data = message instanceof Uint8Array ? message : encodeWire(message)
+    let dialled = false
     const connected = this.config.neighbours > 0 && peerId !== this.selfId ? this.transport.connectedPeers() : undefined
     if (connected !== undefined && !connected.includes(peerId)) {
       if (!mayDial && connected.length >= this.config.neighboursMax) {
@@ -1060,6 +1106,7 @@ class MembershipService implements Membership {
         return { data: undefined, refused: false, unaddressable: true }
       }
       const startedAtMs = this.now()
+      dialled = true
       const reached = await this.reach(peerId, timeoutMs)
       if (reached === 'refused') {
         this.onRefused(peerId)
@@ -1074,7 +1121,7 @@ class MembershipService implements Membership {
     try {
       const response = await this.transport.request(peerId, protocol, data, { timeoutMs: Math.max(1, Math.round(timeoutMs)), responseBytesMax })
       this.bump('gossipBytesIn', response.byteLength)
-      return { data: response, refused: false }
+      return { data: response, refused: false, dialled }
     } catch (err) {
       const refused = err instanceof TransportError && (err.code === 'UNREACHABLE' || err.code === 'NO_HANDLER')
       if (refused) this.onRefused(peerId)
@@ -1261,7 +1308,7 @@ class MembershipService implements Membership {
         const view = message.ts !== undefined && message.ti !== undefined ? { ts: message.ts, ti: message.ti } : undefined
         // 70 % of the requester's wait is ours to retry in; the rest carries our answer back.
         const deadlineMs = this.now() + Math.max(1, 0.7 * (message.w ?? this.config.probeRoundMs))
-        const result = await this.retryPing(message.tg, this.config.probeTimeoutMs * this.scale(), deadlineMs, () => false, view)
+        const result = await this.retryPing(message.tg, this.probeTimeoutMs(), deadlineMs, () => false, view)
         if (!this.running) return this.reply({ v: 1, t: 'err', c: 'stopped' })
         // We could not even try (no connection we may open): say nothing rather than nack.
         if (result === 'unreached') return this.reply({ v: 1, t: 'err', c: 'unreached' })
@@ -1647,7 +1694,7 @@ class MembershipService implements Membership {
     this.after(this.config.deadProbeIntervalMs, () => {
       const peerId = this.deadIds.random(this.rng)
       // The ping says "you are dead": a live target refutes, and its ack brings it back.
-      if (peerId !== undefined && !this.leaving && !this.probing.has(peerId)) void this.ping(peerId, this.config.probeTimeoutMs * this.scale())
+      if (peerId !== undefined && !this.leaving && !this.probing.has(peerId)) void this.ping(peerId, this.probeTimeoutMs())
       this.scheduleDeadProbe()
     })
   }
