@@ -566,15 +566,38 @@ describe('cluster state: statuses validated on first read after a restart', () =
     expect(state.stats().invalidEntries).toBe(5)
   })
 
-  it('a bulk merge validates every status, so what it breaks is reported exactly', async () => {
+  it('a bulk merge that changes few entries reads them from the diff and reports exactly what it breaks; the rest wait for their first read', async () => {
     const { state } = await restartedWithInvalidStatuses()
     const peer = A.load<DocMap>(state.saveSnapshot(), { actor: 'ee'.repeat(16) })
     const changed = A.change(peer, { time: 0 }, (doc) => {
       ;(doc.status as DocMap)['d2/0/node-c'] = new A.ImmutableString('{}') // was invalid already
       ;(doc.status as DocMap)['d1/1/node-a'] = new A.ImmutableString('{}') // was valid
     })
+    const touched: Array<'all' | string[]> = []
+    state.onChange((change) => touched.push(change.deployments === 'all' ? 'all' : [...change.deployments].sort()))
     const result = await state.mergeSnapshot(A.save(changed))
     expect(result.invalidEntries).toEqual([['status', 'd1/1/node-a']])
+    expect(touched).toEqual([['d1', 'd2']])
+    expect(state.stats().entriesUnchecked).toBe(4) // the statuses nobody touched
+    expect(state.stats().invalidEntries).toBe(5)
+    expect(state.statuses('d1').map((status) => `${status.replica}/${status.peerId}`)).toEqual(['0/node-a'])
+  })
+
+  it('a bulk merge that changes most entries re-reads and validates every entry, and reports exactly what it breaks', async () => {
+    const { state } = await restartedWithInvalidStatuses()
+    const peer = A.load<DocMap>(state.saveSnapshot(), { actor: 'ee'.repeat(16) })
+    const changed = A.change(peer, { time: 0 }, (doc) => {
+      const statuses = doc.status as DocMap
+      statuses['d2/0/node-c'] = new A.ImmutableString('{}') // was invalid already
+      statuses['d1/1/node-a'] = new A.ImmutableString('{}') // was valid
+      for (const key of ['d1/07/node-b', 'd1/1/node b', 'd2/0/node-a']) statuses[key] = new A.ImmutableString('still not a status')
+      ;(doc.deployments as DocMap)['d1/replicas'] = 3
+    })
+    const touched: Array<'all' | string[]> = []
+    state.onChange((change) => touched.push(change.deployments === 'all' ? 'all' : [...change.deployments].sort()))
+    const result = await state.mergeSnapshot(A.save(changed))
+    expect(result.invalidEntries).toEqual([['status', 'd1/1/node-a']])
+    expect(touched).toEqual(['all'])
     expect(state.stats().entriesUnchecked).toBe(0)
     expect(state.stats().invalidEntries).toBe(5)
   })

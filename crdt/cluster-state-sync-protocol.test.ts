@@ -7,7 +7,7 @@ import type { ClusterState, SyncState } from './cluster-state.ts'
 import { toDocValue, type DocMap } from './doc-codec.ts'
 import { createMemoryStore } from './level-store.ts'
 import { replicaView, syncPair } from './sync-test-support.ts'
-import { sampleNode, startState } from './test-support.ts'
+import { sampleNode, sampleStatus, startState } from './test-support.ts'
 
 const clock = createVirtualClock()
 const start = async (selfId: string, store = createMemoryStore()): Promise<ClusterState> => (await startState({ clock, selfId, store })).state
@@ -75,6 +75,56 @@ describe('cluster state sync surface', () => {
     expect(invalid).toEqual([['deployments', 'broken']])
     expect(replicaView(b)).toEqual(replicaView(a))
     expect(b.deployments()).toHaveLength(40)
+  })
+
+  it('a large backlog for a few entries is read from the diff, and the replica then reads what a fresh one loaded from it reads', async () => {
+    const noise = (seed: number, length: number): string => {
+      const rng = createRng(seed)
+      return Array.from({ length }, () => rng.int(36).toString(36)).join('') // incompressible
+    }
+    const a = await start('node-a')
+    for (let i = 0; i < 40; i++) await a.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', env: { NOISE: noise(i + 1, 400) } }, owner: 'node-a' })
+    const b = await start('node-b')
+    await syncPair(a, b)
+    // Away from a, b reports again and again on three replicas: many changes, few entries.
+    for (let round = 0; round < 20; round++) {
+      for (const id of ['d1', 'd2', 'd3']) await b.reportStatus(id, 0, { ...sampleStatus, restarts: round, error: noise(100 + round, 400) })
+    }
+    await b.setReplicas('d5', 3) // a field key, "d5/replicas": the entry is d5
+    await b.applyChanges([foreign(b, (doc) => {
+      ;(doc.status as DocMap)['d4/0/node-b'] = toDocValue('not a status')
+    })])
+    const touched: Array<'all' | string[]> = []
+    a.onChange((change) => touched.push(change.deployments === 'all' ? 'all' : [...change.deployments].sort()))
+    let stateA: SyncState = A.initSyncState()
+    let stateB: SyncState = A.initSyncState()
+    const invalid: string[][] = []
+    let largest = 0
+    for (let round = 0; round < 10; round++) {
+      const [nextB, toA] = b.generateSyncMessage(stateB)
+      stateB = nextB
+      if (toA !== null) {
+        largest = Math.max(largest, toA.byteLength)
+        const received = await a.receiveSyncMessage(stateA, toA)
+        stateA = received.syncState
+        invalid.push(...received.result.invalidEntries)
+      }
+      const [nextA, toB] = a.generateSyncMessage(stateA)
+      stateA = nextA
+      if (toB !== null) stateB = (await b.receiveSyncMessage(stateB, toB)).syncState
+      if (toA === null && toB === null) break
+    }
+    // A bulk message (≥ 16 KiB and a good part of the document), yet only the entries it changed were read.
+    expect(largest).toBeGreaterThan(16 * 1024)
+    expect(touched).not.toContain('all')
+    expect(new Set(touched.flat())).toEqual(new Set(['d1', 'd2', 'd3', 'd4', 'd5']))
+    expect(a.deployment('d5')?.replicas).toBe(3)
+    expect(invalid).toEqual([['status', 'd4/0/node-b']])
+    expect(replicaView(a)).toEqual(replicaView(b))
+    const fresh = await start('node-c')
+    await fresh.mergeSnapshot(a.saveSnapshot())
+    expect(replicaView(a)).toEqual(replicaView(fresh))
+    expect(a.statuses('d2')).toMatchObject([{ peerId: 'node-b', restarts: 19 }])
   })
 
   it('mergeSnapshot brings in a whole document, idempotently', async () => {

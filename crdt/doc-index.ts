@@ -20,7 +20,7 @@
  * (section and key; again only if its reason changes) and counted while it
  * stays invalid.
  */
-import type { DecodedChange } from '@automerge/automerge'
+import type { DecodedChange, Patch } from '@automerge/automerge'
 import type { z } from 'zod'
 import type { Logger } from '../core/index.ts'
 import { DocReadError, deepFreeze, type DocMap } from './doc-codec.ts'
@@ -578,9 +578,9 @@ export class DocIndex {
    * found invalid that were not invalid before it: what a peer's change
    * broke, for the sync layer to count and attribute.
    */
-  update(doc: DocHandle, changes: readonly DecodedChange[] | 'all'): string[][] {
+  update(doc: DocHandle, changes: readonly DecodedChange[] | 'all' | { patches: readonly Patch[] }): string[][] {
     if (changes === 'all') this.objectPlaces.clear()
-    const paths = changes === 'all' ? undefined : this.touchedBy(changes, doc)
+    const paths = changes === 'all' ? undefined : 'patches' in changes ? this.touchedByPatches(changes.patches) : this.touchedBy(changes, doc)
     // An unchecked entry that was already invalid is not one these changes broke: validate what they touch first.
     if (paths === undefined) this.resolveUnchecked()
     else for (const path of paths) this.resolvePath(path)
@@ -590,6 +590,26 @@ export class DocIndex {
     const broken: string[][] = []
     for (const [key, entry] of this.invalid) if (!before.has(key)) broken.push(entry.path)
     return broken
+  }
+
+  /**
+   * Paths of the entries whose visible values a diff of the document
+   * (Automerge's patches between two heads) changed: a patch's path starts
+   * with the section and the key in it. For a merge too large to decode
+   * change by change: the diff costs what changed in the state, not the
+   * history that led there.
+   */
+  touchedByPatches(patches: readonly Patch[]): string[][] {
+    const touched = new Map<string, string[]>()
+    for (const patch of patches) {
+      const [section, key] = patch.path
+      if (typeof section !== 'string' || !isSectionName(section)) continue
+      // A section put or deleted whole: its objects are new.
+      if (key === undefined) this.objectPlaces.clear()
+      const path = key === undefined ? [section] : [section, entryKeyOf(section, String(key))]
+      touched.set(JSON.stringify(path), path)
+    }
+    return [...touched.values()]
   }
 
   /**
