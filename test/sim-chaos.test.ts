@@ -137,3 +137,15 @@ describe('chaos: a small campaign', () => {
     expect(existsSync(join(dir, 'campaign', 'seed-1', 'report.md'))).toBe(true)
   }, 900_000)
 })
+
+describe('chaos: the safety phase keeps its pace', () => {
+  it('deployments still due after the faults end are made at their times, with one safety check per checkEveryMs (not per ms)', async () => {
+    const spec = parseScenarioText(['name: tail', 'script: scheduled', 'nodes: 4', 'durationS: 3', 'deployments: { count: 4, spreadS: 12 }', 'liveness: { budgetS: 30 }'].join('\n'), 'tail.yaml') as ScheduledSpec
+    const report = await runScheduledScenario({ spec, seed: 3 })
+    expect(report.invariants.violations).toEqual([])
+    expect(report.details.accepted).toBe(4)
+    // The last deployment is due at 9 s: the safety phase lasts that long, then liveness; about one check per virtual second.
+    expect(report.details.safetyChecks).toBeGreaterThanOrEqual(9)
+    expect(report.details.safetyChecks).toBeLessThanOrEqual(report.virtualSeconds + 2)
+  }, 60_000)
+})

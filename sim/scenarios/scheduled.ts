@@ -261,7 +261,9 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   faults.scheduler = scheduler
   await options.plant?.(cluster)
   const unwon = new UnwonRunWatch(spec.invariants.unwonRunGraceS * 1000)
+  let safetyCheckCount = 0
   const safetyChecks = async (phase: string): Promise<void> => {
+    safetyCheckCount++
     const t = driver.elapsedMs()
     violate(checkAcceptedDeploymentsDurable(cluster.nodes, accepted), phase, t)
     const awake = cluster.alive().filter((n) => !cluster.isPaused(n))
@@ -284,7 +286,12 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
       firstAcceptMs = Math.min(firstAcceptMs, driver.elapsedMs())
       trace.record(driver.elapsedMs(), via.index, 0, `accepted ${id}`)
     }
-    const untilNext = Math.max(1, Math.min(spec.checkEveryMs, safetyEndMs - driver.elapsedMs()))
+    // Up to the next check, the end of the faults or, once they are over while deployments are still due
+    // (durationS < spreadS), the next deployment: not 1 ms at a time (that ran the checks 1,000 times a virtual second).
+    const now = driver.elapsedMs()
+    const nextDeployMs = accepted.length < deployCount ? safetyStartMs + accepted.length * deployEveryMs : Number.POSITIVE_INFINITY
+    const untilDeploy = nextDeployMs > now ? nextDeployMs - now : spec.checkEveryMs // due but no node to take it: try again at the next check
+    const untilNext = Math.max(1, Math.min(spec.checkEveryMs, safetyEndMs > now ? safetyEndMs - now : untilDeploy))
     await driver.runFor(untilNext)
     sample()
     await safetyChecks('safety')
@@ -361,6 +368,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
       replicasMoved: failovers.length,
       traceEntries: trace.entries(),
       eventsProcessed: driver.eventsProcessed(),
+      safetyChecks: safetyCheckCount,
     },
     series: recorder.toSeries(),
   }
