@@ -142,8 +142,10 @@ export function encodeSyncRequest(request: SyncRequest): Uint8Array {
 /** Change hashes (64 hex digits each) as 32 bytes each. */
 export function encodeHeads(heads: readonly string[]): Uint8Array {
   const out = new Uint8Array(heads.length * HASH_BYTES)
+  // Buffer's hex codec, not a parseInt per byte: a heads round at 1,000 nodes names hundreds of concurrent heads.
+  const view = Buffer.from(out.buffer, out.byteOffset, out.byteLength)
   heads.forEach((head, i) => {
-    for (let b = 0; b < HASH_BYTES; b++) out[i * HASH_BYTES + b] = Number.parseInt(head.slice(2 * b, 2 * b + 2), 16)
+    if (view.write(head, i * HASH_BYTES, HASH_BYTES, 'hex') !== HASH_BYTES) throw new RangeError(`not a change hash: ${head}`)
   })
   return out
 }
@@ -151,12 +153,9 @@ export function encodeHeads(heads: readonly string[]): Uint8Array {
 /** encodeHeads reversed; undefined when the length is not a whole number of hashes. */
 export function decodeHeads(payload: Uint8Array): string[] | undefined {
   if (payload.byteLength % HASH_BYTES !== 0) return undefined
+  const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
   const heads: string[] = []
-  for (let at = 0; at < payload.byteLength; at += HASH_BYTES) {
-    let hex = ''
-    for (let b = at; b < at + HASH_BYTES; b++) hex += payload[b]!.toString(16).padStart(2, '0')
-    heads.push(hex)
-  }
+  for (let at = 0; at < payload.byteLength; at += HASH_BYTES) heads.push(bytes.toString('hex', at, at + HASH_BYTES))
   return heads
 }
 
