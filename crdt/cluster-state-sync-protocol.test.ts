@@ -17,6 +17,29 @@ const foreign = (state: ClusterState, edit: (doc: DocMap) => void): Uint8Array =
   return A.getLastLocalChange(A.change(doc, { time: 0 }, edit))!
 }
 
+/** The sync protocol from `sender` to `receiver` until neither has more to say: the entries the receiver found invalid, its largest message received. */
+async function syncRecording(sender: ClusterState, receiver: ClusterState): Promise<{ invalid: string[][]; largest: number }> {
+  let senderState: SyncState = A.initSyncState()
+  let receiverState: SyncState = A.initSyncState()
+  const invalid: string[][] = []
+  let largest = 0
+  for (let round = 0; round < 10; round++) {
+    const [nextSender, toReceiver] = sender.generateSyncMessage(senderState)
+    senderState = nextSender
+    if (toReceiver !== null) {
+      largest = Math.max(largest, toReceiver.byteLength)
+      const received = await receiver.receiveSyncMessage(receiverState, toReceiver)
+      receiverState = received.syncState
+      invalid.push(...received.result.invalidEntries)
+    }
+    const [nextReceiver, toSender] = receiver.generateSyncMessage(receiverState)
+    receiverState = nextReceiver
+    if (toSender !== null) senderState = (await sender.receiveSyncMessage(senderState, toSender)).syncState
+    if (toSender === null && toReceiver === null) return { invalid, largest }
+  }
+  throw new Error('sync did not finish in 10 rounds')
+}
+
 describe('cluster state sync surface', () => {
   it('two replicas running the sync protocol end with equal heads and entries, and what they received is persisted', async () => {
     const store = createMemoryStore()
@@ -56,22 +79,7 @@ describe('cluster state sync surface', () => {
     })])
     expect(a.saveSnapshot().byteLength).toBeGreaterThan(16 * 1024)
     const b = await start('node-b')
-    let stateB: SyncState = A.initSyncState()
-    let stateA: SyncState = A.initSyncState()
-    const invalid: string[][] = []
-    for (let round = 0; round < 6; round++) {
-      const [nextA, toB] = a.generateSyncMessage(stateA)
-      stateA = nextA
-      if (toB !== null) {
-        const received = await b.receiveSyncMessage(stateB, toB)
-        stateB = received.syncState
-        invalid.push(...received.result.invalidEntries)
-      }
-      const [nextB, toA] = b.generateSyncMessage(stateB)
-      stateB = nextB
-      if (toA !== null) stateA = (await a.receiveSyncMessage(stateA, toA)).syncState
-      if (toA === null && toB === null) break
-    }
+    const { invalid } = await syncRecording(a, b)
     expect(invalid).toEqual([['deployments', 'broken']])
     expect(replicaView(b)).toEqual(replicaView(a))
     expect(b.deployments()).toHaveLength(40)
@@ -96,24 +104,7 @@ describe('cluster state sync surface', () => {
     })])
     const touched: Array<'all' | string[]> = []
     a.onChange((change) => touched.push(change.deployments === 'all' ? 'all' : [...change.deployments].sort()))
-    let stateA: SyncState = A.initSyncState()
-    let stateB: SyncState = A.initSyncState()
-    const invalid: string[][] = []
-    let largest = 0
-    for (let round = 0; round < 10; round++) {
-      const [nextB, toA] = b.generateSyncMessage(stateB)
-      stateB = nextB
-      if (toA !== null) {
-        largest = Math.max(largest, toA.byteLength)
-        const received = await a.receiveSyncMessage(stateA, toA)
-        stateA = received.syncState
-        invalid.push(...received.result.invalidEntries)
-      }
-      const [nextA, toB] = a.generateSyncMessage(stateA)
-      stateA = nextA
-      if (toB !== null) stateB = (await b.receiveSyncMessage(stateB, toB)).syncState
-      if (toA === null && toB === null) break
-    }
+    const { invalid, largest } = await syncRecording(b, a)
     // A bulk message (≥ 16 KiB and a good part of the document), yet only the entries it changed were read.
     expect(largest).toBeGreaterThan(16 * 1024)
     expect(touched).not.toContain('all')
