@@ -578,9 +578,9 @@ export class DocIndex {
    * found invalid that were not invalid before it: what a peer's change
    * broke, for the sync layer to count and attribute.
    */
-  update(doc: DocHandle, changes: readonly DecodedChange[] | 'all' | { patches: readonly Patch[] }): string[][] {
+  update(doc: DocHandle, changes: readonly DecodedChange[] | 'all' | { paths: readonly string[][] }): string[][] {
     if (changes === 'all') this.objectPlaces.clear()
-    const paths = changes === 'all' ? undefined : 'patches' in changes ? this.touchedByPatches(changes.patches) : this.touchedBy(changes, doc)
+    const paths = changes === 'all' ? undefined : 'paths' in changes ? changes.paths : this.touchedBy(changes, doc)
     // An unchecked entry that was already invalid is not one these changes broke: validate what they touch first.
     if (paths === undefined) this.resolveUnchecked()
     else for (const path of paths) this.resolvePath(path)
