@@ -632,6 +632,19 @@ class AutomergeClusterState implements ClusterState {
     const doc = this.doc
     if (doc === undefined) return new Set(hashes)
     if (hashes.length === 0) return new Set()
+    // A pooled document never changes: what one replica learned of its change graph holds for
+    // every other (a gossiped change is asked about by each of its receivers, most on few documents).
+    const memo = this.pool?.readMemo(doc)
+    if (memo === undefined) return this.missingIn(doc, hashes)
+    const unasked = hashes.filter((hash) => !memo.has(`held ${hash}`))
+    if (unasked.length > 0) {
+      const missing = this.missingIn(doc, unasked)
+      for (const hash of unasked) memo.set(`held ${hash}`, !missing.has(hash))
+    }
+    return new Set(hashes.filter((hash) => memo.get(`held ${hash}`) === false))
+  }
+
+  private missingIn(doc: DocHandle, hashes: readonly string[]): Set<string> {
     return this.guard('reading the change graph', () => {
       // getMissingDeps answers from the change graph, one call for all the
       // hashes; getChangeMetaByHash would build each change's metadata as a
@@ -645,7 +658,7 @@ class AutomergeClusterState implements ClusterState {
       } catch (err) {
         if (isEngineFailure(err)) throw err
         if (hashes.length === 1) return new Set(hashes) // malformed hashes are not in any history
-        return new Set(hashes.filter((hash) => this.missingAmong([hash]).size > 0))
+        return new Set(hashes.filter((hash) => this.missingIn(doc, [hash]).size > 0))
       }
       if (missing.length === 0) return new Set()
       const named = new Set(missing)

@@ -294,6 +294,34 @@ describe('replicas sharing documents', () => {
     expect(forksTotal).toBeGreaterThan(0)
   })
 
+  it('answers which changes it lacks from what another replica on the same pooled document learned, and afresh once its own document moved', async () => {
+    const pool = createDocPool()
+    const start = async (id: string): Promise<ClusterState> => {
+      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger, docPool: pool })
+      await state.start()
+      return state
+    }
+    const sender = await start('node-x')
+    const [first, second] = [await start('node-1'), await start('node-2')]
+    try {
+      await sender.createDeployment({ id: 'd1', spec: { name: 'one', image: 'nginx', replicas: 1 }, owner: sender.selfId })
+      const change = sender.changesSince([])
+      const hash = A.decodeChange(change[change.length - 1]!).hash
+      const held = first.heads()
+      expect(second.heads()).toEqual(held) // both on the pooled empty document
+      expect(first.missingAmong([hash, ...held])).toEqual(new Set([hash]))
+      expect(second.missingAmong([hash, ...held])).toEqual(new Set([hash])) // the memo's answer
+      expect(second.hasChanges(held)).toBe(true)
+      await second.applyChanges(change)
+      // second's document moved on: it now holds the change; first's did not.
+      expect(second.missingAmong([hash])).toEqual(new Set())
+      expect(first.missingAmong([hash])).toEqual(new Set([hash]))
+      expect(second.missingAmong(['00'.repeat(32)])).toEqual(new Set(['00'.repeat(32)]))
+    } finally {
+      for (const state of [sender, first, second]) await state.stop()
+    }
+  })
+
   it('receives a sync message on the pooled document only when that holds every head the sender named', async () => {
     const pool = createDocPool()
     const start = async (id: string, shared: boolean): Promise<ClusterState> => {
