@@ -13,7 +13,8 @@ import * as A from '@automerge/automerge'
 import { z } from 'zod'
 import { LatticeError, type Clock, type DesiredState, type Logger, type Startable, type Store } from '../core/index.ts'
 import { defaultEngine, type AutomergeEngine } from './automerge-engine.ts'
-import { draftRoot, forkHandle, generateSyncMessage, isEngineFailure, loadHandle, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
+import { changeMeta, documentHeads, splitChunks, type ChangeMeta, type Chunk } from './change-chunks.ts'
+import { draftRoot, forkHandle, generateSyncMessage, isEngineFailure, loadHandle, receiveHeldSyncMessage, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
 import { headsKey, headsKeyAfter, type DocPool } from './doc-pool.ts'
 import { DocIndex, type IndexSnapshot } from './doc-index.ts'
 import { INDEX_CACHE_KEY, readIndexCache, writeIndexCache } from './index-cache.ts'
@@ -286,10 +287,18 @@ export function createClusterState(init: ClusterStateInit): (components: Cluster
 
 type Lifecycle = 'stopped' | 'starting' | 'running' | 'stopping'
 
+/**
+ * What a sync message brings, as far as finding the pooled document it
+ * leads to needs: its changes' hashes and dependencies (decoded whole when
+ * what they touched will be read from their ops), or the heads of the whole
+ * document it carries instead.
+ */
+type Arrival = { kind: 'changes'; metas: readonly ChangeMeta[]; decoded?: readonly A.DecodedChange[] } | { kind: 'document'; heads: readonly string[] }
+
 /** A sync message's changes, offered to applyRemote for a pooled result; `receive` receives the message on that result. */
 interface CarriedChanges {
   changes: readonly Uint8Array[]
-  decoded: readonly A.DecodedChange[]
+  arrival: Arrival
   /** The sender's heads: the pooled result must hold each, for the sync state to move as it would here. */
   heads: readonly string[]
   receive(target: DocHandle): void
@@ -562,17 +571,21 @@ class AutomergeClusterState implements ClusterState {
    * predicted holds exactly `doc`'s history and the changes, duplicates
    * among them or not.
    */
-  private reusable(doc: DocHandle, decoded: readonly A.DecodedChange[], holding: readonly string[] = []): DocHandle | undefined {
+  private reusable(doc: DocHandle, arrival: Arrival, holding: readonly string[] = []): DocHandle | undefined {
     const pool = this.pool
     const key = pool?.keyOf(doc)
     if (pool === undefined || key === undefined) return undefined
-    const after = headsKeyAfter(key, decoded)
+    // A whole document merged into ours gives the pooled one at its heads when that one also holds all of ours.
+    const after = arrival.kind === 'document' ? headsKey(arrival.heads) : headsKeyAfter(key, arrival.metas)
     if (after === key || !pool.has(after)) return undefined
-    const hashes = new Set(decoded.map((change) => change.hash))
-    const outside = [...new Set(decoded.flatMap((change) => change.deps))].filter((dep) => !hashes.has(dep))
-    if (outside.length > 0 && doc.getMissingDeps(outside).length > 0) return undefined
+    if (arrival.kind === 'changes') {
+      const hashes = new Set(arrival.metas.map((change) => change.hash))
+      const outside = [...new Set(arrival.metas.flatMap((change) => change.deps))].filter((dep) => !hashes.has(dep))
+      if (outside.length > 0 && doc.getMissingDeps(outside).length > 0) return undefined
+    }
     const target = pool.acquire(after)!
-    if (holding.length > 0 && target.getMissingDeps([...holding]).length > 0) {
+    const held = arrival.kind === 'document' && key !== '' ? [...key.split(','), ...holding] : holding
+    if (held.length > 0 && target.getMissingDeps([...held]).length > 0) {
       pool.release(target)
       return undefined
     }
@@ -703,13 +716,21 @@ class AutomergeClusterState implements ClusterState {
     }
     let next = syncState
     const bulk = message.byteLength >= BULK_BYTES_MIN && message.byteLength * BULK_SHARE_DIVISOR >= (this.persistence?.sizeBytes ?? 0)
-    // A whole-document message is not worth decoding change by change to look for a pooled result.
-    const decoded = content !== undefined && !bulk ? decodeAll(content.changes) : undefined
     const receive = (target: DocHandle): void => {
       // A message that fails to parse throws before it touches the document.
       next = receiveSyncMessage(target, syncState, message)
     }
-    const carried = content !== undefined && decoded !== undefined && decoded.length > 0 ? { changes: content.changes, decoded, heads: content.heads, receive } : undefined
+    const arrival = content === undefined ? undefined : arrivalOf(content.changes, bulk)
+    const carried: CarriedChanges | undefined =
+      content === undefined || arrival === undefined
+        ? undefined
+        : {
+            changes: content.changes,
+            arrival,
+            heads: content.heads,
+            // The pooled result holds the message's every change and head: Automerge need not parse the changes again.
+            receive: (target) => void (next = receiveHeldSyncMessage(target, syncState, content)),
+          }
     const result = await this.applyRemote('not an Automerge sync message', receive, bulk, undefined, undefined, undefined, carried)
     return { syncState: next, result }
   }
@@ -784,10 +805,13 @@ class AutomergeClusterState implements ClusterState {
     const queueEmpty = current.getMissingDeps().length === 0
     let onlyGiven = given !== undefined && queueEmpty
     let reused: DocHandle | undefined
+    let before: string[] | undefined
+    // What a reused sync message touched is read from the diff (bulkTouched) when its changes were not decoded.
+    let touchedByDiff = bulk
     if (carried !== undefined) {
       // A sync message's changes: its receipt is done on the pooled document they lead to (all duplicates there, so it
       // stays as it is), which moves the sync state as receiving them here would once every head the peer named is held.
-      reused = queueEmpty ? this.reusable(current, carried.decoded, carried.heads) : undefined
+      reused = queueEmpty ? this.reusable(current, carried.arrival, carried.heads) : undefined
       if (reused !== undefined) {
         try {
           carried.receive(reused)
@@ -796,13 +820,18 @@ class AutomergeClusterState implements ClusterState {
           if (isEngineFailure(err)) this.engineFailed(err, 'applying remote changes')
           throw new LatticeError('VALIDATION_FAILED', `${what}: ${(err as Error).message}`)
         }
-        given = carried.changes
-        givenDecoded = carried.decoded
-        onlyGiven = true
+        const decodedAll = carried.arrival.kind === 'changes' ? carried.arrival.decoded : undefined
+        if (decodedAll !== undefined) {
+          given = carried.changes
+          givenDecoded = decodedAll
+          onlyGiven = true
+        } else {
+          before = current.getHeads()
+          touchedByDiff = true
+        }
       }
-    } else if (onlyGiven && givenDecoded !== undefined) reused = this.reusable(current, givenDecoded)
+    } else if (onlyGiven && givenDecoded !== undefined) reused = this.reusable(current, { kind: 'changes', metas: givenDecoded, decoded: givenDecoded })
     let next: DocHandle
-    let before: string[] | undefined
     if (reused !== undefined) {
       this.pool!.noteReuse()
       this.doc = next = reused
@@ -839,7 +868,7 @@ class AutomergeClusterState implements ClusterState {
     // The given changes are what the store lacks, when each is now in the document (none still queued).
     const named = decoded !== undefined && decoded.every((change) => next.getChangeMetaByHash(change.hash) !== null)
     persistence.noteChanges(named ? given : undefined)
-    const invalidEntries = this.index.update(next, bulk ? this.bulkTouched(next, before) : (decoded ?? next.getChanges(before ?? []).map((change) => A.decodeChange(change))))
+    const invalidEntries = this.index.update(next, touchedByDiff ? this.bulkTouched(next, before) : (decoded ?? next.getChanges(before ?? []).map((change) => A.decodeChange(change))))
     const touched = this.index.takeTouched()
     if (bulk) await persistence.compact(savedAs?.(next))
     else await persistence.persist()
@@ -857,7 +886,14 @@ class AutomergeClusterState implements ClusterState {
    */
   private bulkTouched(next: DocHandle, before: readonly string[] | undefined): 'all' | { paths: string[][] } {
     if (before === undefined || before.length === 0) return 'all'
-    const patches = this.guard('reading what a merge changed', () => next.diff([...before], next.getHeads()))
+    // The same merge on a pooled document (replicas back from one partition) is diffed once.
+    const memo = this.pool?.readMemo(next)
+    const memoKey = `diff ${headsKey(before)}`
+    let patches = memo?.get(memoKey) as A.Patch[] | undefined
+    if (patches === undefined) {
+      patches = this.guard('reading what a merge changed', () => next.diff([...before], next.getHeads()))
+      memo?.set(memoKey, patches)
+    }
     const paths = this.index.touchedByPatches(patches)
     return paths.length * BULK_DIFF_SHARE_DIVISOR > this.index.entryCount() ? 'all' : { paths }
   }
@@ -1002,14 +1038,44 @@ class AutomergeClusterState implements ClusterState {
   }
 }
 
-/** A sync message's changes (or a document chunk in their place) and the heads its sender had; undefined for bytes that do not decode (the full path refuses them). */
-function syncMessageContent(message: Uint8Array): { changes: Uint8Array[]; heads: string[] } | undefined {
+/** A sync message decoded (its changes, or a document chunk in their place, and the heads its sender had); undefined for bytes that do not decode (the full path refuses them). */
+function syncMessageContent(message: Uint8Array): A.DecodedSyncMessage | undefined {
   try {
-    const decoded = A.decodeSyncMessage(message)
-    return { changes: decoded.changes, heads: decoded.heads }
+    return A.decodeSyncMessage(message)
   } catch {
     return undefined
   }
+}
+
+/**
+ * What a sync message's changes lead to (Arrival); undefined when they are
+ * none or do not read as whole chunks. A message may join several change
+ * chunks in one byte string, or carry one whole document. A bulk message's
+ * changes are only hashed: what they touched will come from the diff.
+ */
+function arrivalOf(changes: readonly Uint8Array[], bulk: boolean): Arrival | undefined {
+  const chunks: Chunk[] = []
+  for (const bytes of changes) {
+    const split = splitChunks(bytes)
+    if (split === undefined) return undefined
+    chunks.push(...split)
+  }
+  if (chunks.length === 0) return undefined
+  if (chunks.length === 1 && chunks[0]!.type === 'document') {
+    const heads = documentHeads(chunks[0]!)
+    return heads === undefined || heads.length === 0 ? undefined : { kind: 'document', heads }
+  }
+  if (!bulk) {
+    const decoded = decodeAll(chunks.map((chunk) => chunk.bytes))
+    return decoded === undefined ? undefined : { kind: 'changes', metas: decoded, decoded }
+  }
+  const metas: ChangeMeta[] = []
+  for (const chunk of chunks) {
+    const meta = changeMeta(chunk)
+    if (meta === undefined) return undefined
+    metas.push(meta)
+  }
+  return { kind: 'changes', metas }
 }
 
 /** Each of `changes` decoded; undefined when one is not a change (a sync message may carry a whole document instead). */

@@ -110,6 +110,21 @@ export function receiveSyncMessage(handle: DocHandle, state: A.SyncState, messag
   }
 }
 
+/**
+ * Receives a sync message whose changes `handle` already holds, with every
+ * head the sender named: the same sync state as receiving it whole, without
+ * Automerge parsing those changes again (a whole document, in a joining
+ * node's sync). The message goes in without its changes; the one field that
+ * then moves otherwise is lastSentHeads (Automerge sets it from a message
+ * with no changes whose heads equal ours), so it is kept as it was.
+ */
+export function receiveHeldSyncMessage(handle: DocHandle, state: A.SyncState, message: A.DecodedSyncMessage): A.SyncState {
+  const stripped = A.encodeSyncMessage({ ...message, changes: [] })
+  const next = receiveSyncMessage(handle, state, stripped)
+  // A message with no heads resets lastSentHeads either way (a peer that lost its data).
+  return message.changes.length === 0 || message.heads.length === 0 ? next : { ...next, lastSentHeads: state.lastSentHeads }
+}
+
 // ---- reading ----
 
 export type ObjId = string

@@ -3,6 +3,7 @@
  * share documents reading exactly what replicas with their own documents
  * read, change for change, through gossip, sync, local writes and restarts.
  */
+import { createHash } from 'node:crypto'
 import { describe, expect, it, vi } from 'vitest'
 import fc from 'fast-check'
 import * as A from '@automerge/automerge'
@@ -349,6 +350,66 @@ describe('replicas sharing documents', () => {
       expect(replicaView(receiver)).toEqual(replicaView(bystander))
     } finally {
       for (const state of [sender, receiver, bystander, twin]) await state.stop()
+    }
+  })
+
+  it('takes a bulk merge another replica on the same pooled document made: a whole document, then a backlog of joined changes', async () => {
+    const pool = createDocPool()
+    const start = async (id: string, shared: boolean): Promise<ClusterState> => {
+      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger, ...(shared ? { docPool: pool } : {}) })
+      await state.start()
+      return state
+    }
+    const sender = await start('node-x', false)
+    const [first, second, twin] = [await start('node-1', true), await start('node-2', true), await start('node-2', false)]
+    const events: { second: unknown[]; twin: unknown[] } = { second: [], twin: [] }
+    second.onChange((event) => events.second.push(normalized({ ...event, deployments: event.deployments === 'all' ? 'all' : [...event.deployments] })))
+    twin.onChange((event) => events.twin.push(normalized({ ...event, deployments: event.deployments === 'all' ? 'all' : [...event.deployments] })))
+    /** One message from the sender to `to`, answering `to`'s opening message: answers what `to` did with it. */
+    const pushFrom = async (to: ClusterState): Promise<{ bytes: number; chunkType: number; state: unknown; result: unknown }> => {
+      const [opening, hello] = to.generateSyncMessage(A.initSyncState())
+      const senderState = (await sender.receiveSyncMessage(A.initSyncState(), hello!)).syncState
+      const [, message] = sender.generateSyncMessage(senderState)
+      const received = await to.receiveSyncMessage(opening, message!)
+      return { bytes: message!.length, chunkType: A.decodeSyncMessage(message!).changes[0]![8]!, state: normalized(received.syncState), result: received.result }
+    }
+    try {
+      // Settings that do not compress (a chain of hashes), so that a few deployments make a message of bulk size.
+      const blobOf = (i: number): string => Array.from({ length: 50 }, (_, j) => createHash('sha256').update(`${i}/${j}`).digest('hex')).join('')
+      for (let i = 0; i < 60; i++) {
+        await sender.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', replicas: 2, ...(i < 12 ? { env: { BLOB: blobOf(i) } } : {}) }, owner: sender.selfId })
+      }
+      // A whole document (an empty replica is sent one), large enough to be a bulk merge.
+      const toFirst = await pushFrom(first)
+      expect(toFirst.chunkType).toBe(0)
+      expect(toFirst.bytes).toBeGreaterThanOrEqual(16 * 1024)
+      let reused = pool.stats().reused
+      const toSecond = await pushFrom(second)
+      const toTwin = await pushFrom(twin)
+      expect(pool.stats().reused).toBe(reused + 1)
+      expect(toSecond.state).toEqual(toTwin.state)
+      expect(toSecond.result).toEqual(toTwin.result)
+      expect(replicaView(second)).toEqual(replicaView(first))
+      expect(replicaView(second)).toEqual(replicaView(twin))
+
+      // A backlog of new entries, as change chunks joined in one byte string: what it touched is read from the diff, once.
+      // (Fewer changes than a third of the document's: Automerge would send the whole document again.)
+      for (let i = 60; i < 66; i++) await sender.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', replicas: 2, env: { BLOB: blobOf(i) } }, owner: sender.selfId })
+      const backlogFirst = await pushFrom(first)
+      expect(backlogFirst.chunkType).toBe(1)
+      expect(backlogFirst.bytes).toBeGreaterThanOrEqual(16 * 1024)
+      reused = pool.stats().reused
+      const backlogSecond = await pushFrom(second)
+      const backlogTwin = await pushFrom(twin)
+      expect(pool.stats().reused).toBe(reused + 1)
+      expect(backlogSecond.state).toEqual(backlogTwin.state)
+      expect(replicaView(second)).toEqual(replicaView(twin))
+      expect(replicaView(second)).toEqual(replicaView(sender))
+      // Listeners heard the same deployments: the six new ones, not 'all'.
+      expect(events.second).toEqual(events.twin)
+      expect(events.second.at(-1)).toEqual(normalized({ local: false, deployments: ['d60', 'd61', 'd62', 'd63', 'd64', 'd65'], nodes: false }))
+    } finally {
+      for (const state of [sender, first, second, twin]) await state.stop()
     }
   })
 
