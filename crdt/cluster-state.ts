@@ -20,7 +20,7 @@ import { DocIndex, type IndexSnapshot } from './doc-index.ts'
 import { INDEX_CACHE_KEY, readIndexCache, writeIndexCache } from './index-cache.ts'
 import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, type ClusterStateTx } from './mutations.ts'
-import { DocPersistence, loadDocument, recordBoot } from './persistence.ts'
+import { DocPersistence, loadDocument, memoizedHeads, recordBoot } from './persistence.ts'
 import {
   PeerIdSchema,
   type CreateDeploymentInput,
@@ -541,7 +541,7 @@ class AutomergeClusterState implements ClusterState {
 
   heads(): string[] {
     const doc = this.doc
-    return doc === undefined ? [] : this.guard('reading the heads', () => doc.getHeads())
+    return doc === undefined ? [] : this.guard('reading the heads', () => [...memoizedHeads(doc, this.pool?.readMemo(doc))])
   }
 
   changesSince(heads: readonly string[]): Uint8Array[] {
