@@ -194,6 +194,15 @@ function gossip(from: ClusterState, to: ClusterState): Uint8Array[] {
   return from.changesSince(to.heads().filter((head) => from.hasChanges([head])))
 }
 
+/** Starts a replica on `pool`'s shared documents, or (shared false) on its own document. */
+function starter(pool: DocPool): (id: string, shared: boolean) => Promise<ClusterState> {
+  return async (id, shared) => {
+    const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger, ...(shared ? { docPool: pool } : {}) })
+    await state.start()
+    return state
+  }
+}
+
 describe('replicas sharing documents', () => {
   it('read exactly what replicas on their own documents read, step by step, with the same local changes', async () => {
     let reusedTotal = 0
@@ -297,11 +306,7 @@ describe('replicas sharing documents', () => {
 
   it('answers which changes it lacks from what another replica on the same pooled document learned, and afresh once its own document moved', async () => {
     const pool = createDocPool()
-    const start = async (id: string): Promise<ClusterState> => {
-      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger, docPool: pool })
-      await state.start()
-      return state
-    }
+    const start = (id: string): Promise<ClusterState> => starter(pool)(id, true)
     const sender = await start('node-x')
     const [first, second] = [await start('node-1'), await start('node-2')]
     try {
@@ -325,11 +330,7 @@ describe('replicas sharing documents', () => {
 
   it('receives a sync message on the pooled document only when that holds every head the sender named', async () => {
     const pool = createDocPool()
-    const start = async (id: string, shared: boolean): Promise<ClusterState> => {
-      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger, ...(shared ? { docPool: pool } : {}) })
-      await state.start()
-      return state
-    }
+    const start = starter(pool)
     const sender = await start('node-x', false)
     const [receiver, bystander, twin] = [await start('node-1', true), await start('node-2', true), await start('node-1', false)]
     try {
@@ -355,11 +356,7 @@ describe('replicas sharing documents', () => {
 
   it('takes a bulk merge another replica on the same pooled document made: a whole document, then a backlog of joined changes', async () => {
     const pool = createDocPool()
-    const start = async (id: string, shared: boolean): Promise<ClusterState> => {
-      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger, ...(shared ? { docPool: pool } : {}) })
-      await state.start()
-      return state
-    }
+    const start = starter(pool)
     const sender = await start('node-x', false)
     const [first, second, twin] = [await start('node-1', true), await start('node-2', true), await start('node-2', false)]
     const events: { second: unknown[]; twin: unknown[] } = { second: [], twin: [] }
