@@ -359,9 +359,10 @@ class AutomergeClusterState implements ClusterState {
       await this.store.open()
       const boot = await recordBoot(this.store)
       const actor = deriveActorId(this.selfId, boot, this.clock.nowMs())
-      const loaded = await loadDocument(this.store, actor, this.logger, this.engine)
-      // Idempotent: a loaded document already holds genesis.
-      loaded.doc.applyChanges([genesisChange()])
+      const pool = this.pool
+      const loaded = await loadDocument(this.store, actor, this.logger, this.engine, pool === undefined ? undefined : (digest) => pool.acquireLoaded(digest))
+      // Idempotent: a loaded document already holds genesis (a shared one was given it by its loader).
+      if (!loaded.shared) loaded.doc.applyChanges([genesisChange()])
       this.actor = actor
       this.corruptChunks = loaded.corruptBlobs
       this.persistence = new DocPersistence({
@@ -375,6 +376,8 @@ class AutomergeClusterState implements ClusterState {
       // Pooled once the persistence read what it needs of the loaded handle: an equal pooled document may replace (and free) it.
       const doc = this.repool(loaded.doc)
       this.doc = doc
+      const loadedKey = loaded.shared || loaded.snapshotDigest === undefined ? undefined : pool?.keyOf(doc)
+      if (loadedKey !== undefined) pool!.noteLoaded(loaded.snapshotDigest!, loadedKey)
       this.indexFromCache = this.restoreIndex(await readIndexCache(this.store, doc.getHeads(), this.logger))
       // Statuses are validated when first read: a node reads those of its own replicas, not all of them.
       if (!this.indexFromCache) this.index.rebuild(doc, { deferStatuses: true })

@@ -9,6 +9,7 @@ import fc from 'fast-check'
 import * as A from '@automerge/automerge'
 import { silentLogger, type Store } from '../core/index.ts'
 import { createVirtualClock } from '../sim/virtual-clock.ts'
+import { copyStore } from '../sim/warm-registry.ts'
 import { createClusterState, type ClusterState } from './cluster-state.ts'
 import { automergeEngine } from './automerge-engine.ts'
 import { createHandle } from './doc-handle.ts'
@@ -407,6 +408,54 @@ describe('replicas sharing documents', () => {
       expect(events.second.at(-1)).toEqual(normalized({ local: false, deployments: ['d60', 'd61', 'd62', 'd63', 'd64', 'd65'], nodes: false }))
     } finally {
       for (const state of [sender, first, second, twin]) await state.stop()
+    }
+  })
+
+  it('nodes starting from copies of one stored snapshot load it once; a store with chunks loads on its own', async () => {
+    const written = createMemoryStore()
+    const writer = createClusterState({ selfId: 'node-w' })({ store: written, clock, logger: silentLogger })
+    await writer.start()
+    for (let i = 0; i < 5; i++) await writer.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', replicas: 1 }, owner: writer.selfId })
+    await writer.compact()
+    await writer.stop()
+    const copies = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const store = createMemoryStore()
+        await copyStore(written, store)
+        return store
+      }),
+    )
+    const pool = createDocPool()
+    const on = (id: string, store: Store, shared: boolean): ClusterState =>
+      createClusterState({ selfId: id })({ store, clock, logger: silentLogger, ...(shared ? { docPool: pool } : {}) })
+    const first = on('node-1', copies[0]!, true)
+    const second = on('node-2', copies[1]!, true)
+    const twin = on('node-2', copies[2]!, false)
+    const withChunk = createMemoryStore()
+    await copyStore(written, withChunk)
+    const writerAgain = createClusterState({ selfId: 'node-w' })({ store: withChunk, clock, logger: silentLogger })
+    await writerAgain.start()
+    await writerAgain.setReplicas('d0', 3) // one chunk after the snapshot
+    await writerAgain.stop()
+    const third = on('node-3', withChunk, true)
+    try {
+      await first.start()
+      expect(pool.stats().loadsShared).toBe(0)
+      await second.start()
+      expect(pool.stats().loadsShared).toBe(1)
+      await twin.start()
+      expect(replicaView(second)).toEqual(replicaView(twin))
+      expect(replicaView(first)).toEqual(replicaView(twin))
+      await third.start()
+      expect(pool.stats().loadsShared).toBe(1)
+      expect(third.deployments().find((d) => d.id === 'd0')?.replicas).toBe(3)
+      // Copy on write: the shared document is the second's own once it writes, and the first does not see that.
+      await second.createDeployment({ id: 'd9', spec: { name: 'nine', image: 'nginx', replicas: 1 }, owner: second.selfId })
+      await twin.createDeployment({ id: 'd9', spec: { name: 'nine', image: 'nginx', replicas: 1 }, owner: twin.selfId })
+      expect(replicaView(second)).toEqual(replicaView(twin))
+      expect(first.deployments().map((d) => d.id)).not.toContain('d9')
+    } finally {
+      for (const state of [first, second, twin, third]) await state.stop()
     }
   })
 

@@ -53,6 +53,15 @@ export interface DocPool {
   noteFork(): void
   /** Counts an apply answered by a pooled document (for stats). */
   noteReuse(): void
+  /**
+   * The pooled document that stored bytes with this digest were loaded
+   * into (noteLoaded), acquired (the caller releases it), while it is
+   * pooled: nodes starting from copies of one store (the simulator's warm
+   * registry) load it once.
+   */
+  acquireLoaded(digest: string): DocHandle | undefined
+  /** Records that stored bytes with this digest load into the pooled document at `key`. */
+  noteLoaded(digest: string, key: string): void
   stats(): DocPoolStats
 }
 
@@ -63,6 +72,8 @@ export interface DocPoolStats {
   forks: number
   /** Applies answered by a document already pooled at the heads they lead to. */
   reused: number
+  /** Starts that took the document another node had loaded from the same bytes. */
+  loadsShared: number
 }
 
 /** The heads key of a set of heads: sorted, so that equal sets have one key. */
@@ -92,8 +103,10 @@ interface Pooled {
 export function createDocPool(): DocPool {
   const byKey = new Map<string, DocHandle>()
   const entries = new Map<DocHandle, Pooled>()
+  const loadedInto = new Map<string, string>()
   let forks = 0
   let reused = 0
+  let loadsShared = 0
   const entryOf = (handle: DocHandle): Pooled => {
     const entry = entries.get(handle)
     if (entry === undefined) throw new Error('doc pool: a handle the pool does not hold')
@@ -140,6 +153,18 @@ export function createDocPool(): DocPool {
     },
     noteFork: () => void forks++,
     noteReuse: () => void reused++,
-    stats: () => ({ documents: byKey.size, forks, reused }),
+    acquireLoaded(digest) {
+      const key = loadedInto.get(digest)
+      const handle = key === undefined ? undefined : byKey.get(key)
+      if (handle === undefined) {
+        loadedInto.delete(digest)
+        return undefined
+      }
+      entryOf(handle).refs++
+      loadsShared++
+      return handle
+    },
+    noteLoaded: (digest, key) => void loadedInto.set(digest, key),
+    stats: () => ({ documents: byKey.size, forks, reused, loadsShared }),
   }
 }

@@ -17,6 +17,7 @@
  * node for every change), the noted bytes cost nothing to find.
  */
 import type { Heads } from '@automerge/automerge'
+import { createHash } from 'node:crypto'
 import type { Logger, Store, StoreOp } from '../core/index.ts'
 import type { AutomergeEngine } from './automerge-engine.ts'
 import { createHandle, loadHandle, type DocHandle } from './doc-handle.ts'
@@ -52,14 +53,25 @@ export interface LoadedDocument {
   chunks: PersistedChunk[]
   nextSeq: number
   sizeBytes: number
+  /** SHA-256 of the stored snapshot, when the store held a sound one and no chunks: the document is a function of these bytes. */
+  snapshotDigest?: string
+  /** True when `doc` is one another holder loaded from the same bytes (`shared`), not loaded here. */
+  shared: boolean
 }
+
+/**
+ * Where a document loaded from the same stored bytes may already be held
+ * (doc-pool.ts: simulated nodes starting from copies of one store): the
+ * holder's handle for a snapshot digest, acquired, or undefined.
+ */
+export type LoadedElsewhere = (snapshotDigest: string) => DocHandle | undefined
 
 /**
  * Loads the snapshot, then every chunk in order. A damaged blob is logged
  * with its key and skipped: the node still starts, and what it lost comes
  * back from its peers by sync.
  */
-export async function loadDocument(store: Store, actor: string, logger: Logger, engine?: AutomergeEngine): Promise<LoadedDocument> {
+export async function loadDocument(store: Store, actor: string, logger: Logger, engine?: AutomergeEngine, elsewhere?: LoadedElsewhere): Promise<LoadedDocument> {
   let doc = createHandle(actor, engine)
   let corruptBlobs = 0
   let sizeBytes = 0
@@ -69,15 +81,26 @@ export async function loadDocument(store: Store, actor: string, logger: Logger, 
   }
 
   const snapshot = await store.get(SNAPSHOT_KEY)
+  const stored = await store.list(CHUNK_PREFIX)
+  let snapshotDigest: string | undefined
   if (snapshot !== undefined) {
     sizeBytes += snapshot.length
     const opened = unseal(snapshot)
     if ('damaged' in opened) {
       report(SNAPSHOT_KEY, opened.damaged)
     } else {
+      const digest = stored.length === 0 ? createHash('sha256').update(snapshot).digest('hex') : undefined
+      const held = digest === undefined ? undefined : elsewhere?.(digest)
+      if (held !== undefined) {
+        doc.free()
+        return { doc: held, corruptBlobs, chunks: [], nextSeq: 1, sizeBytes, snapshotDigest: digest, shared: true }
+      }
       try {
+        doc.free()
         doc = loadHandle(opened.payload, actor, engine)
+        snapshotDigest = digest
       } catch (err) {
+        doc = createHandle(actor, engine)
         report(SNAPSHOT_KEY, (err as Error).message)
       }
     }
@@ -85,7 +108,7 @@ export async function loadDocument(store: Store, actor: string, logger: Logger, 
 
   const chunks: PersistedChunk[] = []
   let lastSeq = 0
-  for (const { key, value } of await store.list(CHUNK_PREFIX)) {
+  for (const { key, value } of stored) {
     sizeBytes += value.length
     // Damaged chunks stay listed so that the next compaction deletes them.
     chunks.push({ key, bytes: value.length })
@@ -103,7 +126,7 @@ export async function loadDocument(store: Store, actor: string, logger: Logger, 
       report(key, (err as Error).message)
     }
   }
-  return { doc, corruptBlobs, chunks, nextSeq: lastSeq + 1, sizeBytes }
+  return { doc, corruptBlobs, chunks, nextSeq: lastSeq + 1, sizeBytes, ...(snapshotDigest === undefined ? {} : { snapshotDigest }), shared: false }
 }
 
 export interface DocPersistenceOptions {
