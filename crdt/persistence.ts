@@ -53,7 +53,7 @@ export interface LoadedDocument {
   chunks: PersistedChunk[]
   nextSeq: number
   sizeBytes: number
-  /** SHA-256 of the stored snapshot, when the store held a sound one and no chunks: the document is a function of these bytes. */
+  /** SHA-256 of the stored snapshot, when the store held a sound one and no chunks and `elsewhere` was given: the document is a function of these bytes. */
   snapshotDigest?: string
   /** True when `doc` is one another holder loaded from the same bytes (`shared`), not loaded here. */
   shared: boolean
@@ -89,7 +89,7 @@ export async function loadDocument(store: Store, actor: string, logger: Logger, 
     if ('damaged' in opened) {
       report(SNAPSHOT_KEY, opened.damaged)
     } else {
-      const digest = stored.length === 0 ? createHash('sha256').update(snapshot).digest('hex') : undefined
+      const digest = stored.length === 0 && elsewhere !== undefined ? createHash('sha256').update(snapshot).digest('hex') : undefined
       const held = digest === undefined ? undefined : elsewhere?.(digest)
       if (held !== undefined) {
         doc.free()
