@@ -546,7 +546,7 @@ export class DocIndex {
       throw err
     }
     for (const entry of snapshot.invalid) this.invalid.set(JSON.stringify(entry.path), entry)
-    if (this.invalid.size > 0) this.logger.warn({ invalidEntries: this.invalid.size }, 'invalid cluster-state entries skipped (as when this node last stopped)')
+    if (this.invalid.size > 0) this.logger.warn({ invalidEntries: this.invalid.size }, 'invalid cluster-state entries skipped (as found when the restored index was built)')
   }
 
   /** Entries decoded and validated since creation: what a change costs, for tests and metrics. */

@@ -443,6 +443,9 @@ describe('replicas sharing documents', () => {
       expect(pool.stats().loadsShared).toBe(0)
       await second.start()
       expect(pool.stats().loadsShared).toBe(1)
+      // The second takes the index the first built there: nothing read or validated again.
+      expect(first.stats().entriesDecoded).toBeGreaterThan(0)
+      expect(second.stats().entriesDecoded).toBe(0)
       await twin.start()
       expect(replicaView(second)).toEqual(replicaView(twin))
       expect(replicaView(first)).toEqual(replicaView(twin))
