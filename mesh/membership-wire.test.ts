@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import type { z } from 'zod'
 import { understands } from '../core/fast-accept.ts'
 import { agree, mutate, mutateJson, NASTY, prng } from '../core/fast-accept-test-support.ts'
-import { decodeWire, encodeWire, ProbeRequestSchema, ProbeResponseSchema, SyncMessageSchema, TopicMessageSchema } from './membership-wire.ts'
+import { decodeWire, encodeSyncWire, encodeWire, ProbeRequestSchema, ProbeResponseSchema, recordText, SyncMessageSchema, TopicMessageSchema, type WireRecord } from './membership-wire.ts'
 
 const meta = {
   capacity: { cpu: 4, memoryMB: 8192, diskMB: 100_000, gpus: 0 },
@@ -91,5 +91,47 @@ describe('membership wire through the fast path', () => {
     expect(tally.fast).toBeGreaterThan(ROUNDS)
     expect(tally['zod-accepts']).toBeGreaterThan(ROUNDS / 4)
     expect(tally['zod-rejects']).toBeGreaterThan(ROUNDS * 2)
+  })
+})
+
+describe('push-pull records written from their parts', () => {
+  const deepFrozen = <T>(value: T): T => {
+    if (typeof value === 'object' && value !== null) {
+      for (const child of Object.values(value)) deepFrozen(child)
+      Object.freeze(value)
+    }
+    return value
+  }
+
+  it('give exactly the bytes encodeWire gives the whole message', () => {
+    const unicode = { ...meta, labels: { zone: 'zürich "a"\\n', emoji: '🙂' }, addresses: [] }
+    const records: WireRecord[] = [
+      record as WireRecord,
+      { p: '12D3KooWpeer005', s: 'd', i: 8, q: 2 },
+      { p: 'peer-"quoted"', s: 's', i: 0, q: 0, b: 0 },
+      { p: '12D3KooWpeer006', s: 'l', i: 2 ** 40, q: Number.MAX_SAFE_INTEGER, b: 3, m: deepFrozen(structuredClone(unicode)) },
+      { p: '12D3KooWpeer007', s: 'a', i: 1, q: 4, b: 4, m: { ...unicode, load: 1.5e-7 } },
+    ]
+    for (const join of [true, false]) {
+      const texts = records.map((r) => recordText(r))
+      expect(Buffer.from(encodeSyncWire(join, texts)).equals(Buffer.from(encodeWire({ v: 1, t: 'sync', join, r: records })))).toBe(true)
+      expect(Buffer.from(encodeSyncWire(join, [])).equals(Buffer.from(encodeWire({ v: 1, t: 'sync', join, r: [] })))).toBe(true)
+    }
+    for (const r of records) expect(recordText(r)).toBe(JSON.stringify(r))
+  })
+
+  it('write metadata again when it may have changed: only a deeply frozen one is remembered', () => {
+    const open = structuredClone(meta)
+    const mutable: WireRecord = { p: 'peer-1', s: 'a', i: 1, q: 2, b: 2, m: open }
+    expect(recordText(mutable)).toBe(JSON.stringify(mutable))
+    open.free.cpu = 1
+    open.labels.zone = 'b'
+    expect(recordText(mutable)).toBe(JSON.stringify(mutable))
+    // Frozen at the top only: its parts can still change.
+    const shallow = Object.freeze({ ...structuredClone(meta) })
+    const shallowRecord: WireRecord = { p: 'peer-2', s: 'a', i: 1, q: 2, m: shallow }
+    expect(recordText(shallowRecord)).toBe(JSON.stringify(shallowRecord))
+    shallow.free.cpu = 0.5
+    expect(recordText(shallowRecord)).toBe(JSON.stringify(shallowRecord))
   })
 })

@@ -131,6 +131,37 @@ export function encodeWire(value: unknown): Uint8Array {
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
+/**
+ * The JSON text of frozen metadata, by object: a push-pull message carries
+ * every member's, and a node holds each member's as one frozen object until
+ * it changes, so most of them were written out by the previous push-pull.
+ */
+const metaTexts = new WeakMap<WireMeta, string>()
+
+function metaText(meta: WireMeta): string {
+  let text = metaTexts.get(meta)
+  if (text === undefined) {
+    text = JSON.stringify(meta)
+    // Only a deeply frozen one cannot change under its key (membership's freezeMeta freezes every part).
+    if (Object.isFrozen(meta) && Object.isFrozen(meta.capacity) && Object.isFrozen(meta.free) && Object.isFrozen(meta.labels) && Object.isFrozen(meta.addresses)) metaTexts.set(meta, text)
+  }
+  return text
+}
+
+/** Exactly JSON.stringify(record) (its fields in the schema's order), the metadata's text written once per metadata object. */
+export function recordText(record: WireRecord): string {
+  let text = `{"p":${JSON.stringify(record.p)},"s":"${record.s}","i":${record.i},"q":${record.q}`
+  if (record.b !== undefined) text += `,"b":${record.b}`
+  if (record.m !== undefined) text += `,"m":${metaText(record.m)}`
+  return `${text}}`
+}
+
+/** Exactly encodeWire({ v: 1, t: 'sync', join, r }), given each record's recordText. */
+export function encodeSyncWire(join: boolean, recordTexts: readonly string[]): Uint8Array {
+  const bytes = Buffer.from(`{"v":1,"t":"sync","join":${join},"r":[${recordTexts.join(',')}]}`, 'utf8')
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: DropReason }
 
 /**

@@ -21,7 +21,7 @@ import {
 } from './membership-config.ts'
 import { createMembership } from './membership.ts'
 import type { MemberMeta, Membership, MembershipEvent } from './membership-types.ts'
-import { encodeWire } from './membership-wire.ts'
+import { SyncMessageSchema, decodeWire, encodeWire, type WireRecord } from './membership-wire.ts'
 
 const CONFIG = resolveMembershipConfig('test')
 
@@ -284,6 +284,44 @@ describe('membership on the simulated network', () => {
     await c.run(6_000)
     expect(stateOf(victim, crashed)).toBe('dead')
     expect(stateOf(insider, crashed)).toBe('dead')
+  })
+
+  it('a push-pull answer leaves out the members the asker listed alive as the responder knows them, and nothing else', async () => {
+    const c = await cluster(6)
+    await c.run(3_000)
+    expect(allAlive(c.nodes)).toBe(true)
+    const [responder, asker] = [c.nodes[0]!, c.nodes[5]!]
+    const ask = async (records: WireRecord[]): Promise<WireRecord[]> => {
+      const reply = c.clock.advance(100).then(() => undefined)
+      const answer = asker.transport.request(responder.id, SYNC_PROTOCOL, encodeWire({ v: 1, t: 'sync', join: false, r: records }), { timeoutMs: 500, responseBytesMax: 1 << 20 })
+      await reply
+      const decoded = decodeWire(SyncMessageSchema, await answer, 1 << 20)
+      if (!decoded.ok) throw new Error(`answer refused: ${decoded.reason}`)
+      return decoded.value.r
+    }
+    // Asking with nothing listed: the responder's full state, itself first.
+    const full = await ask([])
+    expect(full.map((record) => record.p).sort()).toEqual(c.nodes.map((node) => node.id).sort())
+    expect(full[0]!.p).toBe(responder.id)
+    expect(full.every((record) => record.s === 'a' && record.m !== undefined)).toBe(true)
+    // Listing everything as the responder holds it: only the responder's record and the asker's own come back.
+    const others = full.filter((record) => record.p !== responder.id)
+    expect((await ask(others)).map((record) => record.p)).toEqual([responder.id, asker.id])
+    // An older metadata seq, a record without metadata, a suspect, or a member not listed: those come back too.
+    const [older, bare, suspected, unlisted] = others.filter((record) => record.p !== asker.id)
+    const listed = [
+      { ...older!, q: older!.q - 1 },
+      { p: bare!.p, s: bare!.s, i: bare!.i, q: bare!.q },
+      { ...suspected!, s: 's' as const },
+      ...others.filter((record) => record.p === asker.id),
+    ]
+    expect(unlisted).toBeDefined()
+    const answer = await ask(listed)
+    expect(answer.map((record) => record.p).sort()).toEqual([responder.id, asker.id, older!.p, bare!.p, suspected!.p, unlisted!.p].sort())
+    expect(answer.find((record) => record.p === bare!.p)?.m).toBeDefined()
+    // Merging it left the asker's view as it was: everyone alive.
+    await c.run(1_000)
+    expect(allAlive(c.nodes)).toBe(true)
   })
 
   it('metadata changes reach every peer; significant ones within metaIntervalMinMs', async () => {
