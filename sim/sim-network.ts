@@ -328,7 +328,10 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
       // order separate timers would (nothing else sets a timer during this
       // loop), without a timer and two closures per copy — a publish reaches
       // every node, and these were the most common timers of a large run.
-      const arrivals = new Map<number, { peerId: string; target: SimTransport }[]>()
+      // One message object for every receiver (as gossipsub hands one message to all of a node's
+      // listeners): receivers only read it, and decoders may memoize by its data.
+      const message: TopicMessage = Object.freeze({ topic, from, data: payload })
+      const arrivals = new Map<number, SimTransport[]>()
       for (const [peerId, target] of instances) {
         if (peerId === this.selfId || !target.started || !target.isSubscribed(topic)) continue
         sender.messagesSent++
@@ -347,19 +350,25 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
           const delayMs = Math.max(0, drawLatencyMs()) // as setTimer clamps it: one group per instant
           let due = arrivals.get(delayMs)
           if (due === undefined) {
-            const group: { peerId: string; target: SimTransport }[] = []
+            const group: SimTransport[] = []
             due = group
             arrivals.set(delayMs, group)
             clock.setTimer(delayMs, () => {
-              for (const arrival of group) gate(arrival.peerId, () => arrival.target.deliver(from, topic, payload))
+              for (const receiver of group) {
+                // gate() without a closure per receiver unless the receiver is paused: a publish reaches every node.
+                const held = pausedWork.get(receiver.selfId)
+                if (held !== undefined) held.push(() => receiver.deliver(message))
+                else receiver.deliver(message)
+              }
             })
           }
-          due.push({ peerId, target })
+          due.push(target)
         }
       }
     }
 
-    deliver(from: string, topic: string, payload: Uint8Array): void {
+    deliver(message: TopicMessage): void {
+      const { from, topic, data: payload } = message
       if (!this.started || !reachable(from, this.selfId)) {
         if (this.started) countersOf(from).messagesBlocked++
         return
@@ -369,10 +378,6 @@ export function createSimNetwork(init: SimNetworkInit, components: SimNetworkCom
       const receiver = countersOf(this.selfId)
       receiver.messagesReceived++
       receiver.bytesReceived += payload.byteLength
-      // Every subscriber, of every peer, gets the one copy the publisher made
-      // (as gossipsub hands one message to all of a node's listeners):
-      // receivers only read message data, and decoders may memoize by it.
-      const message: TopicMessage = { topic, from, data: payload }
       for (const handler of set.size === 1 ? set : [...set]) {
         try {
           handler(message)
