@@ -1554,8 +1554,7 @@ class MembershipService implements Membership {
         record.b = member.staticSeq
         record.m = member.meta
       }
-      const theirs = known?.get(member.peerId)
-      if (theirs !== undefined && member.state === 'alive' && member.peerId !== asked!.from && theirs.i === record.i && theirs.q === record.q && (record.m === undefined || theirs.m !== undefined)) continue
+      if (member.state === 'alive' && member.peerId !== asked?.from && listedAsHeld(known?.get(member.peerId), record)) continue
       if (member.state === 'alive' || member.state === 'suspect') live.push(recordText(record))
       else gone.push(recordText(record))
     }
@@ -1737,6 +1736,11 @@ class MembershipService implements Membership {
 const EMPTY_META: MemberMeta = freezeMeta({ capacity: ZERO_RESOURCES, free: ZERO_RESOURCES, load: 0, labels: {}, version: '', addresses: [] })
 
 /** Metadata is replaced whole, never changed in place; frozen, every view can share it. */
+/** The asker's alive record of a member tells it all ours would: the same incarnation and metadata seq, with metadata if ours has it. */
+function listedAsHeld(theirs: WireRecord | undefined, ours: WireRecord): boolean {
+  return theirs !== undefined && theirs.i === ours.i && theirs.q === ours.q && (ours.m === undefined || theirs.m !== undefined)
+}
+
 function freezeMeta<M extends MemberMeta | WireMeta>(meta: M): M {
   if (Object.isFrozen(meta)) return meta
   Object.freeze(meta.capacity)
