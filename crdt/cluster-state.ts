@@ -381,12 +381,13 @@ class AutomergeClusterState implements ClusterState {
       this.doc = doc
       const loadedKey = loaded.shared || loaded.snapshotDigest === undefined ? undefined : pool?.keyOf(doc)
       if (loadedKey !== undefined) pool!.noteLoaded(loaded.snapshotDigest!, loadedKey)
-      this.indexFromCache = this.restoreIndex(await readIndexCache(this.store, doc.getHeads(), this.logger))
+      const heads = memoizedHeads(doc, pool?.readMemo(doc))
+      this.indexFromCache = this.restoreIndex(await readIndexCache(this.store, heads, this.logger))
       if (!this.indexFromCache) this.buildLoadedIndex(doc)
       this.index.takeTouched() // the first readers scan everything anyway
       this.lifecycle = 'running'
       this.logger.info(
-        { heads: doc.getHeads().length, changes: doc.stats().numChanges, chunks: loaded.chunks.length, corruptChunks: loaded.corruptBlobs, indexFromCache: this.indexFromCache },
+        { heads: heads.length, changes: doc.stats().numChanges, chunks: loaded.chunks.length, corruptChunks: loaded.corruptBlobs, indexFromCache: this.indexFromCache },
         'cluster state loaded',
       )
     } catch (err) {
@@ -914,7 +915,7 @@ class AutomergeClusterState implements ClusterState {
   stats(): ClusterStateStats {
     // After a failure the document cannot be asked anything, and health must still answer.
     const doc = this.doc
-    const figures = doc === undefined ? { changeCount: 0, headsCount: 0 } : this.tryGuard('reading statistics', () => ({ changeCount: doc.stats().numChanges, headsCount: doc.getHeads().length }))
+    const figures = doc === undefined ? { changeCount: 0, headsCount: 0 } : this.tryGuard('reading statistics', () => ({ changeCount: doc.stats().numChanges, headsCount: memoizedHeads(doc, this.pool?.readMemo(doc)).length }))
     const index = this.index
     return {
       sizeBytes: this.persistence?.sizeBytes ?? 0,

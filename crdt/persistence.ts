@@ -191,7 +191,7 @@ export class DocPersistence {
     this.current = options.current
     this.saveMemo = options.saveMemo ?? (() => undefined)
     // Only what was loaded is on disk; anything added since (genesis) goes into the next chunk.
-    this.persistedHeads = options.loaded.doc.getHeads()
+    this.persistedHeads = memoizedHeads(options.loaded.doc, this.saveMemo(options.loaded.doc))
     this.chunks = [...options.loaded.chunks]
     this.nextSeq = options.loaded.nextSeq
     this.bytes = options.loaded.sizeBytes
