@@ -355,6 +355,71 @@ describe('replicas sharing documents', () => {
     }
   })
 
+  it('receives a sync message carrying only changes it holds on the pooled document, without a fork, as a replica on its own document does', async () => {
+    const pool = createDocPool()
+    const start = starter(pool)
+    const sender = await start('node-x', false)
+    const [receiver, bystander, twin] = [await start('node-1', true), await start('node-2', true), await start('node-1', false)]
+    try {
+      await sender.createDeployment({ id: 'd1', spec: { name: 'one', image: 'nginx', replicas: 1 }, owner: sender.selfId })
+      const first = sender.changesSince([])
+      for (const state of [receiver, bystander, twin]) await state.applyChanges(first, first.map((change) => A.decodeChange(change)))
+      expect(pool.stats().documents).toBe(1) // both pooled replicas on one document
+      const forks = pool.stats().forks
+      // A sync round that crossed gossip: the sender sends again what both already applied.
+      const held = A.encodeSyncMessage({ heads: sender.heads(), need: [], have: [], changes: first })
+      const pooled = await receiver.receiveSyncMessage(A.initSyncState(), held)
+      const own = await twin.receiveSyncMessage(A.initSyncState(), held)
+      expect(pooled.result).toEqual({ applied: false, invalidEntries: [] })
+      expect(own.result).toEqual(pooled.result)
+      expect(normalized(pooled.syncState)).toEqual(normalized(own.syncState))
+      expect(pool.stats().forks).toBe(forks)
+      expect(pool.stats().documents).toBe(1) // both pooled replicas on one document
+      // Naming a head it lacks, the message is received whole (Automerge then keeps the shared heads otherwise): still alike.
+      await sender.createDeployment({ id: 'd2', spec: { name: 'two', image: 'nginx', replicas: 1 }, owner: sender.selfId })
+      const ahead = A.encodeSyncMessage({ heads: sender.heads(), need: [], have: [], changes: first })
+      const pooledAhead = await receiver.receiveSyncMessage(pooled.syncState, ahead)
+      const ownAhead = await twin.receiveSyncMessage(own.syncState, ahead)
+      expect(normalized(pooledAhead.syncState)).toEqual(normalized(ownAhead.syncState))
+      expect(pooledAhead.result).toEqual(ownAhead.result)
+      expect(replicaView(receiver)).toEqual(replicaView(twin))
+      expect(replicaView(receiver)).toEqual(replicaView(bystander))
+    } finally {
+      for (const state of [sender, receiver, bystander, twin]) await state.stop()
+    }
+  })
+
+  it('a node registering the entry it registered before writes nothing and leaves the pooled document shared', async () => {
+    const pool = createDocPool()
+    const stores = [createMemoryStore(), createMemoryStore()]
+    const entry = sampleNode
+    const on = (id: string, store: Store): ClusterState => createClusterState({ selfId: id })({ store, clock, logger: silentLogger, docPool: pool })
+    const [first, second] = [on('node-1', stores[0]!), on('node-2', stores[1]!)]
+    try {
+      await first.start()
+      await second.start()
+      await first.upsertSelfNode(entry)
+      await second.applyChanges(first.changesSince([]))
+      expect(pool.stats().documents).toBe(1) // both replicas on one document
+      const before = { forks: pool.stats().forks, heads: first.heads() }
+      let changes = 0
+      first.onLocalChange(() => changes++)
+      await first.upsertSelfNode({ ...entry })
+      expect(changes).toBe(0)
+      expect(pool.stats().forks).toBe(before.forks)
+      expect(first.heads()).toEqual(before.heads)
+      expect(pool.stats().documents).toBe(1) // both replicas on one document
+      // A changed entry is written (a fork of the shared document), and invalid input still fails as a write does.
+      await first.upsertSelfNode({ ...entry, labels: { zone: 'b' } })
+      expect(changes).toBe(1)
+      expect(pool.stats().forks).toBe(before.forks + 1)
+      expect(first.node('node-1')?.labels).toEqual({ zone: 'b' })
+      await expect(first.upsertSelfNode({ ...entry, name: '' })).rejects.toThrow(/node entry/)
+    } finally {
+      for (const state of [first, second]) await state.stop()
+    }
+  })
+
   it('takes a bulk merge another replica on the same pooled document made: a whole document, then a backlog of joined changes', async () => {
     const pool = createDocPool()
     const start = starter(pool)

@@ -158,6 +158,27 @@ const withoutUpdatedAt = <E extends { updatedAtMs: number }>(entry: E): Omit<E, 
   return rest
 }
 
+/** The node entry a node writes about itself, given what its entry holds now (the first join's time stays). */
+function selfNodeEntry(parsed: z.output<typeof SelfNodeInputSchema>, existing: NodeEntry | undefined, selfId: string, nowMs: number): NodeEntry {
+  return { ...parsed, peerId: selfId, joinedAtMs: parsed.joinedAtMs ?? existing?.joinedAtMs ?? nowMs, updatedAtMs: parsed.updatedAtMs ?? nowMs }
+}
+
+/** Equal but for the update time: writing the entry again would change nothing worth a change. */
+function sameNodeEntry(existing: NodeEntry, entry: NodeEntry): boolean {
+  return jsonEqual(withoutUpdatedAt(existing), withoutUpdatedAt(entry))
+}
+
+/**
+ * True when upsertSelfNode(input) would write nothing over `existing` (the
+ * entry as the index decoded it): a node re-registering what it registered
+ * before. Invalid input answers false, so the write reports it.
+ */
+export function selfNodeUnchanged(existing: NodeEntry | undefined, input: SelfNodeInput, selfId: string): boolean {
+  if (existing === undefined) return false
+  const parsed = SelfNodeInputSchema.safeParse(input)
+  return parsed.success && sameNodeEntry(existing, selfNodeEntry(parsed.data, existing, selfId, existing.updatedAtMs))
+}
+
 export function createTx(draft: ClusterDoc, context: TxContext): ClusterStateTx {
   const { selfId, nowMs } = context
 
@@ -195,13 +216,8 @@ export function createTx(draft: ClusterDoc, context: TxContext): ClusterStateTx 
       const nodes = section(draft, 'nodes')
       const current = childOf(nodes, selfId)
       const existing = tryDecode(decodeNode, [selfId], current)
-      const entry: NodeEntry = {
-        ...parsed,
-        peerId: selfId,
-        joinedAtMs: parsed.joinedAtMs ?? existing?.joinedAtMs ?? nowMs,
-        updatedAtMs: parsed.updatedAtMs ?? nowMs,
-      }
-      if (existing !== undefined && jsonEqual(withoutUpdatedAt(existing), withoutUpdatedAt(entry))) return
+      const entry = selfNodeEntry(parsed, existing, selfId, nowMs)
+      if (existing !== undefined && sameNodeEntry(existing, entry)) return
       if (existing !== undefined && isDocMap(current)) writeFields(current, entry, true)
       else nodes[selfId] = toDocValue(entry)
     },
