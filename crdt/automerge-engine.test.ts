@@ -60,7 +60,7 @@ describe('Automerge engines', () => {
     const engine = automergeEngine(5)
     const bytes = 512 * 1024 ** 2
     const before = { rss: process.memoryUsage().rss, memory: engine.memoryBytes()! }
-    expect(engine.growUntouched(bytes)).toBe(true)
+    expect(engine.growUntouchedTo(before.memory + bytes)).toBe(true)
     const grown = { rss: process.memoryUsage().rss, memory: engine.memoryBytes()! }
     // The memory grew by the request; resident memory did not (its pages were never written).
     expect(grown.memory - before.memory).toBeGreaterThanOrEqual(bytes)
@@ -73,7 +73,15 @@ describe('Automerge engines', () => {
     })
     expect(engine.memoryBytes()).toBe(grown.memory)
     for (const handle of docs) handle.free()
-    expect(defaultEngine().growUntouched(bytes)).toBe(false)
+    // A second reserve grows the memory to its size although the first left that much free (asked as an amount to
+    // add, the allocator would serve it from the free space and grow nothing), and a smaller one does nothing.
+    expect(engine.growUntouchedTo(grown.memory + bytes)).toBe(true)
+    expect(engine.memoryBytes()).toBeGreaterThanOrEqual(grown.memory + bytes)
+    const twice = engine.memoryBytes()!
+    expect(engine.growUntouchedTo(grown.memory)).toBe(true)
+    expect(engine.memoryBytes()).toBe(twice)
+    expect(process.memoryUsage().rss - before.rss).toBeLessThan(bytes / 2)
+    expect(defaultEngine().growUntouchedTo(bytes)).toBe(false)
     expect(defaultEngine().memoryBytes()).toBeUndefined()
   })
 })

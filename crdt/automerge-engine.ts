@@ -44,15 +44,17 @@ export interface AutomergeEngine {
   failure(): string | undefined
   markFailed(reason: string): void
   /**
-   * Grows the engine's memory by about `bytes` without writing to it, so the
-   * pages stay untouched (not resident) until documents use them: allocates
-   * and frees through the module's own allocator, which keeps the freed
-   * space for later allocations. Answers false where the module's exports
-   * are out of reach (the default engine: Automerge instantiated it before
-   * this module could see it).
+   * Grows the engine's memory to at least `bytes` in all without writing to
+   * it, so the new pages stay untouched (not resident) until documents use
+   * them: allocates through the module's own allocator until the memory is
+   * that large, then frees it all; the allocator keeps the freed space for
+   * later allocations. (Asking for an amount to add instead would be served
+   * from space an earlier reserve left free, and grow nothing.) Answers
+   * false where the module's exports are out of reach (the default engine:
+   * Automerge instantiated it before this module could see it).
    */
-  growUntouched(bytes: number): boolean
-  /** Size of the engine's memory, where its exports are in reach (as for growUntouched). */
+  growUntouchedTo(bytes: number): boolean
+  /** Size of the engine's memory, where its exports are in reach (as for growUntouchedTo). */
   memoryBytes(): number | undefined
 }
 
@@ -88,11 +90,11 @@ function wrap(index: number, bindings: WasmBindings, allocator?: WasmAllocator):
   let failed: string | undefined
   return {
     memoryBytes: () => allocator?.memory.buffer.byteLength,
-    growUntouched: (bytes) => {
+    growUntouchedTo: (bytes) => {
       if (allocator === undefined) return false
       const pointers: number[] = []
       try {
-        for (let grown = 0; grown < bytes; grown += GROW_BLOCK_BYTES) {
+        while (allocator.memory.buffer.byteLength < bytes) {
           // A failed allocation traps (and kills the engine): callers stay below the 4 GiB end.
           pointers.push(allocator.__wbindgen_malloc(GROW_BLOCK_BYTES, 1))
         }

@@ -39,7 +39,7 @@ export function reserveAutomergeMemory(bytes: number, engine: AutomergeEngine = 
   const before = reserved.get(engine.index) ?? 0
   const wanted = Math.max(0, bytes - before)
   if (wanted <= 0) return before
-  if (engine.growUntouched(wanted)) {
+  if (engine.growUntouchedTo(bytes)) {
     reserved.set(engine.index, bytes)
     return bytes
   }

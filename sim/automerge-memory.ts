@@ -1,17 +1,17 @@
 /**
  * Automerge's WebAssembly memory for a simulated cluster: grown up front for
- * the cluster's size, and again whenever V8 reports garbage collections
- * forced by external memory pressure — what every growth of a WebAssembly
- * memory causes (crdt/wasm-reserve.ts says why that matters: it was over half
- * the CPU of a 150-node run). Memory management only: nothing here changes
- * what a simulated node does, so traces are unaffected.
+ * the cluster's size, and again, by a factor, as soon as the allocator had
+ * to grow it on its own — every growth of a WebAssembly memory makes V8
+ * react as to external memory pressure (crdt/wasm-reserve.ts says why that
+ * matters: it was over half the CPU of a 150-node run). Memory management
+ * only: nothing here changes what a simulated node does, so traces are
+ * unaffected.
  *
  * A cluster whose documents need more than one engine's memory is planned
  * onto several Automerge engines (crdt/automerge-engine.ts), node i on
  * engine 1 + (i mod k): one wasm32 memory ends at 4 GiB, and a 1,000-node run of
  * the whole node core aborted inside Automerge with one.
  */
-import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
 import { automergeEngine, type AutomergeEngine } from '../crdt/automerge-engine.ts'
 import { reserveAutomergeMemory } from '../crdt/wasm-reserve.ts'
 
@@ -51,9 +51,7 @@ export const AUTOMERGE_PLANNED_BYTES_PER_ENGINE = 1.5 * 1024 ** 3
  * ~9.6 GB of RAM on a 1,000-node run that needed far less.
  */
 export const FIRST_SIMULATED_ENGINE = 1
-/** Garbage collections forced by external memory pressure before the reserve grows: one or two come from other causes. */
-export const PRESSURE_GCS_BEFORE_TOP_UP = 4
-/** Each top-up grows the reserve by this factor: a few top-ups, not one per page. */
+/** Each top-up grows an engine's memory to this factor of its size: a few top-ups, not one per page. */
 export const TOP_UP_FACTOR = 1.5
 
 /** Estimated Automerge memory of a whole cluster of `nodes` simulated nodes running `deployments` deployments. */
@@ -71,10 +69,8 @@ export interface AutomergeMemoryGuard {
   /** The engine that holds node `index`'s document (the same one across its restarts). */
   engineFor(index: number): AutomergeEngine
   engines(): number
-  /** Grows the reserve if V8 reported pressure since the last check; cheap, call often. */
+  /** Tops up the memory of each engine whose allocator grew it since the last reserve; cheap, call often. */
   check(): void
-  /** Stops listening to the garbage collector (the reserve stays). */
-  stop(): void
   /** Reserved over all engines. */
   reservedBytes(): number
   topUps(): number
@@ -84,28 +80,23 @@ export function guardAutomergeMemory(nodes: number, deployments = 0): AutomergeM
   const engines = Array.from({ length: automergeEnginesFor(nodes, deployments) }, (_, index) => automergeEngine(FIRST_SIMULATED_ENGINE + index))
   const perEngine = Math.min(AUTOMERGE_RESERVE_BYTES_MAX, Math.ceil(automergeBytesFor(nodes, deployments) / engines.length))
   const reserved = engines.map((engine) => reserveAutomergeMemory(perEngine, engine))
-  let pressure = 0
+  // Each engine's memory size after its last reserve: a larger one means the allocator ran out of reserve and grew it
+  // page by page (undefined where the allocator is out of reach: that engine's reserve was written, and cannot be topped up).
+  const grownTo = engines.map((engine) => engine.memoryBytes())
   let topUps = 0
-  const observer = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      const detail = (entry as PerformanceEntry & { detail?: { kind?: number; flags?: number } }).detail
-      if (detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR && ((detail.flags ?? 0) & constants.NODE_PERFORMANCE_GC_FLAGS_ALL_EXTERNAL_MEMORY) !== 0) pressure++
-    }
-  })
-  observer.observe({ entryTypes: ['gc'] })
   return {
     engineFor: (index) => engines[index % engines.length]!,
     engines: () => engines.length,
     check() {
-      if (pressure < PRESSURE_GCS_BEFORE_TOP_UP || reserved.every((bytes) => bytes >= AUTOMERGE_RESERVE_BYTES_MAX)) return
-      pressure = 0
-      topUps++
-      // Which engine grew is not known: all grow (engines hold nodes round-robin, so they grow alike).
       engines.forEach((engine, i) => {
-        reserved[i] = reserveAutomergeMemory(Math.min(AUTOMERGE_RESERVE_BYTES_MAX, Math.ceil(reserved[i]! * TOP_UP_FACTOR)), engine)
+        const size = engine.memoryBytes()
+        const last = grownTo[i]
+        if (size === undefined || last === undefined || size <= last || size >= AUTOMERGE_RESERVE_BYTES_MAX) return
+        topUps++
+        reserved[i] = reserveAutomergeMemory(Math.min(AUTOMERGE_RESERVE_BYTES_MAX, Math.ceil(size * TOP_UP_FACTOR)), engine)
+        grownTo[i] = engine.memoryBytes()
       })
     },
-    stop: () => observer.disconnect(),
     reservedBytes: () => reserved.reduce((sum, bytes) => sum + bytes, 0),
     topUps: () => topUps,
   }

@@ -253,7 +253,6 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     alive: () => nodes.filter((n) => n.running),
     async stopAll() {
       for (const node of nodes) if (node.running) await cluster.kill(node)
-      automergeMemory.stop()
     },
     pause(node) {
       if (!node.running) return
