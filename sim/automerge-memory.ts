@@ -73,6 +73,8 @@ export interface AutomergeMemoryGuard {
   check(): void
   /** Reserved over all engines. */
   reservedBytes(): number
+  /** The engines' memory now, in all (an engine whose size is out of reach counts its reserve). */
+  memoryBytes(): number
   topUps(): number
 }
 
@@ -98,6 +100,7 @@ export function guardAutomergeMemory(nodes: number, deployments = 0): AutomergeM
       })
     },
     reservedBytes: () => reserved.reduce((sum, bytes) => sum + bytes, 0),
+    memoryBytes: () => engines.reduce((sum, engine, i) => sum + (engine.memoryBytes() ?? reserved[i]!), 0),
     topUps: () => topUps,
   }
 }

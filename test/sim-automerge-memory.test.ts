@@ -15,6 +15,7 @@ describe('automerge memory guard', () => {
     const reserved = engine.memoryBytes()!
     expect(reserved).toBeGreaterThanOrEqual(automergeBytesFor(8))
     expect(guard.reservedBytes()).toBe(automergeBytesFor(8))
+    expect(guard.memoryBytes()).toBe(reserved)
 
     // Documents within the reserve grow nothing: nothing to top up.
     const docs = [createHandle(undefined, engine)]

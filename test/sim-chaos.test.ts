@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { XMLValidator } from 'fast-xml-parser'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { runCampaign } from '../sim/campaign.ts'
+import { automergeBytesFor } from '../sim/automerge-memory.ts'
 import { parseSimFlags, runScenario, runSimCommand } from '../sim/cli.ts'
 import { figureValues } from '../sim/report/types.ts'
 import { runScheduledScenario } from '../sim/scenarios/scheduled.ts'
@@ -147,5 +148,8 @@ describe('chaos: the safety phase keeps its pace', () => {
     // The last deployment is due at 9 s: the safety phase lasts that long, then liveness; about one check per virtual second.
     expect(report.details.safetyChecks).toBeGreaterThanOrEqual(9)
     expect(report.details.safetyChecks).toBeLessThanOrEqual(report.virtualSeconds + 2)
+    // Memory beside the JS heap: the process's growth per node, and the Automerge engines' memory (at least their reserve).
+    expect(report.details.residentBytesPerNode).toEqual(expect.any(Number))
+    expect(report.details.automergeMemoryBytes).toBeGreaterThanOrEqual(automergeBytesFor(4))
   }, 60_000)
 })

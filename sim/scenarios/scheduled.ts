@@ -103,7 +103,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   const { spec, seed } = options
   const log = options.log ?? (() => {})
   const wallStartedAt = performance.now()
-  const heapBefore = process.memoryUsage().heapUsed
+  const { heapUsed: heapBefore, rss: residentBefore } = process.memoryUsage()
   const violations: string[] = []
   let violationCount = 0
   const violate = (found: readonly string[], phase: string, atMs: number): void => {
@@ -333,7 +333,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   const alive = cluster.alive()
   const elapsedS = driver.elapsedMs() / 1000
   const bids = retiredBids + bidsOf(cluster.nodes.filter((n) => n.running))
-  const heapAfter = process.memoryUsage().heapUsed
+  const { heapUsed: heapAfter, rss: residentAfter } = process.memoryUsage()
   const report: ScheduledScenarioReport = {
     seed,
     nodes: spec.nodes,
@@ -369,6 +369,9 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
       traceEntries: trace.entries(),
       eventsProcessed: driver.eventsProcessed(),
       safetyChecks: safetyCheckCount,
+      // heapBytesPerNode reads the JS heap only: Automerge's documents live in WebAssembly memory beside it.
+      residentBytesPerNode: Math.max(0, Math.round((residentAfter - residentBefore) / Math.max(1, cluster.nodes.length))),
+      automergeMemoryBytes: cluster.automergeMemory.memoryBytes(),
     },
     series: recorder.toSeries(),
   }
