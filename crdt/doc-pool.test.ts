@@ -204,6 +204,22 @@ function starter(pool: DocPool): (id: string, shared: boolean) => Promise<Cluste
   }
 }
 
+/** A sender on its own document; a receiver and a bystander sharing documents; the receiver's twin on its own. */
+async function syncCast(pool: DocPool): Promise<Record<'sender' | 'receiver' | 'bystander' | 'twin', ClusterState>> {
+  const start = starter(pool)
+  return { sender: await start('node-x', false), receiver: await start('node-1', true), bystander: await start('node-2', true), twin: await start('node-1', false) }
+}
+
+/** One sync message received by a replica on a pooled document and by its twin on its own: the same sync state, result and reads. */
+async function receiveAlike(pooledSide: ClusterState, ownSide: ClusterState, message: Uint8Array, states: [SyncState, SyncState] = [A.initSyncState(), A.initSyncState()]) {
+  const pooled = await pooledSide.receiveSyncMessage(states[0], message)
+  const own = await ownSide.receiveSyncMessage(states[1], message)
+  expect(normalized(pooled.syncState)).toEqual(normalized(own.syncState))
+  expect(pooled.result).toEqual(own.result)
+  expect(replicaView(pooledSide)).toEqual(replicaView(ownSide))
+  return { pooled, own }
+}
+
 describe('replicas sharing documents', () => {
   it('read exactly what replicas on their own documents read, step by step, with the same local changes', async () => {
     let reusedTotal = 0
@@ -331,9 +347,7 @@ describe('replicas sharing documents', () => {
 
   it('receives a sync message on the pooled document only when that holds every head the sender named', async () => {
     const pool = createDocPool()
-    const start = starter(pool)
-    const sender = await start('node-x', false)
-    const [receiver, bystander, twin] = [await start('node-1', true), await start('node-2', true), await start('node-1', false)]
+    const { sender, receiver, bystander, twin } = await syncCast(pool)
     try {
       await sender.createDeployment({ id: 'd1', spec: { name: 'one', image: 'nginx', replicas: 1 }, owner: sender.selfId })
       const first = sender.changesSince(receiver.heads())
@@ -344,11 +358,7 @@ describe('replicas sharing documents', () => {
       await bystander.applyChanges(first, first.map((change) => A.decodeChange(change)))
       // A message carrying the first change while naming the second as the sender's head (as a bloom filter's false positive leaves it).
       const message = A.encodeSyncMessage({ heads: [secondHash], need: [], have: [], changes: first })
-      const pooled = await receiver.receiveSyncMessage(A.initSyncState(), message)
-      const own = await twin.receiveSyncMessage(A.initSyncState(), message)
-      expect(normalized(pooled.syncState)).toEqual(normalized(own.syncState))
-      expect(pooled.result).toEqual(own.result)
-      expect(replicaView(receiver)).toEqual(replicaView(twin))
+      await receiveAlike(receiver, twin, message)
       expect(replicaView(receiver)).toEqual(replicaView(bystander))
     } finally {
       for (const state of [sender, receiver, bystander, twin]) await state.stop()
@@ -357,9 +367,7 @@ describe('replicas sharing documents', () => {
 
   it('receives a sync message carrying only changes it holds on the pooled document, without a fork, as a replica on its own document does', async () => {
     const pool = createDocPool()
-    const start = starter(pool)
-    const sender = await start('node-x', false)
-    const [receiver, bystander, twin] = [await start('node-1', true), await start('node-2', true), await start('node-1', false)]
+    const { sender, receiver, bystander, twin } = await syncCast(pool)
     try {
       await sender.createDeployment({ id: 'd1', spec: { name: 'one', image: 'nginx', replicas: 1 }, owner: sender.selfId })
       const first = sender.changesSince([])
@@ -368,21 +376,14 @@ describe('replicas sharing documents', () => {
       const forks = pool.stats().forks
       // A sync round that crossed gossip: the sender sends again what both already applied.
       const held = A.encodeSyncMessage({ heads: sender.heads(), need: [], have: [], changes: first })
-      const pooled = await receiver.receiveSyncMessage(A.initSyncState(), held)
-      const own = await twin.receiveSyncMessage(A.initSyncState(), held)
+      const { pooled, own } = await receiveAlike(receiver, twin, held)
       expect(pooled.result).toEqual({ applied: false, invalidEntries: [] })
-      expect(own.result).toEqual(pooled.result)
-      expect(normalized(pooled.syncState)).toEqual(normalized(own.syncState))
       expect(pool.stats().forks).toBe(forks)
       expect(pool.stats().documents).toBe(1) // both pooled replicas on one document
       // Naming a head it lacks, the message is received whole (Automerge then keeps the shared heads otherwise): still alike.
       await sender.createDeployment({ id: 'd2', spec: { name: 'two', image: 'nginx', replicas: 1 }, owner: sender.selfId })
       const ahead = A.encodeSyncMessage({ heads: sender.heads(), need: [], have: [], changes: first })
-      const pooledAhead = await receiver.receiveSyncMessage(pooled.syncState, ahead)
-      const ownAhead = await twin.receiveSyncMessage(own.syncState, ahead)
-      expect(normalized(pooledAhead.syncState)).toEqual(normalized(ownAhead.syncState))
-      expect(pooledAhead.result).toEqual(ownAhead.result)
-      expect(replicaView(receiver)).toEqual(replicaView(twin))
+      await receiveAlike(receiver, twin, ahead, [pooled.syncState, own.syncState])
       expect(replicaView(receiver)).toEqual(replicaView(bystander))
     } finally {
       for (const state of [sender, receiver, bystander, twin]) await state.stop()
