@@ -461,7 +461,7 @@ class AutomergeClusterState implements ClusterState {
   // ---- writes ----
 
   async upsertSelfNode(entry: SelfNodeInput): Promise<void> {
-    this.runningDoc()
+    this.runningDoc() // refuses a stopped or failed state, as the batch would
     // A restart registers what the node registered before. Answered from the index, that write costs a pooled
     // document no fork (a simulator's every node at every start: O(document) each, O(n²) at a cluster's start).
     if (selfNodeUnchanged(this.index.node(this.selfId), entry, this.selfId)) return

@@ -11,7 +11,7 @@
  * (GC and allocation-site marking steps were over half of its CPU).
  *
  * Allocating and freeing through the module's allocator grows the memory
- * once by about the requested size; the allocator keeps the freed space and
+ * once to the requested size; the allocator keeps the freed space and
  * later documents take their memory from it without growing the memory
  * again. The pages are not written, so they cost no RAM until documents use
  * them. The default engine's allocator is out of reach (automerge-engine.ts):
