@@ -1,9 +1,11 @@
 /**
  * Automerge's WebAssembly memory for a simulated cluster: grown up front for
  * the cluster's size, and again, by a factor, as soon as the allocator had
- * to grow it on its own — every growth of a WebAssembly memory makes V8
- * react as to external memory pressure (crdt/wasm-reserve.ts says why that
- * matters: it was over half the CPU of a 150-node run). Memory management
+ * to grow it on its own (the cluster checks after every driver step) —
+ * every growth of a WebAssembly memory makes V8 account the whole memory as
+ * new external memory and react as to memory pressure (crdt/wasm-reserve.ts
+ * says why that matters: it was over half the CPU of a 150-node run, and a
+ * GC storm at a 1,000-node heal). Memory management
  * only: nothing here changes what a simulated node does, so traces are
  * unaffected.
  *

@@ -32,6 +32,12 @@ export interface SimDriver {
 export interface SimDriverHooks {
   /** Called after every advance of virtual time (runFor, each runUntil step): the progress line hangs here. */
   onAdvance?(elapsedMs: number, eventsProcessed: number): void
+  /**
+   * Called after every step: the timers due at one virtual instant have run
+   * and their microtasks drained. For upkeep that must not wait for the end
+   * of an advance — one advance can take minutes of wall time under load.
+   */
+  onStep?(): void
 }
 
 /** Node's macrotask turn: every queued microtask (promise continuation) runs before it resolves. */
@@ -52,6 +58,7 @@ export function createSimDriver(seed: number, startMs = 1_700_000_000_000, hooks
         events++
       }
       await drainMicrotasks()
+      hooks.onStep?.()
     }
     if (clock.nowMs() < targetMs) clock.jumpTo(targetMs)
     await drainMicrotasks()

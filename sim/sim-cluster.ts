@@ -138,8 +138,13 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
     onAdvance: (elapsedMs, events) => {
       // A node whose document failed (Automerge trapped, e.g. out of memory) would only make the rest of the run meaningless: stop it here, loudly.
       if (stateFailure !== undefined) throw new Error(`simulated node ${stateFailure.node} lost its cluster document at ${stateFailure.atMs} virtual ms: ${stateFailure.reason} (Automerge engine ${stateFailure.engine}; the run has ${automergeMemory.engines()})`)
-      automergeMemory.check()
       options.driverHooks?.onAdvance?.(elapsedMs, events)
+    },
+    // After every step, not every advance: each page the allocator grows makes V8 account the whole memory anew as
+    // external memory (automerge-memory.ts), so growth left until the end of an advance was a GC storm at a heal.
+    onStep: () => {
+      automergeMemory.check()
+      options.driverHooks?.onStep?.()
     },
   })
   const rng = driver.rng
