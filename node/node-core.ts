@@ -164,8 +164,6 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         await transport.start()
         // Before membership: peers that learn of us may sync with us at once.
         await stateSync.start()
-        draining = state.node(peerId)?.draining === true
-        await state.upsertSelfNode({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version, draining })
         offs.push(membership.onEvent((event) => {
           events.emit({ type: `node.${event.type}`, peerId: event.peerId })
           placer.membershipChanged(event.peerId)
@@ -193,6 +191,10 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         // A joining or restarted node catches up before it places anything (bounded by initialSyncTimeoutMs).
         const synced = await stateSync.initialSync(init.seeds)
         logger.info({ outcome: synced.outcome, peer: synced.peerId, recovered: synced.recovered }, 'initial state sync')
+        // Registered on top of what the sync brought: our own entry as the cluster holds it (a store recovered
+        // from peers, a draining flag) decides which fields need writing, and the change follows the cluster's.
+        draining = state.node(peerId)?.draining === true
+        await state.upsertSelfNode({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version, draining })
         await placer.start()
         await reconciler.start()
       },

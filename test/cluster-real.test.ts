@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { DeploymentView } from '../node/index.ts'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createLevelStore } from '../crdt/index.ts'
 import { createFakeEngine } from '../runtime/index.ts'
@@ -136,6 +137,28 @@ describe('a cluster of three real nodes', () => {
       const ids = (await list(back)).map((d) => d.id).sort()
       return expected.every((id) => ids.includes(id)) ? true : undefined
     }, 45_000, 'recovered from peers')
+  }, 90_000)
+
+  it('a node that lost its stored document registers on top of its entry as the cluster holds it', async () => {
+    const victim = nodes[2]!
+    const peerId = victim.node.peerId
+    expect((await api(victim, 'POST', '/v1/nodes/self/drain')).statusCode).toBe(202)
+    const drained = await eventually(() => {
+      const entry = nodes[0]!.node.state.node(peerId)
+      return entry?.draining === true ? entry : undefined
+    }, 15_000, 'the drain reaches a peer')
+    await victim.stop({ graceful: true })
+    await rm(join(victim.dataDir, 'state'), { recursive: true, force: true })
+    // The same identity under a new name, on an empty store.
+    const back = await startTestNode({ engine, dataDir: victim.dataDir, config: { name: 'c-renamed' } })
+    nodes[2] = back
+    // Synced before registering: its new name went into the entry the cluster holds (a second entry written
+    // concurrently would lose to it), and it kept its draining flag and the time it first joined.
+    const own = back.node.state.node(peerId)
+    expect(own).toMatchObject({ name: 'c-renamed', draining: true, joinedAtMs: drained.joinedAtMs })
+    await eventually(() => nodes[0]!.node.state.node(peerId)?.name === 'c-renamed' || undefined, 15_000, 'the new name reaches a peer')
+    expect(nodes[0]!.node.state.node(peerId)).toMatchObject({ draining: true, joinedAtMs: drained.joinedAtMs })
+    expect((await api(back, 'POST', '/v1/nodes/self/undrain')).statusCode).toBe(202)
   }, 90_000)
 
   it('a deploy that no node could ever take is refused with 422 and the reason', async () => {
