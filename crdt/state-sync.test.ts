@@ -268,6 +268,54 @@ describe('state sync with out-of-order gossip', () => {
   })
 })
 
+describe('held changes', () => {
+  it('a chain held for a missing change is released at once when a sync brings the chain; a chain still missing its root stays held', async () => {
+    const clock = createVirtualClock()
+    const net = createManualNetwork()
+    const start = async (id: string): Promise<{ state: ClusterState; sync: StateSync }> => {
+      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger })
+      await state.start()
+      const transport = net.transport(id)
+      await transport.start()
+      const sync = createStateSync({ preset: 'test' })({ state, transport, clock, rng: createRng(1), logger: silentLogger, peers: () => [] })
+      await sync.start()
+      return { state, sync }
+    }
+    const a = await start('a')
+    const b = await start('b')
+    await a.state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'a' })
+    for (const replicas of [2, 3, 4]) await a.state.setReplicas('d1', replicas)
+    const [, two, three, four] = net.take()
+    for (const message of [four!, three!, two!]) net.deliver('b', message) // the creation never arrives: all three held
+    await b.sync.idle()
+    expect(b.sync.counters()).toMatchObject({ changesPending: 3, changesApplied: 0 })
+    await a.state.setDesired('d1', 'stopped')
+    net.take()
+    expect(await b.sync.syncNow('a')).toMatchObject({ ok: true })
+    await b.sync.idle()
+    // The sync brought the creation and the whole chain: each held change is now a duplicate, none waits.
+    expect(b.sync.counters()).toMatchObject({ changesPending: 0, changesApplied: 0, changesDuplicate: 3 })
+    expect(b.state.deployment('d1')).toMatchObject({ replicas: 4, desired: 'stopped' })
+    // A second chain whose first change is lost stays held however often the document changes meanwhile.
+    for (const replicas of [5, 6]) await a.state.setReplicas('d1', replicas)
+    const [five, six] = net.take()
+    net.deliver('b', six!)
+    await a.state.setDesired('d1', 'running')
+    const [running] = net.take()
+    net.deliver('b', running!)
+    await b.sync.idle()
+    expect(b.sync.counters()).toMatchObject({ changesPending: 2 })
+    net.deliver('b', five!)
+    await b.sync.idle()
+    expect(b.sync.counters()).toMatchObject({ changesPending: 0, changesApplied: 3 })
+    expect(replicaView(b.state)).toEqual(replicaView(a.state))
+    for (const node of [a, b]) {
+      await node.sync.stop()
+      await node.state.stop()
+    }
+  })
+})
+
 describe('state sync under bad input', () => {
   it('malformed bytes, random JSON and a change that decodes but yields an invalid entry on the state topic are dropped, counted and blamed; the node goes on', async () => {
     const cluster = await simCluster(['n0', 'n1', 'n2'], { seed: 19, config: { changeBytesMax: 4_096 } })
