@@ -923,7 +923,8 @@ class AutomergeClusterState implements ClusterState {
    * them all).
    */
   private bulkTouched(next: DocHandle, before: readonly string[] | undefined): 'all' | { paths: string[][] } {
-    if (before === undefined || before.length === 0) return 'all'
+    // An empty index (a document of the genesis alone: a fresh node's first merge) is read whole whatever the diff names.
+    if (before === undefined || before.length === 0 || this.index.entryCount() === 0) return 'all'
     // The same merge on a pooled document (replicas back from one partition) is diffed once.
     const memo = this.pool?.readMemo(next)
     const memoKey = `diff ${headsKey(before)}`
