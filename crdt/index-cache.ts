@@ -25,7 +25,7 @@
 import { createHash } from 'node:crypto'
 import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import { z } from 'zod'
-import type { Logger, Store } from '../core/index.ts'
+import { parseJsonOrUndefined, type Logger, type Store } from '../core/index.ts'
 import { decodeDeployment, decodeNode, decodePlacement, decodeStatus, type IndexSnapshot } from './doc-index.ts'
 import { seal, unseal } from './envelope.ts'
 import { NodeEntrySchema, StoredDeploymentSchema, StoredPlacementSchema, StoredStatusSchema } from './schema.ts'
@@ -122,7 +122,7 @@ function openCache(blob: Uint8Array, heads: readonly string[]): IndexSnapshot | 
   const split = payload.indexOf(NEWLINE)
   if (split < 0) return 'no header'
   const decoder = new TextDecoder()
-  const header = HeaderSchema.safeParse(parseJson(decoder.decode(payload.subarray(0, split))))
+  const header = HeaderSchema.safeParse(parseJsonOrUndefined(decoder.decode(payload.subarray(0, split))))
   if (!header.success) return 'unknown format'
   if (header.data.fingerprint !== indexCacheFingerprint()) return 'written under other validation rules'
   const cachedHeads = header.data.heads
@@ -133,15 +133,7 @@ function openCache(blob: Uint8Array, heads: readonly string[]): IndexSnapshot | 
   } catch (err) {
     return `not inflatable: ${(err as Error).message}`
   }
-  const snapshot = SnapshotSchema.safeParse(parseJson(decoder.decode(body)))
+  const snapshot = SnapshotSchema.safeParse(parseJsonOrUndefined(decoder.decode(body)))
   if (!snapshot.success) return 'malformed entries'
   return snapshot.data as IndexSnapshot
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
 }

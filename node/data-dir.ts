@@ -8,7 +8,7 @@ import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
-import { LatticeError } from '../core/index.ts'
+import { LatticeError, parseJsonOrUndefined } from '../core/index.ts'
 import { NodeConfigSchema, type NodeConfigInput } from './config.ts'
 
 export function resolveDataDir(flag?: string): string {
@@ -37,7 +37,7 @@ export async function readApiCredentials(dataDir: string): Promise<ApiCredential
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw error
   }
-  const parsed = ApiCredentialsSchema.safeParse(safeJson(text))
+  const parsed = ApiCredentialsSchema.safeParse(parseJsonOrUndefined(text))
   if (!parsed.success) throw new LatticeError('BAD_REQUEST', `${apiFile(dataDir)} is malformed: ${parsed.error.issues[0]?.message ?? 'invalid'}`)
   return parsed.data
 }
@@ -67,18 +67,10 @@ export async function readConfigFile(dataDir: string): Promise<NodeConfigInput> 
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {}
     throw error
   }
-  const parsed = NodeConfigSchema.partial().safeParse(safeJson(text))
+  const parsed = NodeConfigSchema.partial().safeParse(parseJsonOrUndefined(text))
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
     throw new LatticeError('VALIDATION_FAILED', `${path}: ${issue?.path.join('.') ?? ''} ${issue?.message ?? 'invalid'}`.trim())
   }
   return parsed.data as NodeConfigInput
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
 }
