@@ -229,21 +229,32 @@ describe('state sync over the simulated network', () => {
   })
 })
 
+/** Replicas with these ids on a manual network (each message delivered by hand), state sync on the test preset with `config`. */
+async function manualReplicas<const Ids extends readonly string[]>(ids: Ids, config: NonNullable<Parameters<typeof createStateSync>[0]>['config'] = {}) {
+  const clock = createVirtualClock()
+  const net = createManualNetwork()
+  const replicas: Array<{ state: ClusterState; sync: StateSync }> = []
+  for (const id of ids) {
+    const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger })
+    await state.start()
+    const transport = net.transport(id)
+    await transport.start()
+    const sync = createStateSync({ preset: 'test', config })({ state, transport, clock, rng: createRng(1), logger: silentLogger, peers: () => [] })
+    await sync.start()
+    replicas.push({ state, sync })
+  }
+  const stopAll = async (): Promise<void> => {
+    for (const node of replicas) {
+      await node.sync.stop()
+      await node.state.stop()
+    }
+  }
+  return { clock, net, replicas: replicas as { [K in keyof Ids]: { state: ClusterState; sync: StateSync } }, stopAll }
+}
+
 describe('state sync with out-of-order gossip', () => {
   it('changes that arrive before their dependencies are held, applied when the dependencies come; past pendingChangesMax the oldest is dropped and sync brings it', async () => {
-    const clock = createVirtualClock()
-    const net = createManualNetwork()
-    const start = async (id: string): Promise<{ state: ClusterState; sync: StateSync }> => {
-      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger })
-      await state.start()
-      const transport = net.transport(id)
-      await transport.start()
-      const sync = createStateSync({ preset: 'test', config: { pendingChangesMax: 2 } })({ state, transport, clock, rng: createRng(1), logger: silentLogger, peers: () => [] })
-      await sync.start()
-      return { state, sync }
-    }
-    const a = await start('a')
-    const b = await start('b')
+    const { net, replicas: [a, b], stopAll } = await manualReplicas(['a', 'b'], { pendingChangesMax: 2 })
     await a.state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'a' })
     await a.state.setReplicas('d1', 2)
     await a.state.setReplicas('d1', 3)
@@ -261,28 +272,11 @@ describe('state sync with out-of-order gossip', () => {
     expect(await b.sync.syncNow('a')).toMatchObject({ ok: true })
     expect(b.state.deployment('d1')?.desired).toBe('stopped')
     expect(replicaView(b.state)).toEqual(replicaView(a.state))
-    for (const node of [a, b]) {
-      await node.sync.stop()
-      await node.state.stop()
-    }
+    await stopAll()
   })
-})
 
-describe('held changes', () => {
   it('a chain held for a missing change is released at once when a sync brings the chain; a chain still missing its root stays held', async () => {
-    const clock = createVirtualClock()
-    const net = createManualNetwork()
-    const start = async (id: string): Promise<{ state: ClusterState; sync: StateSync }> => {
-      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger })
-      await state.start()
-      const transport = net.transport(id)
-      await transport.start()
-      const sync = createStateSync({ preset: 'test' })({ state, transport, clock, rng: createRng(1), logger: silentLogger, peers: () => [] })
-      await sync.start()
-      return { state, sync }
-    }
-    const a = await start('a')
-    const b = await start('b')
+    const { net, replicas: [a, b], stopAll } = await manualReplicas(['a', 'b'])
     await a.state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'a' })
     for (const replicas of [2, 3, 4]) await a.state.setReplicas('d1', replicas)
     const [, two, three, four] = net.take()
@@ -309,10 +303,7 @@ describe('held changes', () => {
     await b.sync.idle()
     expect(b.sync.counters()).toMatchObject({ changesPending: 0, changesApplied: 3 })
     expect(replicaView(b.state)).toEqual(replicaView(a.state))
-    for (const node of [a, b]) {
-      await node.sync.stop()
-      await node.state.stop()
-    }
+    await stopAll()
   })
 })
 
@@ -516,18 +507,7 @@ describe('anti-entropy opens each session with a heads round', () => {
 
 describe('state sync applies gossip in batches', () => {
   it('changes from several senders arriving within applyDelayMs are applied, persisted and announced once; none waits longer', async () => {
-    const clock = createVirtualClock()
-    const net = createManualNetwork()
-    const start = async (id: string): Promise<{ state: ClusterState; sync: StateSync }> => {
-      const state = createClusterState({ selfId: id })({ store: createMemoryStore(), clock, logger: silentLogger })
-      await state.start()
-      const transport = net.transport(id)
-      await transport.start()
-      const sync = createStateSync({ preset: 'test', config: { applyDelayMs: 50 } })({ state, transport, clock, rng: createRng(1), logger: silentLogger, peers: () => [] })
-      await sync.start()
-      return { state, sync }
-    }
-    const [a, b, c] = [await start('a'), await start('b'), await start('c')]
+    const { clock, net, replicas: [a, b, c], stopAll } = await manualReplicas(['a', 'b', 'c'], { applyDelayMs: 50 })
     await a.state.createDeployment({ id: 'da', spec: { name: 'web', image: 'nginx' }, owner: 'a' })
     await b.state.createDeployment({ id: 'db', spec: { name: 'api', image: 'nginx' }, owner: 'b' })
     await b.state.setReplicas('db', 2)
@@ -547,9 +527,6 @@ describe('state sync applies gossip in batches', () => {
     expect(events).toEqual([{ afterMs: 50, deployments: new Set(['da', 'db']) }])
     expect(c.state.stats().chunks).toBe(chunksBefore + 1)
     expect(c.sync.counters()).toMatchObject({ changesApplied: 3 })
-    for (const node of [a, b, c]) {
-      await node.sync.stop()
-      await node.state.stop()
-    }
+    await stopAll()
   })
 })
