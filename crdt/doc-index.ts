@@ -361,6 +361,20 @@ function plainRead(materialized: unknown): unknown {
   }
 }
 
+/** What refreshSection reads of a section: its entries' raw values by key, in document order. */
+type SectionRead = 'absent' | 'not a map' | { protoKey: boolean; entries: ReadonlyArray<readonly [key: string, raw: unknown]> }
+
+function readSectionFrom(doc: DocHandle, section: SectionName): SectionRead {
+  const top = doc.getWithType('_root', section) as [string, unknown] | null
+  if (top === null) return 'absent'
+  if (top[0] !== 'map') return 'not a map'
+  const entries = doc.materialize(top[1] as ObjId) as DocMap
+  // Never an entry (no id starts with "_"), and not an own property of what materialize returns: reported by the caller.
+  const protoKey = doc.getWithType(top[1] as ObjId, PROTO_KEY) !== null
+  if (section === 'deployments') return { protoKey, entries: [...gatherDeployments(entries)].map(([id, stored]) => [id, plainRead(stored)] as const) }
+  return { protoKey, entries: Object.keys(entries).map((key) => [key, plainRead(entries[key])] as const) }
+}
+
 const winnersOf = (entry: PlacementEntry | Unchecked | undefined): readonly string[] =>
   entry === undefined || entry instanceof Unchecked ? [] : entry.winners
 
@@ -720,22 +734,33 @@ export class DocIndex {
     for (const key of this.invalid.keys()) {
       if (key === `${scope}]` || key.startsWith(`${scope},`)) this.invalid.delete(key)
     }
-    const top = doc.getWithType('_root', section) as [string, unknown] | null
-    if (top === null) return
-    if (top[0] !== 'map') {
+    const read = this.readSection(doc, section)
+    if (read === 'absent') return
+    if (read === 'not a map') {
       this.markInvalid([section], 'expected a map')
       return
     }
-    const entries = doc.materialize(top[1] as ObjId) as DocMap
-    // Never an entry (no id starts with "_"), and not an own property of what materialize returns: reported here.
-    if (doc.getWithType(top[1] as ObjId, PROTO_KEY) !== null) this.markInvalid([section, PROTO_KEY], 'a key named __proto__')
+    if (read.protoKey) this.markInvalid([section, PROTO_KEY], 'a key named __proto__')
     // Every entry is new to the section, just emptied: nothing to look up and replace.
-    if (section === 'deployments') {
-      for (const [id, stored] of gatherDeployments(entries)) this.refreshEntry(section, id, plainRead(stored), true)
-    } else {
-      const keys = Object.keys(entries)
-      for (let i = 0; i < keys.length; i++) this.refreshEntry(section, keys[i]!, plainRead(entries[keys[i]!]), true, defer)
-    }
+    const { entries } = read
+    for (let i = 0; i < entries.length; i++) this.refreshEntry(section, entries[i]![0], entries[i]![1], true, defer)
+  }
+
+  /**
+   * A section's entries as read from `doc` (raw: plainRead's output), kept
+   * in the document's read memo: the replicas that rebuild on one pooled
+   * document (nodes joining from the same peer, or back from one partition)
+   * materialize it once. Raw values are never changed by whoever decodes
+   * them, so one list serves them all.
+   */
+  private readSection(doc: DocHandle, section: SectionName): SectionRead {
+    const memo = this.readMemo(doc)
+    const memoKey = `section ${section}`
+    const memoized = memo?.get(memoKey) as SectionRead | undefined
+    if (memoized !== undefined) return memoized
+    const read = readSectionFrom(doc, section)
+    memo?.set(memoKey, read)
+    return read
   }
 
   /**

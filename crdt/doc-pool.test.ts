@@ -477,6 +477,44 @@ describe('replicas sharing documents', () => {
     }
   })
 
+  it('replicas rebuilding their index on one pooled document read each section from Automerge once', async () => {
+    const pool = createDocPool()
+    const start = starter(pool)
+    const sender = await start('node-x', false)
+    const [first, second, twin] = [await start('node-1', true), await start('node-2', true), await start('node-2', false)]
+    const probe = createHandle('aa')
+    const handleClass = Object.getPrototypeOf(probe) as { materialize(...args: unknown[]): unknown }
+    probe.free()
+    const materialize = vi.spyOn(handleClass, 'materialize')
+    /** The whole document, as an empty replica is sent it: large enough to be a bulk merge, so `to` rebuilds its index from it. */
+    const pushTo = async (to: ClusterState): Promise<number> => {
+      const [opening, hello] = to.generateSyncMessage(A.initSyncState())
+      const senderState = (await sender.receiveSyncMessage(A.initSyncState(), hello!)).syncState
+      const [, message] = sender.generateSyncMessage(senderState)
+      materialize.mockClear()
+      await to.receiveSyncMessage(opening, message!)
+      expect(message!.length).toBeGreaterThanOrEqual(16 * 1024)
+      return materialize.mock.calls.length
+    }
+    try {
+      // Settings that do not compress (a chain of hashes), so that a few deployments make a message of bulk size.
+      const blobOf = (i: number): string => Array.from({ length: 120 }, (_, j) => createHash('sha256').update(`${i}/${j}`).digest('hex')).join('')
+      for (let i = 0; i < 5; i++) await sender.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', replicas: 2, env: { BLOB: blobOf(i) } }, owner: sender.selfId })
+      await sender.upsertSelfNode(sampleNode)
+      await sender.reportStatus('d0', 0, sampleStatus)
+      expect(await pushTo(first)).toBeGreaterThan(0)
+      // On the document the first replica rebuilt at, the second takes what it read: nothing is read from Automerge again.
+      expect(await pushTo(second)).toBe(0)
+      expect(await pushTo(twin)).toBeGreaterThan(0)
+      expect(replicaView(second)).toEqual(replicaView(twin))
+      expect(replicaView(second)).toEqual(replicaView(sender))
+      expect(second.deployments().map((d) => d.id)).toEqual(['d0', 'd1', 'd2', 'd3', 'd4'])
+    } finally {
+      materialize.mockRestore()
+      for (const state of [sender, first, second, twin]) await state.stop()
+    }
+  })
+
   it('nodes starting from copies of one stored snapshot load it once; a store with chunks loads on its own', async () => {
     const written = createMemoryStore()
     const writer = createClusterState({ selfId: 'node-w' })({ store: written, clock, logger: silentLogger })
