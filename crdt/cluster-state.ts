@@ -122,7 +122,9 @@ export interface ClusterStateStats {
    * Entries read from the document and validated since this instance was
    * made: every entry at start and on a bulk merge, then only the entries
    * each change touched (a change costs what it touched, not the document).
-   * Unchecked entries count once validated. Computed when read.
+   * Unchecked entries count once validated. An entry another replica on
+   * the same pooled document (the simulator) already checked is taken
+   * from it and not counted. Computed when read.
    */
   entriesDecoded: number
   /**

@@ -151,6 +151,12 @@ class Unchecked {
  */
 type EntryListener<E> = (keys: readonly string[], before: E | Unchecked | undefined, after: E | Unchecked | undefined, foundInvalid: boolean) => void
 
+/** An entry as checked: decoded and frozen (undefined when absent or invalid), and why it is invalid. Immutable: replicas share it. */
+interface CheckedEntry<E> {
+  readonly entry: E | undefined
+  readonly reason: string | undefined
+}
+
 /** One section's entries, keyed by their path below the section name. */
 class SectionIndex<E> {
   readonly trie = new PathTrie<E | Unchecked>()
@@ -194,10 +200,19 @@ class SectionIndex<E> {
    * being read anew), so there is nothing to look up and replace.
    */
   refresh(keys: readonly string[], raw: unknown, absent = false): string | undefined {
+    return this.store(keys, this.checked(keys, raw), absent)
+  }
+
+  /** What refresh would store for `raw` at `keys`: the decoded, frozen entry, or why it is invalid. Changes nothing. */
+  checked(keys: readonly string[], raw: unknown): CheckedEntry<E> {
     const entry = this.check(keys, raw)
-    const reason = this.reason
-    this.replace(keys, entry, absent)
-    return reason
+    return { entry, reason: this.reason }
+  }
+
+  /** Stores what `checked` gave (for the same raw value, perhaps another replica's index): refresh without the check. */
+  store(keys: readonly string[], checked: CheckedEntry<E>, absent = false): string | undefined {
+    this.replace(keys, checked.entry, absent)
+    return checked.reason
   }
 
   /** Stores an entry already decoded and frozen (an index cache's): trusted, not checked again. */
@@ -711,7 +726,7 @@ export class DocIndex {
     const memo = this.readMemo(doc)
     const memoKey = `entry ${section} ${key}`
     if (memo?.has(memoKey) === true) {
-      this.refreshEntry(section, key, memo.get(memoKey))
+      this.refreshEntry(section, key, memo.get(memoKey), false, false, memo)
       return
     }
     const parent = mapAt(doc, '_root', section)
@@ -720,7 +735,7 @@ export class DocIndex {
     else if (section === 'deployments') raw = docRead(() => gatherDeployment(key, (at) => readValue(doc, parent, at)))
     else raw = docRead(() => readValue(doc, parent, key))
     memo?.set(memoKey, raw)
-    this.refreshEntry(section, key, raw)
+    this.refreshEntry(section, key, raw, false, false, memo)
   }
 
   /**
@@ -743,7 +758,8 @@ export class DocIndex {
     if (read.protoKey) this.markInvalid([section, PROTO_KEY], 'a key named __proto__')
     // Every entry is new to the section, just emptied: nothing to look up and replace.
     const { entries } = read
-    for (let i = 0; i < entries.length; i++) this.refreshEntry(section, entries[i]![0], entries[i]![1], true, defer)
+    const memo = this.readMemo(doc)
+    for (let i = 0; i < entries.length; i++) this.refreshEntry(section, entries[i]![0], entries[i]![1], true, defer, memo)
   }
 
   /**
@@ -771,19 +787,35 @@ export class DocIndex {
    * nothing at that key yet. With `defer`, a present entry is stored
    * unchecked, validated when first read.
    */
-  private refreshEntry(section: SectionName, key: string, raw: unknown, absent = false, defer = false): void {
+  private refreshEntry(section: SectionName, key: string, raw: unknown, absent = false, defer = false, memo?: Map<string, unknown>): void {
     const parts = splitEntryKey(section, key)
     if (defer && parts !== undefined && raw !== undefined) {
       this.sections[section].defer(parts, raw, absent)
       if (this.invalid.size > 0) this.invalid.delete(JSON.stringify([section, key]))
       return
     }
-    this.refreshed++
     let reason: string | undefined
-    if (parts !== undefined) reason = this.sections[section].refresh(parts, raw, absent)
+    if (parts !== undefined) reason = (this.sections[section] as SectionIndex<unknown>).store(parts, this.checkedEntry(section, key, parts, raw, memo), absent)
     else if (raw !== undefined) reason = `key ${key} does not have ${ENTRY_KEY_PARTS[section]} parts separated by ${KEY_SEPARATOR}`
     if (reason !== undefined) this.markInvalid([section, key], reason)
     else if (this.invalid.size > 0) this.invalid.delete(JSON.stringify([section, key]))
+  }
+
+  /**
+   * The entry at section[key] checked, or taken from the document's read
+   * memo where another replica on the same pooled document checked it: the
+   * entry at a key of one unchanging document is one raw value, so one
+   * check serves every replica (most of a gossip apply in the simulator was
+   * each node decoding the same entry).
+   */
+  private checkedEntry(section: SectionName, key: string, parts: readonly string[], raw: unknown, memo: Map<string, unknown> | undefined): CheckedEntry<unknown> {
+    const memoKey = `checked ${section} ${key}`
+    const memoized = memo?.get(memoKey) as CheckedEntry<unknown> | undefined
+    if (memoized !== undefined) return memoized
+    this.refreshed++
+    const checked = (this.sections[section] as SectionIndex<unknown>).checked(parts, raw)
+    memo?.set(memoKey, checked)
+    return checked
   }
 
   private markInvalid(path: string[], reason: string): void {

@@ -477,7 +477,7 @@ describe('replicas sharing documents', () => {
     }
   })
 
-  it('replicas rebuilding their index on one pooled document read each section from Automerge once', async () => {
+  it('replicas rebuilding their index on one pooled document read and check each entry once', async () => {
     const pool = createDocPool()
     const start = starter(pool)
     const sender = await start('node-x', false)
@@ -506,6 +506,9 @@ describe('replicas sharing documents', () => {
       // On the document the first replica rebuilt at, the second takes what it read: nothing is read from Automerge again.
       expect(await pushTo(second)).toBe(0)
       expect(await pushTo(twin)).toBeGreaterThan(0)
+      // Nor is any entry decoded and validated again: the first replica's checked entries serve it.
+      expect(second.stats().entriesDecoded).toBe(0)
+      expect(twin.stats().entriesDecoded).toBeGreaterThan(5)
       expect(replicaView(second)).toEqual(replicaView(twin))
       expect(replicaView(second)).toEqual(replicaView(sender))
       expect(second.deployments().map((d) => d.id)).toEqual(['d0', 'd1', 'd2', 'd3', 'd4'])
