@@ -25,10 +25,9 @@
  *
  * Prints figures and which targets were missed; asserts nothing.
  */
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
-import { runCampaign, SIM_PROCESS_FLAGS, type CampaignResult } from '../campaign.ts'
+import { runCampaign, SIM_PROCESS_FLAGS, simProcessArgs, type CampaignResult } from '../campaign.ts'
 
 export const SIM_BENCH_TARGETS = {
   runWallSeconds: 600,
@@ -60,7 +59,7 @@ export async function simBench(): Promise<Record<string, unknown>> {
   const env = parsed.data
   const command = (simArgv: readonly string[]): { file: string; args: string[]; cwd: string } => ({
     file: process.execPath,
-    args: [`--max-old-space-size=${env.LATTICE_BENCH_SIM_HEAP_MB}`, ...SIM_PROCESS_FLAGS, '--import', 'tsx', join(ROOT, 'sim', 'main.ts'), ...simArgv],
+    args: simProcessArgs(simArgv, [`--max-old-space-size=${env.LATTICE_BENCH_SIM_HEAP_MB}`, ...SIM_PROCESS_FLAGS]),
     cwd: ROOT,
   })
   const progress = (label: string) => (p: { row: { seed: number; ok: boolean; processWallSeconds: number }; done: number; total: number }) =>
