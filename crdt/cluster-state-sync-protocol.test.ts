@@ -1,10 +1,11 @@
 /** The ClusterState surface state sync builds on: the Automerge sync protocol, snapshots, coverage of heads, apply results. */
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import * as A from '@automerge/automerge'
 import { createRng } from '../core/index.ts'
 import { createVirtualClock } from '../sim/virtual-clock.ts'
 import type { ClusterState, SyncState } from './cluster-state.ts'
 import { toDocValue, type DocMap } from './doc-codec.ts'
+import { createHandle } from './doc-handle.ts'
 import { createMemoryStore } from './level-store.ts'
 import { replicaView, syncPair } from './sync-test-support.ts'
 import { sampleNode, sampleStatus, startState } from './test-support.ts'
@@ -116,6 +117,36 @@ describe('cluster state sync surface', () => {
     await fresh.mergeSnapshot(a.saveSnapshot())
     expect(replicaView(a)).toEqual(replicaView(fresh))
     expect(a.statuses('d2')).toMatchObject([{ peerId: 'node-b', restarts: 19 }])
+  })
+
+  it('a bulk merge that adds more keys than half the index holds re-reads every entry without asking Automerge for a diff', async () => {
+    const noise = (seed: number): string => {
+      const rng = createRng(seed)
+      return Array.from({ length: 1000 }, () => rng.int(36).toString(36)).join('') // incompressible
+    }
+    const a = await start('node-a')
+    for (let i = 0; i < 10; i++) await a.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', replicas: 3 }, owner: 'node-a' })
+    for (let i = 0; i < 10; i++) for (let replica = 0; replica < 3; replica++) await a.reportStatus(`d${i}`, replica, { ...sampleStatus, error: noise(i * 3 + replica + 1) })
+    const b = await start('node-b')
+    await b.upsertSelfNode(sampleNode)
+    await b.createDeployment({ id: 'mine', spec: { name: 'mine', image: 'nginx' }, owner: 'node-b' })
+    const touched: Array<'all' | string[]> = []
+    b.onChange((change) => touched.push(change.deployments === 'all' ? 'all' : [...change.deployments].sort()))
+    const probe = createHandle('aa')
+    const handleClass = Object.getPrototypeOf(probe) as { diff(...args: unknown[]): unknown }
+    probe.free()
+    const diff = vi.spyOn(handleClass, 'diff')
+    try {
+      const { largest } = await syncRecording(a, b)
+      expect(largest).toBeGreaterThan(16 * 1024)
+      // Thirty status keys and a node entry arrived on an index of two entries: the diff could only have said "all".
+      expect(diff).not.toHaveBeenCalled()
+      expect(touched).toContain('all')
+      expect(replicaView(b)).toEqual(replicaView(a))
+      expect(b.statuses('d9')).toHaveLength(3)
+    } finally {
+      diff.mockRestore()
+    }
   })
 
   it('mergeSnapshot brings in a whole document, idempotently', async () => {

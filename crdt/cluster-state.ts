@@ -14,7 +14,7 @@ import { z } from 'zod'
 import { LatticeError, type Clock, type DesiredState, type Logger, type Startable, type Store } from '../core/index.ts'
 import { defaultEngine, type AutomergeEngine } from './automerge-engine.ts'
 import { changeMeta, documentHeads, splitChunks, type ChangeMeta, type Chunk } from './change-chunks.ts'
-import { draftRoot, forkHandle, generateSyncMessage, isEngineFailure, loadHandle, receiveHeldSyncMessage, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
+import { draftRoot, forkHandle, generateSyncMessage, isEngineFailure, loadHandle, mapAt, receiveHeldSyncMessage, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
 import { headsKey, headsKeyAfter, type DocPool } from './doc-pool.ts'
 import { DocIndex, type IndexSnapshot } from './doc-index.ts'
 import { INDEX_CACHE_KEY, readIndexCache, writeIndexCache } from './index-cache.ts'
@@ -926,7 +926,11 @@ class AutomergeClusterState implements ClusterState {
    */
   private bulkTouched(next: DocHandle, before: readonly string[] | undefined): 'all' | { paths: string[][] } {
     // An empty index (a document of the genesis alone: a fresh node's first merge) is read whole whatever the diff names.
-    if (before === undefined || before.length === 0 || this.index.entryCount() === 0) return 'all'
+    const entries = this.index.entryCount()
+    if (before === undefined || before.length === 0 || entries === 0) return 'all'
+    // Each key a merge added is named by the diff: when they alone pass the share, the diff can only answer 'all'
+    // (a node that registered into a nearly empty document, then received the cluster's: 10 % of a 200-node seed).
+    if (this.guard('reading what a merge changed', () => this.keysAddedAtLeast(next)) * BULK_DIFF_SHARE_DIVISOR > entries) return 'all'
     // The same merge on a pooled document (replicas back from one partition) is diffed once.
     const memo = this.pool?.readMemo(next)
     const memoKey = `diff ${headsKey(before)}`
@@ -936,7 +940,22 @@ class AutomergeClusterState implements ClusterState {
       memo?.set(memoKey, patches)
     }
     const paths = this.index.touchedByPatches(patches)
-    return paths.length * BULK_DIFF_SHARE_DIVISOR > this.index.entryCount() ? 'all' : { paths }
+    return paths.length * BULK_DIFF_SHARE_DIVISOR > entries ? 'all' : { paths }
+  }
+
+  /**
+   * At least how many keys `next` holds that the index (still at the
+   * document before the merge) does not account for: per section whose
+   * keys are its entries, the keys now there beyond those the index holds
+   * or found invalid (deployments, several keys each, are not counted).
+   */
+  private keysAddedAtLeast(next: DocHandle): number {
+    let added = 0
+    for (const section of ['nodes', 'placements', 'status'] as const) {
+      const map = mapAt(next, '_root', section)
+      if (map !== undefined) added += Math.max(0, next.length(map) - this.index.keysAccounted(section))
+    }
+    return added
   }
 
   saveSnapshot(): Uint8Array {

@@ -528,6 +528,18 @@ export class DocIndex {
 
   // ---- maintenance ----
 
+  /**
+   * Keys of `section` this index accounts for: its entries (unchecked ones
+   * included) and its invalid entries. Every key the section held in the
+   * document last indexed is one of them. A walk, as entryCount.
+   */
+  keysAccounted(section: SectionName): number {
+    const scope = JSON.stringify([section]).slice(0, -1)
+    let invalid = 0
+    for (const key of this.invalid.keys()) if (key.startsWith(`${scope},`)) invalid++
+    return this.sections[section].size() + invalid
+  }
+
   /** Entries held, unchecked ones included (not the invalid ones). */
   entryCount(): number {
     let count = 0
