@@ -280,6 +280,9 @@ const BULK_SHARE_DIVISOR = 4
 /** A bulk merge's diff naming more than this fraction (1/n) of the index's entries re-reads the whole index instead: past half, one read per section beats one per entry. */
 const BULK_DIFF_SHARE_DIVISOR = 2
 
+/** Read-memo key (doc-pool.ts) of a pooled document's answers to "is this change in it?", by hash. */
+const HELD_MEMO = 'held'
+
 /** The pool memo key (readMemo) of the index a replica built when it loaded that pooled document (buildLoadedIndex). */
 const LOADED_INDEX_MEMO = 'loaded index'
 
@@ -676,12 +679,16 @@ class AutomergeClusterState implements ClusterState {
     // every other (a gossiped change is asked about by each of its receivers, most on few documents).
     const memo = this.pool?.readMemo(doc)
     if (memo === undefined) return this.missingIn(doc, hashes)
-    const unasked = hashes.filter((hash) => !memo.has(`held ${hash}`))
+    // One map of hash → held in the memo: a key per hash made two strings per hash per call.
+    let held = memo.get(HELD_MEMO) as Map<string, boolean> | undefined
+    if (held === undefined) memo.set(HELD_MEMO, (held = new Map()))
+    const known = held
+    const unasked = hashes.filter((hash) => !known.has(hash))
     if (unasked.length > 0) {
       const missing = this.missingIn(doc, unasked)
-      for (const hash of unasked) memo.set(`held ${hash}`, !missing.has(hash))
+      for (const hash of unasked) known.set(hash, !missing.has(hash))
     }
-    return new Set(hashes.filter((hash) => memo.get(`held ${hash}`) === false))
+    return new Set(hashes.filter((hash) => known.get(hash) === false))
   }
 
   private missingIn(doc: DocHandle, hashes: readonly string[]): Set<string> {
