@@ -376,6 +376,17 @@ function plainRead(materialized: unknown): unknown {
   }
 }
 
+/**
+ * Where checked entries are shared (a pooled document's read memo), and how
+ * their raw values were read: a whole section's materialize and an entry's
+ * own reads bound a deployment's fields differently (plainValue's budget
+ * per read), so each way shares only with itself.
+ */
+interface SharedCheck {
+  memo: Map<string, unknown>
+  read: 'entry' | 'section'
+}
+
 /** What refreshSection reads of a section: its entries' raw values by key, in document order. */
 type SectionRead = 'absent' | 'not a map' | { protoKey: boolean; entries: ReadonlyArray<readonly [key: string, raw: unknown]> }
 
@@ -738,7 +749,7 @@ export class DocIndex {
     const memo = this.readMemo(doc)
     const memoKey = `entry ${section} ${key}`
     if (memo?.has(memoKey) === true) {
-      this.refreshEntry(section, key, memo.get(memoKey), false, false, memo)
+      this.refreshEntry(section, key, memo.get(memoKey), false, false, memo && { memo, read: 'entry' })
       return
     }
     const parent = mapAt(doc, '_root', section)
@@ -747,7 +758,7 @@ export class DocIndex {
     else if (section === 'deployments') raw = docRead(() => gatherDeployment(key, (at) => readValue(doc, parent, at)))
     else raw = docRead(() => readValue(doc, parent, key))
     memo?.set(memoKey, raw)
-    this.refreshEntry(section, key, raw, false, false, memo)
+    this.refreshEntry(section, key, raw, false, false, memo && { memo, read: 'entry' })
   }
 
   /**
@@ -771,7 +782,8 @@ export class DocIndex {
     // Every entry is new to the section, just emptied: nothing to look up and replace.
     const { entries } = read
     const memo = this.readMemo(doc)
-    for (let i = 0; i < entries.length; i++) this.refreshEntry(section, entries[i]![0], entries[i]![1], true, defer, memo)
+    const shared = memo && { memo, read: 'section' as const }
+    for (let i = 0; i < entries.length; i++) this.refreshEntry(section, entries[i]![0], entries[i]![1], true, defer, shared)
   }
 
   /**
@@ -799,7 +811,7 @@ export class DocIndex {
    * nothing at that key yet. With `defer`, a present entry is stored
    * unchecked, validated when first read.
    */
-  private refreshEntry(section: SectionName, key: string, raw: unknown, absent = false, defer = false, memo?: Map<string, unknown>): void {
+  private refreshEntry(section: SectionName, key: string, raw: unknown, absent = false, defer = false, shared?: SharedCheck): void {
     const parts = splitEntryKey(section, key)
     if (defer && parts !== undefined && raw !== undefined) {
       this.sections[section].defer(parts, raw, absent)
@@ -807,7 +819,7 @@ export class DocIndex {
       return
     }
     let reason: string | undefined
-    if (parts !== undefined) reason = (this.sections[section] as SectionIndex<unknown>).store(parts, this.checkedEntry(section, key, parts, raw, memo), absent)
+    if (parts !== undefined) reason = (this.sections[section] as SectionIndex<unknown>).store(parts, this.checkedEntry(section, key, parts, raw, shared), absent)
     else if (raw !== undefined) reason = `key ${key} does not have ${ENTRY_KEY_PARTS[section]} parts separated by ${KEY_SEPARATOR}`
     if (reason !== undefined) this.markInvalid([section, key], reason)
     else if (this.invalid.size > 0) this.invalid.delete(JSON.stringify([section, key]))
@@ -820,13 +832,13 @@ export class DocIndex {
    * check serves every replica (most of a gossip apply in the simulator was
    * each node decoding the same entry).
    */
-  private checkedEntry(section: SectionName, key: string, parts: readonly string[], raw: unknown, memo: Map<string, unknown> | undefined): CheckedEntry<unknown> {
-    const memoKey = `checked ${section} ${key}`
-    const memoized = memo?.get(memoKey) as CheckedEntry<unknown> | undefined
+  private checkedEntry(section: SectionName, key: string, parts: readonly string[], raw: unknown, shared: SharedCheck | undefined): CheckedEntry<unknown> {
+    const memoKey = `checked ${shared?.read} ${section} ${key}`
+    const memoized = shared?.memo.get(memoKey) as CheckedEntry<unknown> | undefined
     if (memoized !== undefined) return memoized
     this.refreshed++
     const checked = (this.sections[section] as SectionIndex<unknown>).checked(parts, raw)
-    memo?.set(memoKey, checked)
+    shared?.memo.set(memoKey, checked)
     return checked
   }
 
