@@ -5,12 +5,13 @@
  * one, so that the test does not depend on a build having run.
  */
 import { spawnSync } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bundleIsFresh } from '../bin/bundle-freshness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const BUNDLE = join(ROOT, 'dist', `lattice-bundle-test-${process.pid}.js`)
@@ -45,6 +46,42 @@ describe('the bundle', () => {
       expect(report).toMatchObject({ scenario: 'membership', invariants: { ok: true } })
     } finally {
       await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('counts as fresh against the sources it was built from (its metafile), not tests or benches beside them', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'lattice-fresh-'))
+    try {
+      const write = async (path: string, text: string, mtimeS: number): Promise<void> => {
+        await mkdir(dirname(join(root, path)), { recursive: true })
+        await writeFile(join(root, path), text)
+        await utimes(join(root, path), mtimeS, mtimeS)
+      }
+      await write('package.json', '{}', 100)
+      await write('crdt/doc.ts', 'export {}', 100)
+      await write('crdt/doc.test.ts', 'export {}', 100)
+      expect(bundleIsFresh(root)).toBe(false) // no bundle
+      await write('dist/lattice.js', '', 200)
+      await write('dist/lattice.meta.json', JSON.stringify({ inputs: { 'crdt/doc.ts': {} } }), 200)
+      expect(bundleIsFresh(root)).toBe(true)
+      await write('crdt/doc.test.ts', 'export {}', 300) // a test edited: not in the bundle
+      expect(bundleIsFresh(root)).toBe(true)
+      await write('crdt/doc.ts', 'export {}', 300) // a source edited
+      expect(bundleIsFresh(root)).toBe(false)
+      await write('dist/lattice.js', '', 400)
+      await write('package.json', '{}', 500)
+      expect(bundleIsFresh(root)).toBe(false)
+      await write('dist/lattice.js', '', 600)
+      expect(bundleIsFresh(root)).toBe(true)
+      await rm(join(root, 'crdt/doc.ts'))
+      expect(bundleIsFresh(root)).toBe(false) // a source it was built from is gone
+      // Without a metafile every TypeScript file in the source folders counts, tests included.
+      await rm(join(root, 'dist/lattice.meta.json'))
+      expect(bundleIsFresh(root)).toBe(true)
+      await write('crdt/doc.test.ts', 'export {}', 700)
+      expect(bundleIsFresh(root)).toBe(false)
+    } finally {
+      await rm(root, { recursive: true, force: true })
     }
   })
 
