@@ -25,7 +25,8 @@ import { z } from 'zod'
 import { LatticeError } from '../core/index.ts'
 import { campaignMarkdown, campaignText, figureDistributions, type CampaignRow, type FigureDistribution } from './campaign/format.ts'
 import { parseSimFlags, replayCommand, type SimFlags } from './cli.ts'
-import { campaignFiguresSpec, renderSvg, writeReport, type CampaignFigurePoint, type SimReport } from './report/index.ts'
+// The report's charts (vega) are imported only when a report is asked for (--report): see sim/cli.ts.
+import type { CampaignFigurePoint, SimReport } from './report/index.ts'
 import { figureValues } from './report/types.ts'
 
 export type { CampaignRow, FigureDistribution } from './campaign/format.ts'
@@ -159,7 +160,10 @@ async function executeCampaign(simArgv: readonly string[], seeds: readonly numbe
         const replay = replayCommand({ ...flags, seed })
         const jsonFile = join(scratch, `seed-${seed}.json`)
         const row = await runOne([...simArgv, '--seed', String(seed), '--json', jsonFile, '--quiet'], seed, jsonFile, replay, command, timeoutMs)
-        if (reportDir !== undefined && row.report !== null) await writeReport(join(reportDir, seedDir(seed)), row.report, { replay })
+        if (reportDir !== undefined && row.report !== null) {
+          const { writeReport } = await import('./report/index.ts')
+          await writeReport(join(reportDir, seedDir(seed)), row.report, { replay })
+        }
         rows[index] = row
         running--
         done++
@@ -272,6 +276,7 @@ async function writeCampaignReport(dir: string, input: Parameters<typeof campaig
   )
   let figuresPlot: string | undefined
   if (points.length > 0) {
+    const { campaignFiguresSpec, renderSvg } = await import('./report/index.ts')
     await writeFile(join(dir, 'figures.svg'), await renderSvg(campaignFiguresSpec(input.scenario, input.nodes, points)))
     figuresPlot = 'figures.svg'
   }

@@ -20,13 +20,14 @@ import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
 import { createProgressLine } from './progress.ts'
-import { writeReport } from './report/index.ts'
 import { libraryNames, loadLibraryScenario, loadScenarioFile, ScenarioFileSchema, type ScenarioSpec } from './scenario-file.ts'
 import { runClusterScenario, type ClusterScenarioReport } from './scenarios/cluster.ts'
 import { runMembershipScenario, type MembershipScenarioReport } from './scenarios/membership.ts'
 import { runScheduledScenario, type ScheduledScenarioReport } from './scenarios/scheduled.ts'
 import { createTraceFile } from './trace.ts'
-import { formatMembershipComparison, LIBP2P_SCENARIO_NODES_MAX, runMembershipComparison, runMembershipScenarioLibp2p } from './network-libp2p/index.ts'
+// The report's charts (vega) and the real network (libp2p) are imported when a run asks for them: the bundle keeps
+// them in chunks of their own (package.json's build), and most runs (a campaign's seeds) need neither.
+import { LIBP2P_SCENARIO_NODES_MAX } from './network-libp2p/limits.ts'
 
 /** The scripted scenarios that existed before scenario files; the library (sim/scenarios/library/) adds `churn` and `chaos`. */
 export const SCENARIOS = ['membership', 'state', 'placement', 'failover', 'partition'] as const
@@ -272,6 +273,7 @@ export async function runScenario(flags: SimFlags, log: (line: string) => void, 
 /** `--network libp2p|both`: the membership scenario on real libp2p (and, with `both`, on the simulated network too). */
 async function runOnLibp2p(flags: SimFlags, log: (line: string) => void): Promise<number> {
   const options = { nodes: flags.nodes, seed: flags.seed, durationS: flags.durationS, loss: flags.loss, kill: flags.kill, killMode: flags.killMode, partition: false, verbose: flags.verbose, log }
+  const { formatMembershipComparison, runMembershipComparison, runMembershipScenarioLibp2p } = await import('./network-libp2p/index.ts')
   let reports: MembershipScenarioReport[]
   let output: unknown
   if (flags.network === 'both') {
@@ -329,6 +331,7 @@ export async function runSimCommand(argv: string[]): Promise<number> {
   if (flags.json !== undefined) await writeFile(flags.json, `${text}\n`)
   if (flags.trace !== undefined) log(`trace written to ${flags.trace} (${traceFile?.lines() ?? 0} lines)`)
   if (flags.report !== undefined) {
+    const { writeReport } = await import('./report/index.ts')
     const written = await writeReport(flags.report, report, { replay: replayCommand(flags) })
     log(`report written to ${written.dir}`)
   }

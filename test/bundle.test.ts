@@ -9,12 +9,15 @@ import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { build } from 'esbuild'
+import { build, type Metafile } from 'esbuild'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleIsFresh } from '../bin/bundle-freshness.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const BUNDLE = join(ROOT, 'dist', `lattice-bundle-test-${process.pid}.js`)
+/** Beside dist/, one level below the root as dist/ is (the bundle reads ../package.json and ../sim/scenarios/). */
+const OUT_DIR = join(ROOT, `dist-bundle-test-${process.pid}`)
+const BUNDLE = join(OUT_DIR, 'lattice.js')
+let metafile: Metafile
 
 /** Runs the bundle's main with `args` in a new process. */
 function runBundle(args: readonly string[]): { status: number | null; stdout: string; stderr: string } {
@@ -26,10 +29,48 @@ function runBundle(args: readonly string[]): { status: number | null; stdout: st
 describe('the bundle', () => {
   beforeAll(async () => {
     // The options of package.json's `build` script.
-    await build({ entryPoints: [join(ROOT, 'node/cli/main.ts')], bundle: true, platform: 'node', format: 'esm', packages: 'external', target: 'node20', outfile: BUNDLE, logLevel: 'warning' })
+    const result = await build({
+      entryPoints: [join(ROOT, 'node/cli/main.ts')],
+      bundle: true,
+      splitting: true,
+      platform: 'node',
+      format: 'esm',
+      packages: 'external',
+      target: 'node20',
+      outdir: OUT_DIR,
+      entryNames: 'lattice',
+      chunkNames: 'chunk-[hash]',
+      metafile: true,
+      logLevel: 'warning',
+    })
+    metafile = result.metafile
   })
   afterAll(async () => {
-    await rm(BUNDLE, { force: true })
+    await rm(OUT_DIR, { recursive: true, force: true })
+  })
+
+  it('loads the node stack, the report charts and libp2p only for the commands that use them', () => {
+    // Packages a file of the bundle loads at once: its own static imports, and those of the chunks it imports statically.
+    const outputs = metafile.outputs
+    const loadedAtStart = (file: string, seen = new Set<string>()): Set<string> => {
+      const packages = new Set<string>()
+      if (seen.has(file)) return packages
+      seen.add(file)
+      for (const imported of outputs[file]?.imports ?? []) {
+        if (imported.kind !== 'import-statement') continue
+        if (imported.external) packages.add(imported.path)
+        else for (const p of loadedAtStart(imported.path, seen)) packages.add(p)
+      }
+      return packages
+    }
+    const entry = Object.keys(outputs).find((file) => file.endsWith('/lattice.js'))!
+    const atStart = [...loadedAtStart(entry)]
+    for (const heavy of ['libp2p', 'fastify', 'dockerode', 'vega', 'vega-lite', '@automerge/automerge']) expect(atStart).not.toContain(heavy)
+    // The simulator's own chunk holds the node core (Automerge) but not the charts.
+    const dynamic = outputs[entry]!.imports.filter((imported) => imported.kind === 'dynamic-import').map((imported) => imported.path)
+    const withAutomerge = dynamic.filter((file) => loadedAtStart(file).has('@automerge/automerge'))
+    expect(withAutomerge.length).toBeGreaterThan(0)
+    for (const file of withAutomerge) expect([...loadedAtStart(file)]).not.toContain('vega')
   })
 
   it('finds the named scenarios and runs one', async () => {

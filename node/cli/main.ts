@@ -8,11 +8,9 @@ import { readFile } from 'node:fs/promises'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { parse as parseYaml } from 'yaml'
 import { DeploymentSpecSchema, LatticeError, type DeploymentSpecInput } from '../../core/index.ts'
-import { loadOrCreateIdentity, loadOrCreateMeshKey } from '../../mesh/index.ts'
 import { resolveConfig, type ConfigPreset } from '../config.ts'
 import { ensureDataDir, readConfigFile, resolveDataDir } from '../data-dir.ts'
 import type { DeploymentView } from '../deployment-view.ts'
-import { createLatticeNode } from '../lattice-node.ts'
 import { LATTICE_VERSION } from '../version.ts'
 import { CliError, connect } from './client.ts'
 import { formatTable, waitForDeployment } from './output.ts'
@@ -45,6 +43,7 @@ export function buildProgram(): Command {
     .action(async (options: { dataDir?: string }) => {
       const dataDir = resolveDataDir(options.dataDir)
       await ensureDataDir(dataDir)
+      const { loadOrCreateIdentity, loadOrCreateMeshKey } = await import('../../mesh/index.ts')
       const { peerId } = await loadOrCreateIdentity(dataDir)
       await loadOrCreateMeshKey(dataDir)
       console.log(`initialized ${dataDir}\npeer id ${peerId}`)
@@ -69,6 +68,9 @@ export function buildProgram(): Command {
         ...(options.name !== undefined ? { name: options.name } : {}),
         ...(options.listen.length > 0 ? { listen: options.listen } : {}),
       })
+      // Imported here: the node's stack (libp2p, the HTTP server, Docker's client) is most of the CLI's start-up, and
+      // the commands that only talk to a node need none of it (the bundle keeps it in chunks of its own).
+      const { createLatticeNode } = await import('../lattice-node.ts')
       const node = await createLatticeNode({ dataDir, config, ...(options.join !== undefined ? { join: options.join } : {}) })
       try {
         await node.start()
@@ -249,9 +251,7 @@ export function buildProgram(): Command {
     .argument('[args...]')
     .action(async (args: string[]) => {
       // The simulator validates its own flags (zod) and sets the exit code: 0 held, 1 violated, 2 bad flags.
-      const { runSimCommand } = await import('../../sim/cli.ts')
-      const { runCampaignCommand } = await import('../../sim/campaign.ts')
-      const code = args[0] === 'campaign' ? await runCampaignCommand(args.slice(1)) : await runSimCommand(args)
+      const code = args[0] === 'campaign' ? await (await import('../../sim/campaign.ts')).runCampaignCommand(args.slice(1)) : await (await import('../../sim/cli.ts')).runSimCommand(args)
       if (code !== 0) throw new CliError(code === 2 ? 'bad simulator flags' : 'an invariant failed (see the replay command above)', code)
     })
 

@@ -37,6 +37,7 @@ import { FaultyTransport } from '../request-faults.ts'
 import { initialMeta, sumCounters, type MembershipScenarioOptions, type MembershipScenarioReport } from '../scenarios/membership.ts'
 import { Trace } from '../trace.ts'
 import { startLibp2pCluster, type Libp2pClusterNode } from './cluster.ts'
+import { LIBP2P_SCENARIO_NODES_MAX } from './limits.ts'
 
 export interface Libp2pMembershipScenarioOptions extends MembershipScenarioOptions {
   /**
@@ -49,8 +50,6 @@ export interface Libp2pMembershipScenarioOptions extends MembershipScenarioOptio
   joinBudgetMs?: number
 }
 
-/** Largest node count this runner accepts: beyond ~200 one process cannot hold the real stacks (STACK-NOTES). */
-export const LIBP2P_SCENARIO_NODES_MAX = 200
 
 const UNKNOWN = 0
 const ALIVE = 1
