@@ -251,7 +251,10 @@ export function buildProgram(): Command {
     .argument('[args...]')
     .action(async (args: string[]) => {
       // The simulator validates its own flags (zod) and sets the exit code: 0 held, 1 violated, 2 bad flags.
-      const code = args[0] === 'campaign' ? await (await import('../../sim/campaign.ts')).runCampaignCommand(args.slice(1)) : await (await import('../../sim/cli.ts')).runSimCommand(args)
+      // Each imported only when run: a campaign's module (and the report's charts) is not a single run's start-up.
+      let code: number
+      if (args[0] === 'campaign') code = await (await import('../../sim/campaign.ts')).runCampaignCommand(args.slice(1))
+      else code = await (await import('../../sim/cli.ts')).runSimCommand(args)
       if (code !== 0) throw new CliError(code === 2 ? 'bad simulator flags' : 'an invariant failed (see the replay command above)', code)
     })
 
