@@ -7,7 +7,11 @@
  */
 import type { Clock, Logger, Rng, Runtime, Store, Transport } from '../core/index.ts'
 import { createClusterState, createStateSync, type AutomergeEngine, type ClusterState, type DocPool, type StateSync, type StateSyncConfig } from '../crdt/index.ts'
-import { createMembership, type MemberMeta, type Membership, type MembershipConfig, type MembershipPreset } from '../mesh/index.ts'
+// Membership's own modules, not mesh/index.ts: the barrel also exports the libp2p transport, and its imports would make
+// every simulator process load libp2p (~0.3 s a start).
+import { createMembership } from '../mesh/membership.ts'
+import type { MembershipConfig, MembershipPreset } from '../mesh/membership-config.ts'
+import type { MemberMeta, Membership } from '../mesh/membership-types.ts'
 import type { NodeView } from './api/context.ts'
 import type { EventBus } from './events.ts'
 import { createPlacer, type Placer, type PlacerInit } from './placement/placer.ts'
