@@ -194,22 +194,18 @@ class SectionIndex<E> {
     if (this.unchecked > 0) this.entries()
   }
 
-  /**
-   * Stores the decoded entry at `keys` or removes it; returns why it is
-   * invalid, if it is. `absent`: nothing is stored at `keys` (a section
-   * being read anew), so there is nothing to look up and replace.
-   */
-  refresh(keys: readonly string[], raw: unknown, absent = false): string | undefined {
-    return this.store(keys, this.checked(keys, raw), absent)
-  }
-
-  /** What refresh would store for `raw` at `keys`: the decoded, frozen entry, or why it is invalid. Changes nothing. */
+  /** `raw` at `keys` checked: the decoded, frozen entry, or why it is invalid. Changes nothing. */
   checked(keys: readonly string[], raw: unknown): CheckedEntry<E> {
     const entry = this.check(keys, raw)
     return { entry, reason: this.reason }
   }
 
-  /** Stores what `checked` gave (for the same raw value, perhaps another replica's index): refresh without the check. */
+  /**
+   * Stores what `checked` gave (for the same raw value, perhaps in another
+   * replica's index) at `keys`, or removes the entry; returns why it is
+   * invalid, if it is. `absent`: nothing is stored at `keys` (a section
+   * being read anew), so there is nothing to look up and replace.
+   */
   store(keys: readonly string[], checked: CheckedEntry<E>, absent = false): string | undefined {
     this.replace(keys, checked.entry, absent)
     return checked.reason
@@ -833,12 +829,14 @@ export class DocIndex {
    * each node decoding the same entry).
    */
   private checkedEntry(section: SectionName, key: string, parts: readonly string[], raw: unknown, shared: SharedCheck | undefined): CheckedEntry<unknown> {
-    const memoKey = `checked ${shared?.read} ${section} ${key}`
-    const memoized = shared?.memo.get(memoKey) as CheckedEntry<unknown> | undefined
-    if (memoized !== undefined) return memoized
-    this.refreshed++
-    const checked = (this.sections[section] as SectionIndex<unknown>).checked(parts, raw)
-    shared?.memo.set(memoKey, checked)
+    const check = (): CheckedEntry<unknown> => {
+      this.refreshed++
+      return (this.sections[section] as SectionIndex<unknown>).checked(parts, raw)
+    }
+    if (shared === undefined) return check() // a node with its own document (every real one): nothing to share
+    const memoKey = `checked ${shared.read} ${section} ${key}`
+    let checked = shared.memo.get(memoKey) as CheckedEntry<unknown> | undefined
+    if (checked === undefined) shared.memo.set(memoKey, (checked = check()))
     return checked
   }
 
