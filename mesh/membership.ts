@@ -42,6 +42,7 @@ import {
   type MembershipConfig,
 } from './membership-config.ts'
 import { IndexedSet, PiggybackQueue } from './membership-queues.ts'
+import { freezeMeta, shareMeta } from './meta-sharing.ts'
 import { RoundTripEstimator } from './round-trip.ts'
 import type {
   MemberMeta,
@@ -728,7 +729,7 @@ class MembershipService implements Membership {
   private applyMeta(record: WireRecord): boolean {
     const member = this.table.get(record.p)
     if (member === undefined || record.m === undefined || record.q <= member.metaSeq) return false
-    member.meta = freezeMeta(record.m)
+    member.meta = shareMeta(record.p, record.q, record.m)
     member.metaSeq = record.q
     member.staticSeq = record.b ?? record.q
     if (record.q > member.seq) member.seq = record.q
@@ -1347,7 +1348,7 @@ class MembershipService implements Membership {
       const member = this.observeDirect(from, wire.i, wire.q)
       if (member === undefined) return
       if (member.meta !== undefined && member.staticSeq === wire.b && wire.q > member.metaSeq) {
-        member.meta = Object.freeze({ ...member.meta, free: Object.freeze(wire.f), load: wire.l })
+        member.meta = shareMeta(from, wire.q, { ...member.meta, free: wire.f, load: wire.l })
         member.metaSeq = wire.q
         this.metaWanted.delete(from)
       } else if (wire.q < member.metaSeq) {
@@ -1735,19 +1736,9 @@ class MembershipService implements Membership {
 
 const EMPTY_META: MemberMeta = freezeMeta({ capacity: ZERO_RESOURCES, free: ZERO_RESOURCES, load: 0, labels: {}, version: '', addresses: [] })
 
-/** Metadata is replaced whole, never changed in place; frozen, every view can share it. */
 /** The asker's alive record of a member tells it all ours would: the same incarnation and metadata seq, with metadata if ours has it. */
 function listedAsHeld(theirs: WireRecord | undefined, ours: WireRecord): boolean {
   return theirs !== undefined && theirs.i === ours.i && theirs.q === ours.q && (ours.m === undefined || theirs.m !== undefined)
-}
-
-function freezeMeta<M extends MemberMeta | WireMeta>(meta: M): M {
-  if (Object.isFrozen(meta)) return meta
-  Object.freeze(meta.capacity)
-  Object.freeze(meta.free)
-  Object.freeze(meta.labels)
-  Object.freeze(meta.addresses)
-  return Object.freeze(meta)
 }
 
 function viewOf(peerId: string, state: MemberState, incarnation: number, seq: number, meta: MemberMeta | WireMeta, lastSeenAtMs: number): MemberView {
