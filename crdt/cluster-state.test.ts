@@ -5,9 +5,10 @@ import { LatticeError, silentLogger } from '../core/index.ts'
 import { createVirtualClock, type VirtualClock } from '../sim/virtual-clock.ts'
 import { createClusterState } from './cluster-state.ts'
 import { GENESIS_HASH } from './document.ts'
+import { INDEX_CACHE_KEY } from './index-cache.ts'
 import { createMemoryStore } from './level-store.ts'
 import { SCHEMA_LIMITS, type PlacementInput } from './schema.ts'
-import { recordingLogger, sampleNode, sampleStatus, startState, type Started, type StartOptions } from './test-support.ts'
+import { recordingLogger, sampleNode, sampleStatus, startState, withOpen, type Started, type StartOptions } from './test-support.ts'
 
 /** Starts a ClusterState on a memory store and a fresh virtual clock unless given. */
 const start = (options: Partial<StartOptions<VirtualClock>> = {}): Promise<Started<VirtualClock>> =>
@@ -413,6 +414,34 @@ describe('cluster state: changes, batches, feed', () => {
 })
 
 describe('cluster state: indexes by peer and touched deployments', () => {
+  it('drainingNodes follows the draining flag through local writes, peers\' changes, a restart and the index cache', async () => {
+    const clock = createVirtualClock()
+    const a = await start({ clock, selfId: 'node-a' })
+    const b = await start({ clock, selfId: 'node-b', indexCacheEntriesMin: 1 })
+    await a.state.upsertSelfNode({ ...sampleNode, draining: true })
+    await b.state.upsertSelfNode(sampleNode)
+    expect(a.state.drainingNodes()).toEqual(['node-a'])
+    expect(b.state.drainingNodes()).toEqual([])
+    await b.state.applyChanges(a.state.changesSince([]))
+    expect(b.state.drainingNodes()).toEqual(['node-a'])
+    await b.state.upsertSelfNode({ ...sampleNode, draining: true })
+    expect(b.state.drainingNodes()).toEqual(['node-a', 'node-b'])
+    await a.state.upsertSelfNode({ ...sampleNode, draining: false })
+    await b.state.applyChanges(a.state.changesSince(b.state.heads()))
+    expect(b.state.drainingNodes()).toEqual(['node-b'])
+    expect(b.state.drainingNodes()).toEqual(b.state.nodes().filter((n) => n.draining === true).map((n) => n.peerId))
+    // Restarted on its store, with and without the index cache: the same answer.
+    await b.state.stop()
+    const again = await start({ clock, selfId: 'node-b', store: b.store, indexCacheEntriesMin: 1 })
+    expect(again.state.stats().indexFromCache).toBe(true)
+    expect(again.state.drainingNodes()).toEqual(['node-b'])
+    await again.state.stop()
+    await withOpen(b.store, () => b.store.del(INDEX_CACHE_KEY))
+    const rebuilt = await start({ clock, selfId: 'node-b', store: b.store })
+    expect(rebuilt.state.stats().indexFromCache).toBe(false)
+    expect(rebuilt.state.drainingNodes()).toEqual(['node-b'])
+  })
+
   it('placementsWonBy and statusesReportedBy follow writes, newer generations and clears; each change event names what it touched', async () => {
     const { state } = await start()
     const events: Array<{ deployments: ReadonlySet<string> | 'all'; nodes: boolean }> = []

@@ -141,6 +141,8 @@ export interface ClusterStateStats {
 export interface ClusterStateReader {
   /** Sorted by peerId. */
   nodes(): NodeEntry[]
+  /** PeerIds of the nodes marked draining, sorted. */
+  drainingNodes(): readonly string[]
   node(peerId: string): NodeEntry | undefined
   /** Deleted ones included; sorted by createdAtMs, then id. */
   deployments(): DeploymentEntry[]
@@ -429,6 +431,10 @@ class AutomergeClusterState implements ClusterState {
 
   nodes(): NodeEntry[] {
     return this.index.nodes()
+  }
+
+  drainingNodes(): readonly string[] {
+    return this.index.drainingNodes()
   }
 
   node(peerId: string): NodeEntry | undefined {

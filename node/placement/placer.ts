@@ -556,7 +556,7 @@ export function createPlacer(init: Partial<PlacerInit> = {}): (components: Place
       evaluating = true
       lastEvaluationMs = clock.nowMs()
       try {
-        const drainingNow = registryDirty ? state.nodes().filter((n) => n.draining === true).map((n) => n.peerId).join() : drainingSignature
+        const drainingNow = registryDirty ? state.drainingNodes().join() : drainingSignature
         registryDirty = false
         if (drainingNow !== drainingSignature) {
           drainingSignature = drainingNow
