@@ -41,7 +41,7 @@ import {
   verifierProbability,
   type MembershipConfig,
 } from './membership-config.ts'
-import { IndexedSet, PiggybackQueue } from './membership-queues.ts'
+import { IndexedSet, PiggybackQueue, SortedStrings } from './membership-queues.ts'
 import { freezeMeta, shareMeta } from './meta-sharing.ts'
 import { RoundTripEstimator } from './round-trip.ts'
 import type {
@@ -196,6 +196,8 @@ class MembershipService implements Membership {
   private sortedIds: string[] | undefined
   /** Sorted peerIds of the members alive in this view, self included (aliveMembers()); undefined after a change. */
   private aliveSorted: readonly string[] | undefined
+  /** aliveIds in peerId order, kept as members come and go (aliveMembers copies it instead of sorting). */
+  private readonly aliveInOrder = new SortedStrings()
   private probeOrder: string[] = []
   private probeIndex = 0
   private readonly probing = new Set<string>()
@@ -328,11 +330,7 @@ class MembershipService implements Membership {
   }
 
   aliveMembers(): readonly string[] {
-    if (this.aliveSorted === undefined) {
-      const ids = [...this.aliveIds.values()]
-      if (!this.leaving) ids.push(this.selfId)
-      this.aliveSorted = Object.freeze(ids.sort(byPeerId))
-    }
+    this.aliveSorted ??= Object.freeze(this.aliveInOrder.copy(this.leaving ? undefined : this.selfId))
     return this.aliveSorted
   }
 
@@ -528,6 +526,7 @@ class MembershipService implements Membership {
     this.table.set(peerId, member)
     this.sortedIds = undefined
     this.aliveIds.add(peerId)
+    this.aliveInOrder.add(peerId)
     this.aliveSorted = undefined
     this.insertIntoProbeOrder(peerId)
     this.bump('updatesApplied')
@@ -557,9 +556,11 @@ class MembershipService implements Membership {
     member.state = state
     member.stateChangedAtMs = this.now()
     for (const set of [this.aliveIds, this.suspectIds, this.deadIds]) set.delete(member.peerId)
+    if (previous === 'alive') this.aliveInOrder.delete(member.peerId)
     this.aliveSorted = undefined
     if (state === 'alive') {
       this.aliveIds.add(member.peerId)
+      this.aliveInOrder.add(member.peerId)
       if (previous === 'dead' || previous === 'left') this.insertIntoProbeOrder(member.peerId)
       if (previous === 'dead') this.recoverySync()
     } else if (state === 'suspect') this.suspectIds.add(member.peerId)
