@@ -286,7 +286,7 @@ describe('membership on the simulated network', () => {
     expect(stateOf(insider, crashed)).toBe('dead')
   })
 
-  it('a push-pull answer leaves out the members the asker listed alive as the responder knows them, and nothing else', async () => {
+  it('a push-pull answer leaves out the members the asker listed alive as the responder knows them (with or without their metadata), and nothing else', async () => {
     const c = await cluster(6)
     await c.run(3_000)
     expect(allAlive(c.nodes)).toBe(true)
@@ -307,6 +307,8 @@ describe('membership on the simulated network', () => {
     // Listing everything as the responder holds it: only the responder's record and the asker's own come back.
     const others = full.filter((record) => record.p !== responder.id)
     expect((await ask(others)).map((record) => record.p)).toEqual([responder.id, asker.id])
+    // As a node's own request lists them (metadata named by its seq and `b`, not sent): held all the same.
+    expect((await ask(others.map(({ m: _metadata, ...digest }) => digest))).map((record) => record.p)).toEqual([responder.id, asker.id])
     // An older metadata seq, a record without metadata, a suspect, or a member not listed: those come back too.
     const [older, bare, suspected, unlisted] = others.filter((record) => record.p !== asker.id)
     const listed = [

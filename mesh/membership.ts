@@ -1554,7 +1554,8 @@ class MembershipService implements Membership {
       const record: WireRecord = { p: member.peerId, s: STATE_TO_WIRE[member.state], i: member.incarnation, q: member.metaSeq }
       if (member.meta !== undefined) {
         record.b = member.staticSeq
-        record.m = member.meta
+        // A request names the metadata it holds by seq (`b` says it holds some); the answer carries it.
+        if (asked !== undefined) record.m = member.meta
       }
       if (member.state === 'alive' && member.peerId !== asked?.from && listedAsHeld(known?.get(member.peerId), record)) continue
       if (member.state === 'alive' || member.state === 'suspect') live.push(recordText(record))
@@ -1737,9 +1738,14 @@ class MembershipService implements Membership {
 
 const EMPTY_META: MemberMeta = freezeMeta({ capacity: ZERO_RESOURCES, free: ZERO_RESOURCES, load: 0, labels: {}, version: '', addresses: [] })
 
-/** The asker's alive record of a member tells it all ours would: the same incarnation and metadata seq, with metadata if ours has it. */
+/**
+ * The asker's alive record of a member tells it all ours would: the same
+ * incarnation and metadata seq, and metadata held if ours has it (`b` is
+ * sent exactly when the sender holds metadata; a request leaves the
+ * metadata itself out).
+ */
 function listedAsHeld(theirs: WireRecord | undefined, ours: WireRecord): boolean {
-  return theirs !== undefined && theirs.i === ours.i && theirs.q === ours.q && (ours.m === undefined || theirs.m !== undefined)
+  return theirs !== undefined && theirs.i === ours.i && theirs.q === ours.q && (ours.m === undefined || theirs.m !== undefined || theirs.b !== undefined)
 }
 
 function viewOf(peerId: string, state: MemberState, incarnation: number, seq: number, meta: MemberMeta | WireMeta, lastSeenAtMs: number): MemberView {
