@@ -15,7 +15,7 @@ export interface StateSyncComponents {
   clock: Clock
   rng: Rng
   logger: Logger
-  /** Alive peers other than self, from membership: anti-entropy picks among them. */
+  /** Alive peers other than self, each once (membership's alive list): anti-entropy picks among them. */
   peers: () => string[]
 }
 

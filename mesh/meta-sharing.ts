@@ -63,9 +63,9 @@ function resourcesEqual(a: WireMeta['free'], b: WireMeta['free']): boolean {
 function labelsEqual(a: WireMeta['labels'], b: WireMeta['labels']): boolean {
   if (a === b) return true
   const keys = Object.keys(a)
-  if (keys.length !== Object.keys(b).length) return false
-  // Key order matters too: the shared object's JSON must be the one this node would have written.
   const otherKeys = Object.keys(b)
+  if (keys.length !== otherKeys.length) return false
+  // Key order matters too: the shared object's JSON must be the one this node would have written.
   for (let i = 0; i < keys.length; i++) if (keys[i] !== otherKeys[i] || a[keys[i]!] !== b[keys[i]!]) return false
   return true
 }
