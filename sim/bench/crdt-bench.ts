@@ -32,6 +32,11 @@
  * time (…CpuMs: every thread of the process), which another job on a
  * shared machine disturbs less.
  *
+ * Epochs (crdt/epoch.ts, not yet switched to by nodes): epochGenesisBuildMs
+ * is building the first change of a new epoch from the whole document,
+ * epochGenesisBytes its size, epochSaveBytes the new epoch's document
+ * saved (against saveBytes: what cutting the history would save).
+ *
  * Sizes from the environment: LATTICE_BENCH_CRDT_DEPLOYMENTS (10,000) and
  * LATTICE_BENCH_CRDT_REPORTERS (by default all 50 peers report the
  * statuses of the replicas they won: every replica has one, the issue's
@@ -45,7 +50,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import * as Automerge from '@automerge/automerge'
 import { silentLogger } from '../../core/index.ts'
 import { createClusterState, createLevelStore, createMemoryStore, type ClusterState } from '../../crdt/index.ts'
-import { loadHandle } from '../../crdt/doc-handle.ts'
+import { createHandle, loadHandle } from '../../crdt/doc-handle.ts'
+import { buildEpochGenesis } from '../../crdt/epoch.ts'
 import { INDEX_CACHE_KEY } from '../../crdt/index-cache.ts'
 import { createVirtualClock } from '../virtual-clock.ts'
 
@@ -201,6 +207,17 @@ export async function crdtBench(): Promise<Record<string, unknown>> {
     if (message === null && reply === null) break
   }
 
+  // The same state as the first document of a new epoch (crdt/epoch.ts): its history is one change.
+  const cutDoc = loadHandle(saved)
+  const epochStartedAt = performance.now()
+  const genesis = buildEpochGenesis(cutDoc, { epoch: 1, heads: cutDoc.getHeads() })
+  const epochGenesisBuildMs = performance.now() - epochStartedAt
+  cutDoc.free()
+  const epochDoc = createHandle()
+  epochDoc.applyChanges([genesis.change])
+  const epochSaveBytes = epochDoc.save().byteLength
+  epochDoc.free()
+
   const stats = source.stats()
   await source.stop()
   return {
@@ -232,6 +249,9 @@ export async function crdtBench(): Promise<Record<string, unknown>> {
     applyOneStatusChangeMs: Math.round(applyPerChangeMs * 1000) / 1000,
     freshNodeSyncBytes: syncBytes,
     freshNodeSyncRounds: rounds,
+    epochGenesisBuildMs: Math.round(epochGenesisBuildMs),
+    epochGenesisBytes: genesis.change.byteLength,
+    epochSaveBytes,
     targets: { saveMB: 5, loadMs: 500 },
   }
 }
