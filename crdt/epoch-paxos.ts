@@ -44,7 +44,7 @@ export type PaxosReply =
   | { type: 'nack'; epoch: number; ballot: Ballot; promised: Ballot }
 
 const BallotSchema = z.object({ round: z.number().int().nonnegative(), proposer: z.string().min(1).max(128) })
-const CutValueSchema = z.object({ epoch: z.number().int().positive(), heads: z.array(z.string().regex(/^[0-9a-f]{64}$/)).min(1).max(1024) })
+export const CutValueSchema = z.object({ epoch: z.number().int().positive(), heads: z.array(z.string().regex(/^[0-9a-f]{64}$/)).min(1).max(1024) })
 const AcceptedSchema = z.object({ ballot: BallotSchema, value: CutValueSchema })
 
 /** Requests and replies as they cross the wire: validated before the protocol sees them. */
@@ -125,6 +125,10 @@ export class ProposerAttempt {
     private readonly acceptors: ReadonlySet<string>,
   ) {
     if (own.epoch !== epoch) throw new RangeError(`a cut for epoch ${own.epoch} proposed in instance ${epoch}`)
+  }
+
+  get acceptorIds(): ReadonlySet<string> {
+    return this.acceptors
   }
 
   prepare(): PaxosRequest & { type: 'prepare' } {
