@@ -73,6 +73,10 @@ export interface MembershipConfig {
   joinRetryMaxMs: number
   /** Every interval each node pings one random dead member, so the two halves of a healed partition find each other. */
   deadProbeIntervalMs: number
+  /** The dead-probe pace for deadProbeFastForMs after a dead member came back (a partition healing): each member the other side holds dead is pinged, learns it, and refutes, within a few seconds instead of ~6 × deadProbeIntervalMs (1,000 nodes healed halves: 104 → 50 virtual s to converge). */
+  deadProbeFastIntervalMs: number
+  /** How long the fast pace lasts after the latest comeback: a heal brings comebacks well within it; a lone restarted node costs this many seconds of faster pings to the dead. */
+  deadProbeFastForMs: number
   /** Dead members are forgotten after this (bounded table); a returning node rejoins. */
   deadRetentionMs: number
   /** Left members are forgotten after this. */
@@ -158,6 +162,8 @@ const LAN: MembershipConfig = {
   joinRetryMs: 1_000,
   joinRetryMaxMs: 30_000,
   deadProbeIntervalMs: 5_000,
+  deadProbeFastIntervalMs: 1_000,
+  deadProbeFastForMs: 30_000,
   deadRetentionMs: 60 * 60_000,
   leftRetentionMs: 10 * 60_000,
   membersMax: 10_000,
@@ -197,6 +203,8 @@ export const MEMBERSHIP_PRESETS = {
     joinRetryMs: 100,
     joinRetryMaxMs: 1_000,
     deadProbeIntervalMs: 1_000,
+    deadProbeFastIntervalMs: 200,
+    deadProbeFastForMs: 6_000,
     noticeTimeoutMs: 60,
     lagThresholdMs: 50,
     lagHoldMs: 1_000,

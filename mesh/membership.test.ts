@@ -18,6 +18,7 @@ import {
   suspicionMaxMs,
   suspicionMinMs,
   suspicionTimeoutMs,
+  type MembershipConfig,
 } from './membership-config.ts'
 import { createMembership } from './membership.ts'
 import type { MemberMeta, Membership, MembershipEvent } from './membership-types.ts'
@@ -49,14 +50,14 @@ const meta = (i: number): Partial<MemberMeta> => ({
   version: '0.1.0',
 })
 
-async function cluster(n: number, seed = 1): Promise<Cluster> {
+async function cluster(n: number, seed = 1, config: Partial<MembershipConfig> = {}): Promise<Cluster> {
   const clock = createVirtualClock()
   const rng = createRng(seed)
   const network = createSimNetwork({ latencyMs: { min: 1, max: 5 }, lossRate: 0, duplicateRate: 0 }, { clock, rng: rng.fork('network') })
   const nodes: Node[] = []
   const add = async (id: string, options: { clock?: Clock; seeds?: string[] } = {}): Promise<Node> => {
     const transport = network.transport(id)
-    const membership = createMembership({ preset: 'test', seeds: options.seeds ?? (nodes[0] ? [nodes[0].id] : []), meta: meta(nodes.length) })({
+    const membership = createMembership({ preset: 'test', config, seeds: options.seeds ?? (nodes[0] ? [nodes[0].id] : []), meta: meta(nodes.length) })({
       transport,
       clock: options.clock ?? clock,
       rng: rng.fork(`node/${id}/${nodes.length}`),
@@ -197,6 +198,34 @@ describe('membership on the simulated network', () => {
     expect(allAlive(c.nodes)).toBe(true)
     expect(isolated.membership.counters().refutations).toBeGreaterThanOrEqual(1)
     for (const observer of others(c, isolated)) expect(c.eventsAbout(observer, isolated).some((e) => e.startsWith('dead'))).toBe(false)
+  })
+
+  it('after a dead member comes back, the other dead are probed at the fast pace for a while', async () => {
+    // Requests the observer sends in the 3 s after one dead member rejoined, the other five still dead.
+    const requestsAfterComeback = async (config: Partial<MembershipConfig>): Promise<number> => {
+      const c = await cluster(12, 7, { deadProbeIntervalMs: 5_000, ...config })
+      await c.run(2_000)
+      const observer = c.nodes[0]!
+      const victims = c.nodes.slice(6)
+      for (const victim of victims) {
+        await victim.membership.stop()
+        await victim.transport.stop()
+      }
+      const allDead = (): boolean => victims.every((victim) => stateOf(observer, victim) === 'dead')
+      for (let t = 0; t < 30_000 && !allDead(); t += 100) await c.run(100)
+      expect(allDead()).toBe(true)
+      const returning = victims[0]!
+      await c.add(returning.id, { seeds: [c.nodes[1]!.id] })
+      for (let t = 0; t < 10_000 && stateOf(observer, returning) !== 'alive'; t += 10) await c.run(10)
+      expect(stateOf(observer, returning)).toBe('alive')
+      const sentBefore = c.network.counters().byPeer[observer.id]!.requestsSent
+      await c.run(3_000)
+      return c.network.counters().byPeer[observer.id]!.requestsSent - sentBefore
+    }
+    const steady = await requestsAfterComeback({ deadProbeFastIntervalMs: 5_000 })
+    const hurried = await requestsAfterComeback({ deadProbeFastIntervalMs: 200, deadProbeFastForMs: 10_000 })
+    // ~15 dead probes more (one per 200 ms instead of one per 5 s) on top of the same regular probing.
+    expect(hurried - steady).toBeGreaterThanOrEqual(8)
   })
 
   it('a graceful leave is seen as left, not dead', async () => {

@@ -210,6 +210,9 @@ class MembershipService implements Membership {
 
   private lastSyncAtMs = Number.NEGATIVE_INFINITY
   private lastRecoverySyncAtMs = Number.NEGATIVE_INFINITY
+  /** When a dead member last came back (deadProbeFastForMs), and the pending dead-probe timer, to hurry it then. */
+  private lastComebackAtMs = Number.NEGATIVE_INFINITY
+  private deadProbeTimer: { handle: TimerHandle; atMs: number } | undefined
   private pushPullJitter = 1
   private readonly timers = new Set<TimerHandle>()
   /** Round trips of direct pings: the probe timeout follows them (round-trip.ts). */
@@ -562,7 +565,10 @@ class MembershipService implements Membership {
       this.aliveIds.add(member.peerId)
       this.aliveInOrder.add(member.peerId)
       if (previous === 'dead' || previous === 'left') this.insertIntoProbeOrder(member.peerId)
-      if (previous === 'dead') this.recoverySync()
+      if (previous === 'dead') {
+        this.recoverySync()
+        this.hurryDeadProbes()
+      }
     } else if (state === 'suspect') this.suspectIds.add(member.peerId)
     else if (state === 'dead') this.deadIds.add(member.peerId)
     this.emit(state === 'alive' ? 'alive' : state, member)
@@ -1711,12 +1717,26 @@ class MembershipService implements Membership {
   }
 
   private scheduleDeadProbe(): void {
-    this.after(this.config.deadProbeIntervalMs, () => {
+    const fast = this.now() - this.lastComebackAtMs < this.config.deadProbeFastForMs
+    const delayMs = fast ? Math.min(this.config.deadProbeFastIntervalMs, this.config.deadProbeIntervalMs) : this.config.deadProbeIntervalMs
+    const handle = this.after(delayMs, () => {
+      this.deadProbeTimer = undefined
       const peerId = this.deadIds.random(this.rng)
       // The ping says "you are dead": a live target refutes, and its ack brings it back.
       if (peerId !== undefined && !this.leaving && !this.probing.has(peerId)) void this.ping(peerId, this.probeTimeoutMs())
       this.scheduleDeadProbe()
     })
+    this.deadProbeTimer = { handle, atMs: this.now() + delayMs }
+  }
+
+  /** A dead member came back: probe the other dead at the fast pace for a while (the pending probe moves up if it is further away). */
+  private hurryDeadProbes(): void {
+    this.lastComebackAtMs = this.now()
+    const pending = this.deadProbeTimer
+    if (pending === undefined || pending.atMs - this.now() <= this.config.deadProbeFastIntervalMs) return
+    pending.handle.cancel()
+    this.deadProbeTimer = undefined
+    this.scheduleDeadProbe()
   }
 
   private scheduleReap(): void {
