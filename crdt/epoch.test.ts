@@ -101,6 +101,30 @@ describe('epoch genesis', () => {
     expect(next.getWithType(n1[1], 'addresses')?.[0]).toBe('list')
   })
 
+  it('keeps every datatype, and a counter incremented past the cut counts on from the cut', () => {
+    const doc = replica(1)
+    const misc = doc.putObject('_root', 'misc', {})
+    doc.put(misc, 'count', 3, 'counter')
+    doc.put(misc, 'at', new Date(1_700_000_000_000), 'timestamp')
+    doc.put(misc, 'ratio', 0.5, 'f64')
+    doc.put(misc, 'big', 7, 'uint')
+    doc.put(misc, 'on', true, 'boolean')
+    doc.put(misc, 'none', null, 'null')
+    doc.put(misc, 'raw', new Uint8Array([1, 2]), 'bytes')
+    doc.putObject(misc, 'note', 'text body')
+    doc.commit(null, 1)
+    const cut = doc.getHeads()
+    doc.increment(misc, 'count', 2)
+    doc.commit(null, 2)
+    const genesis = buildEpochGenesis(doc, { epoch: 1, heads: cut })
+    const next = epochDoc(genesis, translateAll(doc, genesis))
+    const nextMisc = (next.getWithType('_root', 'misc') as [string, string])[1]
+    for (const key of ['at', 'ratio', 'big', 'on', 'none', 'raw']) expect(next.getWithType(nextMisc, key)).toEqual(doc.getWithType(misc, key))
+    expect(next.getWithType(nextMisc, 'count')?.[0]).toBe('counter')
+    expect(next.materialize(nextMisc)).toMatchObject({ count: new A.Counter(5) })
+    expect(next.text((next.getWithType(nextMisc, 'note') as [string, string])[1])).toBe('text body')
+  })
+
   it('records the cut clock and reads its base back from the change alone', () => {
     const { a, cut } = clusterWithCut()
     const genesis = buildEpochGenesis(a, { epoch: 3, heads: cut })
@@ -222,6 +246,11 @@ describe('epoch translation', () => {
     expect((state.deployments as DocMap).api).toBe('{"image":"api"}')
     const orphans = next.getWithType('_root', EPOCH_ORPHANS_KEY) as [string, string]
     expect(next.keys(orphans[1])).toHaveLength(1)
+    // The epoch after starts with empty orphans, and carries the state on.
+    const following = buildEpochGenesis(next, { epoch: 2, heads: next.getHeads() })
+    const nextAgain = epochDoc(following, [])
+    expect(nextAgain.keys((nextAgain.getWithType('_root', EPOCH_ORPHANS_KEY) as [string, string])[1])).toEqual([])
+    expect(stateOf(nextAgain)).toEqual(state)
   })
 
   it('leaves changes the cut holds out, and refuses one whose dependencies were skipped', () => {

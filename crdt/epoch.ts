@@ -129,6 +129,8 @@ export function buildEpochGenesis(handle: DocHandle, cut: EpochCut): EpochGenesi
   const objects: Record<string, string> = {}
   const copyMap = (from: string, to: string): void => {
     for (const key of handle.keys(from, heads)) {
+      // The previous epoch's orphans stay behind: every epoch starts a fresh map for its own.
+      if (from === '_root' && key === EPOCH_ORPHANS_KEY) continue
       const value = handle.getWithType(from, key, heads) as FullValue | null
       if (value !== null) copyValue(value, (made) => out.putObject(to, key, made), (scalar, datatype) => out.put(to, key, scalar as ScalarIn, datatype as DatatypeIn))
     }
