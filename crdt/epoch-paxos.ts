@@ -10,7 +10,7 @@
  * depends on it (a promise forgotten by a restart could let two cuts win);
  * a proposer is a state machine fed replies, answering the messages to
  * send. Sending, retrying with a higher ballot and persisting are the
- * caller's (not built yet).
+ * caller's (crdt/epoch-agreement.ts).
  *
  * The acceptors of an instance are a fixed set every node agrees on (the
  * nodes the previous epoch's genesis registered); a quorum is a strict

@@ -35,8 +35,10 @@
  * still translate. Our own writes never make such ops (lists and nested
  * maps are always written whole).
  *
- * Not built yet: agreeing on the cut among the nodes, and switching the
- * node's document, gossip, sync and store from one epoch to the next.
+ * Agreeing on the cut is crdt/epoch-agreement.ts. Not built yet:
+ * switching the node's document, index, gossip, sync and store from one
+ * epoch to the next; until then nothing calls this module but its tests
+ * and the crdt benchmark.
  */
 import * as A from '@automerge/automerge'
 import { z } from 'zod'
