@@ -228,6 +228,24 @@ describe('membership on the simulated network', () => {
     expect(hurried - steady).toBeGreaterThanOrEqual(8)
   })
 
+  it('many deaths at once (a partition) earn one full sync, which fetches the death notices lost in the storm', async () => {
+    const syncsAfterSplit = async (config: Partial<MembershipConfig>): Promise<number> => {
+      const c = await cluster(20, 9, config)
+      await c.run(3_000)
+      const observer = c.nodes[0]!
+      const [sideA, sideB] = [c.nodes.slice(0, 10), c.nodes.slice(10)]
+      const before = observer.membership.counters().syncsOut
+      c.network.partition([sideA.map((node) => node.id), sideB.map((node) => node.id)])
+      for (let t = 0; t < 30_000 && !sideB.every((node) => stateOf(observer, node) === 'dead'); t += 100) await c.run(100)
+      await c.run(2 * CONFIG.recoverySyncDelayMs + 500)
+      return observer.membership.counters().syncsOut - before
+    }
+    // A threshold above the live count never fires: the same run without the mass-death sync.
+    const without = await syncsAfterSplit({ massDeathFraction: 2 })
+    const withSync = await syncsAfterSplit({})
+    expect(withSync - without).toBe(1)
+  })
+
   it('a graceful leave is seen as left, not dead', async () => {
     const c = await cluster(5)
     await c.run(2_000)

@@ -212,6 +212,10 @@ class MembershipService implements Membership {
   private lastRecoverySyncAtMs = Number.NEGATIVE_INFINITY
   /** When a dead member last came back (deadProbeFastForMs), and the pending dead-probe timer, to hurry it then. */
   private lastComebackAtMs = Number.NEGATIVE_INFINITY
+  /** Deaths seen since deathWindowStartMs (noteDeath). */
+  private deathWindowStartMs = Number.NEGATIVE_INFINITY
+  private deathsInWindow = 0
+  private lastMassDeathSyncAtMs = Number.NEGATIVE_INFINITY
   private deadProbeTimer: { handle: TimerHandle; atMs: number } | undefined
   private pushPullJitter = 1
   private readonly timers = new Set<TimerHandle>()
@@ -570,7 +574,10 @@ class MembershipService implements Membership {
         this.hurryDeadProbes()
       }
     } else if (state === 'suspect') this.suspectIds.add(member.peerId)
-    else if (state === 'dead') this.deadIds.add(member.peerId)
+    else if (state === 'dead') {
+      this.deadIds.add(member.peerId)
+      if (previous === 'alive' || previous === 'suspect') this.noteDeath()
+    }
     this.emit(state === 'alive' ? 'alive' : state, member)
   }
 
@@ -1682,12 +1689,21 @@ class MembershipService implements Membership {
     })
   }
 
-  /**
-   * Checks every pushPullIntervalMs whether a sync is due; the interval is
-   * re-computed with the current n each time (a node that just joined knows
-   * n = 1 at start), jittered ±50 % per sync so syncs do not bunch. A
-   * successful sync of any kind (the join's included) resets the wait.
-   */
+  /** Counts a death; many at once (a partition) earn one recovery sync, for the notices lost in the storm. */
+  private noteDeath(): void {
+    const now = this.now()
+    if (now - this.deathWindowStartMs > this.config.massDeathWindowMs) {
+      this.deathWindowStartMs = now
+      this.deathsInWindow = 0
+    }
+    this.deathsInWindow++
+    if (this.deathsInWindow !== Math.max(3, Math.ceil(this.config.massDeathFraction * this.liveCount()))) return
+    // Its own rate limit: a heal that follows soon after must still get its recovery sync.
+    if (now - this.lastMassDeathSyncAtMs < this.config.recoverySyncMinIntervalMs || this.leaving) return
+    this.lastMassDeathSyncAtMs = now
+    this.syncLater()
+  }
+
   /**
    * A member came back from dead: our table may hold more stale deaths (a
    * healed partition, where a missed refutation would otherwise wait for a
@@ -1698,12 +1714,23 @@ class MembershipService implements Membership {
   private recoverySync(): void {
     if (this.now() - this.lastRecoverySyncAtMs < this.config.recoverySyncMinIntervalMs || this.leaving) return
     this.lastRecoverySyncAtMs = this.now()
+    this.syncLater()
+  }
+
+  /** One full sync with a random member, recoverySyncDelayMs (×1–2) from now: once the wave of news has spread. */
+  private syncLater(): void {
     this.after(this.config.recoverySyncDelayMs * (1 + this.rng.next()), () => {
       const peerId = this.syncPartner()
       if (peerId !== undefined) void this.syncWith(peerId, false)
     })
   }
 
+  /**
+   * Checks every pushPullIntervalMs whether a sync is due; the interval is
+   * re-computed with the current n each time (a node that just joined knows
+   * n = 1 at start), jittered ±50 % per sync so syncs do not bunch. A
+   * successful sync of any kind (the join's included) resets the wait.
+   */
   private schedulePushPull(): void {
     this.after(this.config.pushPullIntervalMs, () => {
       const dueMs = pushPullIntervalMs(this.config, this.liveCount(), this.selfRecordBytes) * this.pushPullJitter
