@@ -25,6 +25,7 @@ import {
   acceptorReceive,
   compareBallots,
   nextBallot,
+  sameCut,
   type AcceptorState,
   type Ballot,
   type CutValue,
@@ -309,7 +310,7 @@ class PaxosEpochAgreement implements EpochAgreement {
   private async learn(cut: CutValue, announce: boolean): Promise<void> {
     const known = this.decisions.get(cut.epoch)
     if (known !== undefined) {
-      if (JSON.stringify(known) !== JSON.stringify(cut)) this.components.logger.error({ epoch: cut.epoch, known, heard: cut }, 'two different cuts announced for one epoch; keeping the first')
+      if (!sameCut(known, cut)) this.components.logger.error({ epoch: cut.epoch, known, heard: cut }, 'two different cuts announced for one epoch; keeping the first')
       return
     }
     this.decisions.set(cut.epoch, cut)
