@@ -15,7 +15,7 @@
  */
 import { z } from 'zod'
 import type { Clock, Logger, Rng, Store, TopicMessage, Transport } from '../core/index.ts'
-import { LatticeError, TransportError } from '../core/index.ts'
+import { LatticeError, TransportError, parseJsonOrUndefined } from '../core/index.ts'
 import {
   AcceptorStateSchema,
   CutValueSchema,
@@ -99,6 +99,9 @@ export interface EpochAgreement {
   counters(): EpochAgreementCounters
 }
 
+/** How one ballot ended: `failed` when every acceptor answered (or failed to) without a quorum either way. */
+type BallotOutcome = { kind: 'decided'; value: CutValue } | { kind: 'preempted'; above: Ballot } | { kind: 'failed' }
+
 const AnnouncementSchema = z.object({ v: z.literal(1), decided: CutValueSchema })
 const ErrorReplySchema = z.object({ error: z.string() })
 
@@ -110,13 +113,7 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const encode = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value))
 
-function decode(bytes: Uint8Array): unknown {
-  try {
-    return JSON.parse(decoder.decode(bytes))
-  } catch {
-    return undefined
-  }
-}
+const decode = (bytes: Uint8Array): unknown => parseJsonOrUndefined(decoder.decode(bytes))
 
 export function createEpochAgreement(init: EpochAgreementInit): (components: EpochAgreementComponents) => EpochAgreement {
   const config = { ...EPOCH_AGREEMENT_DEFAULTS, ...init.config }
@@ -251,11 +248,11 @@ class PaxosEpochAgreement implements EpochAgreement {
   }
 
   /** One ballot: prepare to every acceptor, then accept once a quorum promised. */
-  private runBallot(attempt: ProposerAttempt): Promise<{ kind: 'decided'; value: CutValue } | { kind: 'preempted'; above: Ballot } | { kind: 'failed' }> {
+  private runBallot(attempt: ProposerAttempt): Promise<BallotOutcome> {
     return new Promise((resolve) => {
       let settled = false
       let outstanding = 0
-      const settle = (result: { kind: 'decided'; value: CutValue } | { kind: 'preempted'; above: Ballot } | { kind: 'failed' }): void => {
+      const settle = (result: BallotOutcome): void => {
         if (settled) return
         settled = true
         resolve(result)

@@ -48,6 +48,7 @@ function translateAll(old: DocHandle, genesis: EpochGenesis): Uint8Array[] {
     const next = translator.translate(change)
     if (next !== undefined) out.push(next)
   }
+  translator.free()
   return out
 }
 

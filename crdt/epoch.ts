@@ -228,6 +228,8 @@ export interface EpochTranslator {
   translate(change: Uint8Array | A.DecodedChange): Uint8Array | undefined
   /** The new hash of an old change translated so far. */
   translatedHash(oldHash: string): string | undefined
+  /** Releases the copy of the genesis it reads from (WebAssembly memory); translate fails after. */
+  free(): void
 }
 
 interface OpRef {
@@ -319,6 +321,7 @@ export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaL
   return {
     genesis,
     translatedHash: (oldHash) => translated.get(oldHash),
+    free: () => shown.free(),
     translate(change) {
       const decoded = change instanceof Uint8Array ? A.decodeChange(change) : change
       if (inCut(base, decoded.actor, decoded.seq)) return undefined
