@@ -137,6 +137,7 @@ describe('cluster state persistence', () => {
       entriesDecoded: expect.any(Number),
       entriesUnchecked: 0,
       indexFromCache: false,
+      epoch: 0,
     })
   })
 

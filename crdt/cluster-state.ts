@@ -14,13 +14,15 @@ import { z } from 'zod'
 import { LatticeError, type Clock, type DesiredState, type Logger, type Startable, type Store } from '../core/index.ts'
 import { defaultEngine, type AutomergeEngine } from './automerge-engine.ts'
 import { changeMeta, documentHeads, splitChunks, type ChangeMeta, type Chunk } from './change-chunks.ts'
-import { draftRoot, forkHandle, generateSyncMessage, isEngineFailure, loadHandle, mapAt, receiveHeldSyncMessage, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
+import { createHandle, draftRoot, forkHandle, generateSyncMessage, isEngineFailure, loadHandle, mapAt, receiveHeldSyncMessage, receiveSyncMessage, type DocHandle } from './doc-handle.ts'
 import { headsKey, headsKeyAfter, type DocPool } from './doc-pool.ts'
 import { DocIndex, type IndexSnapshot } from './doc-index.ts'
 import { INDEX_CACHE_KEY, readIndexCache, writeIndexCache } from './index-cache.ts'
 import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, selfNodeUnchanged, type ClusterStateTx } from './mutations.ts'
-import { DocPersistence, loadDocument, memoizedHeads, recordBoot } from './persistence.ts'
+import { adoptNextEpoch, buildNextEpoch, type NextEpoch } from './epoch-switch.ts'
+import type { EpochCut } from './epoch.ts'
+import { DocPersistence, loadDocument, memoizedHeads, recordBoot, type EpochRecord } from './persistence.ts'
 import {
   PeerIdSchema,
   type CreateDeploymentInput,
@@ -135,6 +137,18 @@ export interface ClusterStateStats {
   entriesUnchecked: number
   /** The last start took the validated index from the store (index-cache.ts) instead of reading and validating every entry. */
   indexFromCache: boolean
+  /** The epoch the document is in (0 until the history was first cut). */
+  epoch: number
+}
+
+/** What moving into a new epoch did (enterEpoch, adoptEpoch). */
+export interface EpochSwitch {
+  epoch: EpochRecord
+  /** Changes of the old document outside the cut, carried over into the new one. */
+  carried: number
+  /** Changes in the old document before the switch and in the new one after it. */
+  changesBefore: number
+  changesAfter: number
 }
 
 /** Reads: validated, frozen entries; empty before start. */
@@ -259,6 +273,30 @@ export interface ClusterState extends Startable, ClusterStateReader {
   failure(): string | undefined
   /** Called once, when the document fails (see failure()). */
   onFailure(listener: (reason: string) => void): () => void
+
+  // Epochs (docs/ARCHITECTURE.md, "Bounding the history").
+  /** The epoch the document is in: its number, its genesis, and the cut it started from. */
+  epoch(): EpochRecord
+  /**
+   * Moves to epoch `cut.epoch` (the next one; CONFLICT otherwise) from an
+   * agreed cut this replica holds whole (BAD_REQUEST otherwise: adoptEpoch
+   * then): the new document is the cut's genesis plus every change here
+   * outside the cut, translated, and this replica writes as a fresh actor.
+   * Durable (snapshot and epoch record in one batch) before it resolves;
+   * then onChange fires for everything, and onEpoch.
+   */
+  enterEpoch(cut: EpochCut): Promise<EpochSwitch>
+  /**
+   * Moves to a later epoch from a peer's document of it (Automerge.save
+   * bytes) and that epoch's record: for a replica that lacks part of the
+   * cut. Changes here outside the cut are carried over when the new epoch
+   * is the next one; from further behind they cannot be translated (their
+   * cut's base is gone with the epoch between), and are dropped with an
+   * error logged. BAD_REQUEST when the bytes are not that epoch's document.
+   */
+  adoptEpoch(snapshot: Uint8Array, record: EpochRecord): Promise<EpochSwitch>
+  /** Fired after every move to a new epoch; returns unsubscribe. */
+  onEpoch(listener: (record: EpochRecord) => void): () => void
 }
 
 const InitSchema = z.object({
@@ -327,6 +365,13 @@ class AutomergeClusterState implements ClusterState {
   private readonly changeListeners = new Set<(event: ClusterChangeEvent) => void>()
   private readonly localChangeListeners = new Set<(change: Uint8Array) => void>()
   private readonly failureListeners = new Set<(reason: string) => void>()
+  private readonly epochListeners = new Set<(record: EpochRecord) => void>()
+  /** The epoch of the document (set at load). */
+  private epochRecord: EpochRecord | undefined
+  /** This start's number (persistence.ts recordBoot): part of every actor id this start writes as. */
+  private boot = 0
+  /** The last document seen to hold its epoch's genesis (ensureWritableEpoch): a document only grows. */
+  private genesisHeld: DocHandle | undefined
   private failed: string | undefined
   private lifecycle: Lifecycle = 'stopped'
   private starting: Promise<void> | undefined
@@ -371,8 +416,11 @@ class AutomergeClusterState implements ClusterState {
       const actor = deriveActorId(this.selfId, boot, this.clock.nowMs())
       const pool = this.pool
       const loaded = await loadDocument(this.store, actor, this.logger, this.engine, pool === undefined ? undefined : (digest) => pool.acquireLoaded(digest))
-      // Idempotent: a loaded document already holds genesis (a shared one was given it by its loader).
-      if (!loaded.shared) loaded.doc.applyChanges([genesisChange()])
+      // Idempotent: a loaded document already holds genesis (a shared one was given it by its loader). Only epoch 0's
+      // document starts from the fixed genesis; a later epoch's starts from its own, which a damaged store gets back from peers.
+      if (!loaded.shared && loaded.epoch.epoch === 0) loaded.doc.applyChanges([genesisChange()])
+      this.epochRecord = loaded.epoch
+      this.boot = boot
       this.actor = actor
       this.corruptChunks = loaded.corruptBlobs
       this.persistence = new DocPersistence({
@@ -394,7 +442,7 @@ class AutomergeClusterState implements ClusterState {
       this.index.takeTouched() // the first readers scan everything anyway
       this.lifecycle = 'running'
       this.logger.info(
-        { heads: heads.length, changes: doc.stats().numChanges, chunks: loaded.chunks.length, corruptChunks: loaded.corruptBlobs, indexFromCache: this.indexFromCache },
+        { heads: heads.length, changes: doc.stats().numChanges, chunks: loaded.chunks.length, corruptChunks: loaded.corruptBlobs, indexFromCache: this.indexFromCache, epoch: loaded.epoch.epoch },
         'cluster state loaded',
       )
     } catch (err) {
@@ -508,6 +556,7 @@ class AutomergeClusterState implements ClusterState {
   }
 
   async batch<T>(fn: (tx: ClusterStateTx) => T, message = 'batch'): Promise<T> {
+    this.ensureWritableEpoch()
     const doc = this.writableDoc(true)
     try {
       return await this.batchOn(doc, fn, message)
@@ -782,6 +831,11 @@ class AutomergeClusterState implements ClusterState {
       (doc) => {
         // Loaded on its own first: load refuses damaged or truncated bytes, loadIncremental would skip them.
         const other = loadHandle(snapshot, doc.getActorId(), this.engine)
+        // Another epoch's document merged in would add its own genesis and section maps beside ours.
+        if (other.getChangeMetaByHash(this.epoch().genesis) === null) {
+          other.free()
+          throw new Error(`not a document of epoch ${this.epoch().epoch} (it lacks that epoch's genesis)`)
+        }
         // A snapshot holding all of this replica (a joining node's first
         // sync) replaces it outright: re-applying its every change costs
         // another load. Not when changes wait here for their dependencies.
@@ -998,7 +1052,83 @@ class AutomergeClusterState implements ClusterState {
         return index.uncheckedCount()
       },
       indexFromCache: this.indexFromCache,
+      epoch: this.epochRecord?.epoch ?? 0,
     }
+  }
+
+  // ---- epochs ----
+
+  epoch(): EpochRecord {
+    if (this.epochRecord === undefined) throw new LatticeError('INTERNAL', 'cluster state has not started')
+    return this.epochRecord
+  }
+
+  onEpoch(listener: (record: EpochRecord) => void): () => void {
+    this.epochListeners.add(listener)
+    return () => this.epochListeners.delete(listener)
+  }
+
+  enterEpoch(cut: EpochCut): Promise<EpochSwitch> {
+    this.runningDoc()
+    const current = this.epoch().epoch
+    if (cut.epoch !== current + 1) return Promise.reject(new LatticeError('CONFLICT', `cannot enter epoch ${cut.epoch} from epoch ${current}: only the next one`))
+    return this.switchEpoch(cut.epoch, (old, actor) => buildNextEpoch(old, cut, actor, this.engine))
+  }
+
+  adoptEpoch(snapshot: Uint8Array, record: EpochRecord): Promise<EpochSwitch> {
+    this.runningDoc()
+    const current = this.epoch().epoch
+    if (record.epoch <= current) return Promise.reject(new LatticeError('CONFLICT', `cannot adopt epoch ${record.epoch} in epoch ${current}: only a later one`))
+    return this.switchEpoch(record.epoch, (old, actor) => {
+      // The cut's base of a later epoch describes the epoch before it, not this document: nothing here translates.
+      const from = record.epoch === current + 1 ? old : createHandle(undefined, this.engine)
+      try {
+        const next = adoptNextEpoch(from, snapshot, record.genesis, record.epoch, actor, this.engine)
+        if (from !== old) {
+          const lost = old.getChanges(next.genesis.base.cut.filter((head) => old.getChangeMetaByHash(head) !== null)).length
+          this.logger.error({ from: current, to: record.epoch, changes: lost }, 'adopted an epoch more than one ahead: changes made here since the last cut this node saw cannot be carried over')
+        }
+        if (next.genesis.hash !== record.genesis || !sameHeads(next.genesis.base.cut, [...record.cut].sort())) {
+          next.doc.free()
+          throw new LatticeError('BAD_REQUEST', `the document's genesis does not match epoch ${record.epoch}'s record`)
+        }
+        return next
+      } finally {
+        if (from !== old) from.free()
+      }
+    })
+  }
+
+  /**
+   * The switch, in the persistence queue (DocPersistence.switchEpoch): the
+   * new document replaces the current one, the index is read from it whole,
+   * and its snapshot and record are written in one batch. A refused switch
+   * (`make` throws) changes nothing.
+   */
+  private async switchEpoch(epoch: number, make: (old: DocHandle, actor: string) => NextEpoch): Promise<EpochSwitch> {
+    const persistence = this.persistence!
+    let outcome: EpochSwitch | undefined
+    const swap = (): EpochRecord => {
+      const old = this.runningDoc()
+      const actor = deriveActorId(`${this.selfId}/epoch/${epoch}`, this.boot, this.clock.nowMs())
+      const changesBefore = this.guard('reading statistics', () => old.stats().numChanges)
+      const next = this.guard('moving to a new epoch', () => make(old, actor))
+      const record: EpochRecord = { epoch, genesis: next.genesis.hash, cut: [...next.genesis.base.cut] }
+      this.actor = actor
+      this.epochRecord = record
+      if (this.pool !== undefined && this.pool.keyOf(old) !== undefined) this.pool.release(old)
+      else old.free()
+      const doc = (this.doc = this.repool(next.doc))
+      this.guard('reading the new epoch', () => this.index.rebuild(doc, { deferStatuses: true }))
+      outcome = { epoch: record, carried: next.carried, changesBefore, changesAfter: this.guard('reading statistics', () => doc.stats().numChanges) }
+      return record
+    }
+    await persistence.switchEpoch(swap)
+    const { epoch: record } = outcome!
+    this.logger.info({ epoch, carried: outcome!.carried, changesBefore: outcome!.changesBefore, changesAfter: outcome!.changesAfter }, 'cluster state moved to a new epoch')
+    this.emit(this.changeListeners, { local: false, ...this.index.takeTouched() })
+    this.emit(this.epochListeners, record)
+    return outcome!
   }
 
   // ---- internals ----
@@ -1100,6 +1230,22 @@ class AutomergeClusterState implements ClusterState {
       if (this.failed !== undefined) return undefined
       throw err
     }
+  }
+
+  /**
+   * Refuses a write while the document lacks its epoch's genesis (a later
+   * epoch's document lost to damage, not yet back from peers): written
+   * into, it would make a second set of section maps that the merge with
+   * the genesis's would hide.
+   */
+  private ensureWritableEpoch(): void {
+    const doc = this.runningDoc()
+    if (this.genesisHeld === doc) return
+    const genesis = this.epoch().genesis
+    if (this.guard('reading the change graph', () => doc.getChangeMetaByHash(genesis)) === null) {
+      throw new LatticeError('INTERNAL', `the document lacks the genesis of epoch ${this.epoch().epoch}; it comes back from peers by sync`)
+    }
+    this.genesisHeld = doc
   }
 
   private runningDoc(): DocHandle {

@@ -24,8 +24,11 @@ export {
   type ClusterStateStats,
   type ClusterChangeEvent,
   type ApplyResult,
+  type EpochSwitch,
   type SyncState,
 } from './cluster-state.ts'
+export { EPOCH_ZERO, EpochRecordSchema, type EpochRecord } from './persistence.ts'
+export type { EpochCut } from './epoch.ts'
 export type { ClusterStateTx } from './mutations.ts'
 export { jsonEqual } from './doc-codec.ts'
 export { automergeEngine, defaultEngine, type AutomergeEngine } from './automerge-engine.ts'

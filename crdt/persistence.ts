@@ -4,7 +4,11 @@
  *   doc/chunk/<12-digit seq>      changes saved since the snapshot, in order
  *   doc/boots                     how many times this node has started
  *   doc/index-cache               the validated index at a stop (index-cache.ts)
- * Snapshot and chunks are wrapped in a checksummed envelope (envelope.ts).
+ *   doc/epoch                     the epoch the document is in (absent: epoch 0)
+ * Snapshot, chunks and the epoch record are wrapped in a checksummed envelope
+ * (envelope.ts). The epoch record changes only together with the snapshot,
+ * in one batch (switchEpoch): a crash leaves the old epoch's document with its
+ * record or the new one's with its own.
  *
  * Writes go through one serial queue, so chunks land in order and a
  * compaction never interleaves with a chunk write. Each chunk holds the
@@ -18,14 +22,55 @@
  */
 import type { Heads } from '@automerge/automerge'
 import { createHash } from 'node:crypto'
-import type { Logger, Store, StoreOp } from '../core/index.ts'
+import { z } from 'zod'
+import { parseJsonOrUndefined, type Logger, type Store, type StoreOp } from '../core/index.ts'
 import type { AutomergeEngine } from './automerge-engine.ts'
 import { createHandle, loadHandle, type DocHandle } from './doc-handle.ts'
+import { GENESIS_HASH } from './document.ts'
 import { seal, unseal } from './envelope.ts'
+import { EPOCH_GENESIS_ACTOR, parseEpochGenesis } from './epoch.ts'
 
 export const SNAPSHOT_KEY = 'doc/snapshot'
 export const CHUNK_PREFIX = 'doc/chunk/'
 export const BOOTS_KEY = 'doc/boots'
+export const EPOCH_KEY = 'doc/epoch'
+
+const HASH = z.string().regex(/^[0-9a-f]{64}$/)
+
+/** Which epoch a document is in: its number, the hash of its genesis, and the cut of the previous epoch it starts from (none for epoch 0). */
+export const EpochRecordSchema = z.object({
+  epoch: z.number().int().nonnegative(),
+  genesis: HASH,
+  cut: z.array(HASH),
+})
+export type EpochRecord = z.infer<typeof EpochRecordSchema>
+
+/** Epoch 0: the document every cluster starts with, from the fixed genesis of document.ts. */
+export const EPOCH_ZERO: EpochRecord = Object.freeze({ epoch: 0, genesis: GENESIS_HASH, cut: [] as string[] })
+
+export function encodeEpochRecord(record: EpochRecord): Uint8Array {
+  return seal(new TextEncoder().encode(JSON.stringify(record)))
+}
+
+/**
+ * The epoch a document shows by its own history: the epoch genesis it holds
+ * (a change of EPOCH_GENESIS_ACTOR without dependencies), or undefined
+ * (epoch 0, or a document without its genesis).
+ */
+export function epochShownBy(doc: DocHandle): EpochRecord | undefined {
+  for (const meta of doc.getChangesMeta([])) {
+    if (meta.actor !== EPOCH_GENESIS_ACTOR || meta.deps.length > 0) continue
+    const change = doc.getChangeByHash(meta.hash)
+    if (change === null) continue
+    try {
+      const genesis = parseEpochGenesis(change)
+      return { epoch: genesis.base.epoch, genesis: genesis.hash, cut: genesis.base.cut }
+    } catch {
+      continue // not a genesis after all
+    }
+  }
+  return undefined
+}
 const SEQ_DIGITS = 12
 
 export function chunkKey(seq: number): string {
@@ -57,6 +102,29 @@ export interface LoadedDocument {
   snapshotDigest?: string
   /** True when `doc` is one another holder loaded from the same bytes (`shared`), not loaded here. */
   shared: boolean
+  /** The epoch the store says the document is in (EPOCH_ZERO when it says nothing). */
+  epoch: EpochRecord
+}
+
+/**
+ * The stored epoch record. A damaged one is reported and answered from the
+ * document's own genesis once loaded (undefined here); a store without one
+ * (epoch 0 never writes it) is epoch 0.
+ */
+async function readEpochRecord(store: Store, report: (key: string, reason: string) => void): Promise<EpochRecord | undefined> {
+  const raw = await store.get(EPOCH_KEY)
+  if (raw === undefined) return EPOCH_ZERO
+  const opened = unseal(raw)
+  if ('damaged' in opened) {
+    report(EPOCH_KEY, opened.damaged)
+    return undefined
+  }
+  const parsed = EpochRecordSchema.safeParse(parseJsonOrUndefined(new TextDecoder().decode(opened.payload)))
+  if (!parsed.success) {
+    report(EPOCH_KEY, 'not an epoch record')
+    return undefined
+  }
+  return parsed.data
 }
 
 /**
@@ -80,6 +148,15 @@ export async function loadDocument(store: Store, actor: string, logger: Logger, 
     logger.error({ key, reason }, 'cluster-state blob is damaged; skipped, peers will supply what it held')
   }
 
+  const recorded = await readEpochRecord(store, report)
+  // Without a sound record the document's own genesis tells; with neither, the node starts in epoch 0, is told the
+  // cluster's epoch by its first sync, and adopts that epoch's document from a peer (nothing it wrote is lost by that).
+  const epochOf = (loaded: DocHandle): EpochRecord => {
+    if (recorded !== undefined) return recorded
+    const shown = epochShownBy(loaded)
+    if (shown === undefined) logger.error({ key: EPOCH_KEY }, 'the epoch record is damaged and the document shows no epoch genesis: starting in epoch 0; peers will tell the current epoch')
+    return shown ?? EPOCH_ZERO
+  }
   const snapshot = await store.get(SNAPSHOT_KEY)
   const stored = await store.list(CHUNK_PREFIX)
   let snapshotDigest: string | undefined
@@ -93,7 +170,7 @@ export async function loadDocument(store: Store, actor: string, logger: Logger, 
       const held = digest === undefined ? undefined : elsewhere?.(digest)
       if (held !== undefined) {
         doc.free()
-        return { doc: held, corruptBlobs, chunks: [], nextSeq: 1, sizeBytes, snapshotDigest: digest, shared: true }
+        return { doc: held, corruptBlobs, chunks: [], nextSeq: 1, sizeBytes, snapshotDigest: digest, shared: true, epoch: epochOf(held) }
       }
       try {
         doc.free()
@@ -126,7 +203,7 @@ export async function loadDocument(store: Store, actor: string, logger: Logger, 
       report(key, (err as Error).message)
     }
   }
-  return { doc, corruptBlobs, chunks, nextSeq: lastSeq + 1, sizeBytes, ...(snapshotDigest === undefined ? {} : { snapshotDigest }), shared: false }
+  return { doc, corruptBlobs, chunks, nextSeq: lastSeq + 1, sizeBytes, ...(snapshotDigest === undefined ? {} : { snapshotDigest }), shared: false, epoch: epochOf(doc) }
 }
 
 export interface DocPersistenceOptions {
@@ -223,6 +300,23 @@ export class DocPersistence {
   }
 
   /**
+   * Moves the store to another epoch's document: in the write queue, after
+   * every write queued before it, `swap()` makes the new document current
+   * (synchronously, so no write lands between) and answers its epoch, then
+   * its snapshot, that epoch record and the removal of every chunk go in one
+   * batch. A swap that throws changes nothing. Writes
+   * noted before the swap belong to the old document: the new one carried
+   * them over (translated), so they are not written again.
+   */
+  switchEpoch(swap: () => EpochRecord): Promise<void> {
+    return this.enqueue(async () => {
+      const record = swap()
+      this.unsaved = []
+      await this.writeSnapshot(undefined, record)
+    })
+  }
+
+  /**
    * Writes the whole document as the snapshot and drops the chunks, in one
    * atomic batch. `saved`: Automerge.save bytes of exactly the current
    * document (a peer's snapshot that replaced it), written as they are
@@ -275,7 +369,7 @@ export class DocPersistence {
     }
   }
 
-  private async writeSnapshot(saved?: Uint8Array): Promise<void> {
+  private async writeSnapshot(saved?: Uint8Array, epoch?: EpochRecord): Promise<void> {
     this.compactionQueued = false
     const doc = this.current()
     const heads = memoizedHeads(doc, this.saveMemo(doc))
@@ -287,6 +381,7 @@ export class DocPersistence {
     const ops: StoreOp[] = [
       { type: 'put', key: SNAPSHOT_KEY, value: snapshot },
       ...dropped.map((chunk): StoreOp => ({ type: 'del', key: chunk.key })),
+      ...(epoch === undefined ? [] : [{ type: 'put', key: EPOCH_KEY, value: encodeEpochRecord(epoch) } satisfies StoreOp]),
     ]
     try {
       await this.store.batch(ops)

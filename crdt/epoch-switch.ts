@@ -1,0 +1,102 @@
+/**
+ * Moving one node's document into the next epoch (docs/ARCHITECTURE.md,
+ * "Bounding the history: epochs"): the pure part of the switch, with no
+ * store and no index. ClusterState.enterEpoch calls it and persists the
+ * result with the epoch record.
+ *
+ * Two ways in, one outcome: a document of epoch `cut.epoch` holding the
+ * genesis of the cut and every change of the old document outside the cut,
+ * translated (epoch.ts), written to by a fresh actor.
+ * - `buildNextEpoch`: the node holds the whole cut, so it builds the genesis
+ *   from its own document (every node that holds the cut builds the same
+ *   bytes, so nothing of the state needs to travel).
+ * - `adoptNextEpoch`: the node lacks part of the cut (it was away), so it
+ *   takes a peer's document of the new epoch and carries over what it holds
+ *   outside the cut, reading the cut from the genesis in that document.
+ */
+import * as A from '@automerge/automerge'
+import { LatticeError } from '../core/index.ts'
+import type { AutomergeEngine } from './automerge-engine.ts'
+import { createHandle, loadHandle, type DocHandle } from './doc-handle.ts'
+import { buildEpochGenesis, createEpochTranslator, inCut, parseEpochGenesis, type EpochCut, type EpochGenesis } from './epoch.ts'
+
+export interface NextEpoch {
+  /** The new document (owned by the caller: it frees it). */
+  doc: DocHandle
+  genesis: EpochGenesis
+  /** Changes of the old document outside the cut, carried over (translated) into the new one. */
+  carried: number
+}
+
+/**
+ * The old document's changes outside the cut, translated in causal order
+ * (Automerge lists changes so). Changes Automerge still queues for missing
+ * dependencies are not in the history and not carried: their writers hold
+ * them and carry them over themselves.
+ */
+function carryOver(old: DocHandle, genesis: EpochGenesis, outside: readonly Uint8Array[]): Uint8Array[] {
+  const translator = createEpochTranslator(genesis, (hash) => old.getChangeMetaByHash(hash))
+  try {
+    const carried: Uint8Array[] = []
+    for (const change of outside) {
+      const next = translator.translate(change)
+      if (next !== undefined) carried.push(next)
+    }
+    return carried
+  } finally {
+    translator.free()
+  }
+}
+
+/** The next epoch built from `old`, which holds every head of the cut (BAD_REQUEST otherwise). */
+export function buildNextEpoch(old: DocHandle, cut: EpochCut, actor: string, engine?: AutomergeEngine): NextEpoch {
+  const genesis = buildEpochGenesis(old, cut)
+  const carried = carryOver(old, genesis, old.getChanges([...genesis.base.cut]))
+  const doc = createHandle(actor, engine)
+  try {
+    doc.applyChanges([genesis.change, ...carried])
+  } catch (err) {
+    doc.free()
+    throw err
+  }
+  return { doc, genesis, carried: carried.length }
+}
+
+/** The genesis of epoch `epoch` in a document of that epoch (BAD_REQUEST when it has none, or another epoch's). */
+export function genesisIn(doc: DocHandle, genesisHash: string, epoch: number): EpochGenesis {
+  const change = doc.getChangeByHash(genesisHash)
+  if (change === null) throw new LatticeError('BAD_REQUEST', `the document does not hold the epoch genesis ${genesisHash}`)
+  const genesis = parseEpochGenesis(change)
+  if (genesis.base.epoch !== epoch) throw new LatticeError('BAD_REQUEST', `genesis ${genesisHash} starts epoch ${genesis.base.epoch}, not ${epoch}`)
+  return genesis
+}
+
+/**
+ * The next epoch from a peer's document of it (`snapshot`, Automerge.save
+ * bytes; its genesis is `genesisHash`), plus what `old` holds outside the
+ * cut. `old` need not hold the cut: only the genesis's base is needed to
+ * tell and translate what lies outside it.
+ */
+export function adoptNextEpoch(old: DocHandle, snapshot: Uint8Array, genesisHash: string, epoch: number, actor: string, engine?: AutomergeEngine): NextEpoch {
+  let doc: DocHandle
+  try {
+    doc = loadHandle(snapshot, actor, engine)
+  } catch (err) {
+    throw new LatticeError('BAD_REQUEST', `not an Automerge document: ${(err as Error).message}`)
+  }
+  try {
+    const genesis = genesisIn(doc, genesisHash, epoch)
+    if (doc.getMissingDeps().length > 0) throw new LatticeError('BAD_REQUEST', 'the document of the new epoch waits for changes it does not hold')
+    // Every change of `old` outside the cut, in causal order; the cut's own are the genesis's.
+    const outside = old.getChanges([]).filter((change) => {
+      const meta = A.decodeChange(change)
+      return !inCut(genesis.base, meta.actor, meta.seq)
+    })
+    const carried = carryOver(old, genesis, outside)
+    doc.applyChanges(carried)
+    return { doc, genesis, carried: carried.length }
+  } catch (err) {
+    doc.free()
+    throw err
+  }
+}
