@@ -28,9 +28,10 @@
  * sides: O(history) per session, and the history grows with the cluster.
  */
 import * as A from '@automerge/automerge'
-import { LatticeError, TransportError, type Logger, type RequestContext, type Transport } from '../core/index.ts'
+import { LatticeError, TransportError, parseJsonOrUndefined, type Logger, type RequestContext, type Transport } from '../core/index.ts'
 import type { ApplyResult, ClusterState, SyncState } from './cluster-state.ts'
 import { LruMap } from './lru.ts'
+import { EpochRecordSchema, type EpochRecord } from './persistence.ts'
 import { STATE_SYNC_PROTOCOL, type StateSyncConfig } from './sync-config.ts'
 import type { StateSyncCounters, SyncFailure, SyncSessionResult } from './sync-types.ts'
 import {
@@ -55,6 +56,13 @@ export interface AntiEntropyDeps {
   misbehave(peerId: string, reason: DropReason): void
   /** A session with `peerId` completed: both replicas held the same changes at its end. */
   onSessionOk(peerId: string): void
+}
+
+/** A reply in another epoch than ours: what it said about the peer's epoch, for the session to act on. */
+class OtherEpoch extends Error {
+  constructor(readonly peerEpoch: number, readonly record: EpochRecord | undefined) {
+    super(`peer is in epoch ${peerEpoch}`)
+  }
 }
 
 const EMPTY = new Uint8Array(0)
@@ -119,6 +127,9 @@ export class AntiEntropy {
   private inboundInFlight = 0
   private abort = new AbortController()
   private running = false
+  /** The move to a later epoch in progress (one at a time: two peers ahead tell the same epoch). */
+  private learning: Promise<void> | undefined
+  private offs: (() => void)[] = []
 
   constructor(deps: AntiEntropyDeps) {
     this.deps = deps
@@ -140,13 +151,24 @@ export class AntiEntropy {
     this.transport.handle(STATE_SYNC_PROTOCOL, (request) => this.serve(request), {
       requestBytesMax: syncFrameBytes(this.config.syncMessageBytesMax),
     })
+    // Sync states and peers' heads name the old document's changes: a new epoch starts them over.
+    this.offs.push(
+      this.state.onEpoch(() => {
+        this.outStates.clear()
+        this.inStates.clear()
+        this.peerHeads.clear()
+        this.heardHeads.clear()
+      }),
+    )
   }
 
   async stop(): Promise<void> {
     if (!this.running) return
     this.running = false
+    for (const off of this.offs) off()
+    this.offs = []
     this.abort.abort(new Error('state sync stopped'))
-    await Promise.allSettled([...this.sessions.values(), ...this.serving.values()])
+    await Promise.allSettled([...this.sessions.values(), ...this.serving.values(), this.learning])
   }
 
   /** Sync states forgotten to stay within syncStatesMax. */
@@ -206,10 +228,14 @@ export class AntiEntropy {
         if (rounds >= this.config.syncRoundsMax) throw new SessionFailure('roundsExceeded')
         const outgoing = this.fit(message ?? EMPTY)
         if (outgoing === undefined) throw new SessionFailure('oversized')
-        const request = encodeSyncRequest({ start: messageRounds === 0, ...outgoing })
+        const epoch = this.state.epoch().epoch
+        const request = encodeSyncRequest({ epoch, start: messageRounds === 0, ...outgoing })
         rounds++
         messageRounds++
-        const { kind, payload } = await this.roundTrip(peerId, request)
+        const reply = await this.roundTrip(peerId, request)
+        // Checked in the same turn as the apply below: a switch between them would take the peer's old-epoch changes into the new document.
+        this.sameEpoch(reply, epoch)
+        const { kind, payload } = reply
         if (payload.byteLength === 0) continue // the peer has nothing to send this round
         if (kind === 'snapshot') {
           this.count.syncSnapshotsReceived++
@@ -225,6 +251,7 @@ export class AntiEntropy {
       }
       this.outStates.set(peerId, syncState)
     } catch (err) {
+      if (err instanceof OtherEpoch) return this.otherEpoch(peerId, rounds, err)
       const reason = err instanceof SessionFailure ? err.reason : this.running ? 'failed' : 'stopped'
       if (!(err instanceof SessionFailure)) this.log.warn({ err, peerId }, 'sync session failed')
       else this.log.debug({ peerId, reason, rounds }, 'sync session failed')
@@ -239,7 +266,10 @@ export class AntiEntropy {
 
   /** Round 0 of a session: our heads for the peer's (durable) heads. */
   private async headsRound(peerId: string, ours: readonly string[]): Promise<string[]> {
-    const { kind, payload } = await this.roundTrip(peerId, encodeSyncRequest({ start: false, snapshot: false, heads: true, payload: encodeHeads(ours) }))
+    const epoch = this.state.epoch().epoch
+    const reply = await this.roundTrip(peerId, encodeSyncRequest({ epoch, start: false, snapshot: false, heads: true, payload: encodeHeads(ours) }))
+    this.sameEpoch(reply, epoch)
+    const { kind, payload } = reply
     const theirs = kind === 'heads' ? decodeHeads(payload) : undefined
     if (theirs === undefined) {
       this.dropFrom(peerId, 'malformed', true)
@@ -250,10 +280,87 @@ export class AntiEntropy {
   }
 
   /**
+   * Throws OtherEpoch when a reply is not of our epoch `epoch` (what we
+   * sent in): an EPOCH reply, or any reply of a peer that switched in the
+   * middle of the session. An EPOCH reply's record is read (a bad one is
+   * the peer's fault).
+   */
+  private sameEpoch(reply: { epoch: number; kind: ResponseKind; payload: Uint8Array }, epoch: number): void {
+    if (reply.kind !== 'epoch' && reply.epoch === epoch && this.state.epoch().epoch === epoch) return
+    if (reply.kind !== 'epoch') throw new OtherEpoch(reply.epoch, undefined)
+    const record = EpochRecordSchema.safeParse(parseJsonOrUndefined(new TextDecoder().decode(reply.payload)))
+    if (!record.success || record.data.epoch !== reply.epoch) throw new SessionFailure('malformed')
+    throw new OtherEpoch(reply.epoch, record.data)
+  }
+
+  /**
+   * A session that met a peer in another epoch. A peer ahead told its
+   * epoch's record: this node moves there (learnEpoch). A peer behind
+   * learns ours from our requests' tag. Either way the session ends, and
+   * the next one syncs within one epoch.
+   */
+  private async otherEpoch(peerId: string, rounds: number, met: OtherEpoch): Promise<SyncSessionResult> {
+    this.count.syncDropped.otherEpoch++
+    if (met.record !== undefined && met.record.epoch > this.state.epoch().epoch) {
+      try {
+        await this.learnEpoch(peerId, met.record)
+      } catch (err) {
+        this.log.warn({ err, peerId, epoch: met.record.epoch }, 'moving to the epoch a peer is in failed; a later session tries again')
+      }
+    }
+    this.count.syncSessionsFailed++
+    this.count.syncSessionFailures.otherEpoch++
+    return { ok: false, peerId, rounds, reason: 'otherEpoch' }
+  }
+
+  /**
+   * Moves this node to a later epoch a peer is in, one move at a time: from
+   * the cut, when it is the next epoch and this node holds the cut (every
+   * node that holds it builds the same genesis: nothing of the state
+   * travels), else from the peer's whole document (adoptEpoch).
+   */
+  learnEpoch(peerId: string, record: EpochRecord): Promise<void> {
+    const run = (this.learning ?? Promise.resolve()).then(() => this.learnOnce(peerId, record))
+    const tail = run.catch(() => undefined)
+    this.learning = tail
+    void tail.then(() => {
+      if (this.learning === tail) this.learning = undefined
+    })
+    return run
+  }
+
+  private async learnOnce(peerId: string, record: EpochRecord): Promise<void> {
+    const ours = this.state.epoch()
+    if (!this.running || record.epoch <= ours.epoch) return
+    if (record.epoch === ours.epoch + 1 && this.state.hasChanges(record.cut)) {
+      const switched = await this.state.enterEpoch({ epoch: record.epoch, heads: record.cut })
+      this.count.epochsEntered++
+      if (switched.epoch.genesis !== record.genesis) {
+        // Every node holding the cut builds the same genesis; a different one means diverging builds (a bug or another encoding).
+        this.log.error({ peerId, epoch: record.epoch, ours: switched.epoch.genesis, theirs: record.genesis }, 'the genesis built from the cut differs from the peer\'s: the two documents will not merge')
+      }
+      return
+    }
+    const reply = await this.roundTrip(peerId, encodeSyncRequest({ epoch: ours.epoch, start: false, snapshot: false, epochDocument: true, payload: EMPTY }))
+    if (reply.kind !== 'snapshot' || reply.epoch !== record.epoch) throw new SessionFailure(reply.kind === 'snapshot' || reply.kind === 'epoch' ? 'otherEpoch' : 'malformed')
+    this.count.syncSnapshotsReceived++
+    try {
+      await this.state.adoptEpoch(reply.payload, record)
+    } catch (err) {
+      if (err instanceof LatticeError && err.code === 'BAD_REQUEST') {
+        this.dropFrom(peerId, 'malformed', true)
+        throw new SessionFailure('malformed')
+      }
+      throw err
+    }
+    this.count.epochsAdopted++
+  }
+
+  /**
    * One request and its decoded answer. A transport failure, an answer that
    * does not decode (blamed on the peer), `busy` and `error` end the session.
    */
-  private async roundTrip(peerId: string, request: Uint8Array): Promise<{ kind: Exclude<ResponseKind, 'busy' | 'error'>; payload: Uint8Array }> {
+  private async roundTrip(peerId: string, request: Uint8Array): Promise<{ epoch: number; kind: Exclude<ResponseKind, 'busy' | 'error'>; payload: Uint8Array }> {
     this.count.syncRoundsOut++
     this.count.syncBytesOut += request.byteLength
     let reply: Uint8Array
@@ -272,13 +379,13 @@ export class AntiEntropy {
       this.dropFrom(peerId, decoded.reason, true)
       throw new SessionFailure(decoded.reason === 'oversized' ? 'oversized' : 'malformed')
     }
-    const { kind, payload } = decoded.value
+    const { epoch, kind, payload } = decoded.value
     if (kind === 'busy') throw new SessionFailure('busy')
     if (kind === 'error') {
       this.log.debug({ peerId, reason: new TextDecoder().decode(payload) }, 'peer refused a sync request')
       throw new SessionFailure('refused')
     }
-    return { kind, payload }
+    return { epoch, kind, payload }
   }
 
   /** Applies what a peer sent; bytes Automerge refuses end the session as `malformed`, blamed on the peer. */
@@ -301,10 +408,10 @@ export class AntiEntropy {
     const { from, data } = request
     this.count.syncRoundsIn++
     this.count.syncBytesIn += data.byteLength
-    if (!this.running) return this.respond(encodeSyncResponse('busy'))
+    if (!this.running) return this.respond(this.busy())
     if (this.inboundInFlight >= this.config.syncInboundMax) {
       this.count.syncDropped.busy++
-      return this.respond(encodeSyncResponse('busy'))
+      return this.respond(this.busy())
     }
     this.inboundInFlight++
     try {
@@ -326,14 +433,36 @@ export class AntiEntropy {
     return response
   }
 
+  /** BUSY, tagged with our epoch when the document can tell it (not before a start, nor after a failure). */
+  private busy(): Uint8Array {
+    let epoch = 0
+    try {
+      epoch = this.state.epoch().epoch
+    } catch {
+      // not started: any tag serves, BUSY carries nothing of a document
+    }
+    return encodeSyncResponse(epoch, 'busy')
+  }
+
   private async serveOne(from: string, data: Uint8Array): Promise<Uint8Array> {
+    const ours = this.state.epoch()
     const decoded = decodeSyncRequest(data, this.config.syncMessageBytesMax)
     if (!decoded.ok) {
       this.dropFrom(from, decoded.reason, true)
-      return encodeSyncError(decoded.reason)
+      return encodeSyncError(ours.epoch, decoded.reason)
     }
-    if (!this.running) return encodeSyncResponse('busy')
-    const { start, snapshot, heads, payload } = decoded.value
+    if (!this.running) return this.busy()
+    const { start, snapshot, heads, epochDocument, payload } = decoded.value
+    if (epochDocument) return this.serveEpochDocument(from, decoded.value.epoch)
+    // Checked in the same turn as the apply below: nothing of another epoch's document reaches ours.
+    if (decoded.value.epoch !== ours.epoch) {
+      this.count.syncDropped.otherEpoch++
+      this.inStates.delete(from)
+      this.heardHeads.delete(from)
+      // A peer ahead: a session with it (our requests carry our epoch) answers us its record, and we move to its epoch.
+      if (decoded.value.epoch > ours.epoch) void this.sync(from)
+      return encodeSyncResponse(ours.epoch, 'epoch', new TextEncoder().encode(JSON.stringify(ours)))
+    }
     if (heads) return this.serveHeads(from, payload)
     const heard = start ? this.heardHeads.get(from) : undefined
     if (heard !== undefined) this.heardHeads.delete(from)
@@ -352,38 +481,59 @@ export class AntiEntropy {
         syncState = received.syncState
         this.noteApplied(from, received.result)
       }
+      // A switch while the peer's message was applied: what we would answer belongs to the new document.
+      const now = this.state.epoch()
+      if (now.epoch !== ours.epoch) {
+        this.inStates.delete(from)
+        return encodeSyncResponse(now.epoch, 'epoch', new TextEncoder().encode(JSON.stringify(now)))
+      }
       const [next, message] = this.state.generateSyncMessage(syncState)
       const outgoing = this.fit(message ?? EMPTY)
       // Our heads in the answer must be durable before the peer counts them (waitForPeerAck).
       await this.state.flush()
       this.inStates.set(from, next)
-      if (outgoing === undefined) return encodeSyncError('oversized')
-      return encodeSyncResponse(outgoing.snapshot ? 'snapshot' : 'message', outgoing.payload)
+      if (outgoing === undefined) return encodeSyncError(ours.epoch, 'oversized')
+      // Tagged with the epoch the message was made in: a switch meanwhile shows the peer a mismatch, not old changes as new ones.
+      return encodeSyncResponse(ours.epoch, outgoing.snapshot ? 'snapshot' : 'message', outgoing.payload)
     } catch (err) {
       if (err instanceof LatticeError && err.code === 'VALIDATION_FAILED') {
         this.inStates.delete(from)
         this.dropFrom(from, 'malformed', true)
-        return encodeSyncError('malformed')
+        return encodeSyncError(ours.epoch, 'malformed')
       }
-      if (err instanceof LatticeError && err.code === 'INTERNAL') return encodeSyncResponse('busy') // stopping
+      if (err instanceof LatticeError && err.code === 'INTERNAL') return this.busy() // stopping
       throw err // our store failed: the peer sees HANDLER_FAILED
     }
+  }
+
+  /** Our whole document, for a peer behind that adopts our epoch (learnEpoch); refused to a peer not behind. */
+  private serveEpochDocument(from: string, theirs: number): Uint8Array {
+    const ours = this.state.epoch().epoch
+    if (theirs >= ours) return encodeSyncError(ours, 'not behind')
+    const snapshot = this.state.saveSnapshot()
+    if (snapshot.byteLength > this.config.syncMessageBytesMax) {
+      this.log.warn({ from, snapshotBytes: snapshot.byteLength, syncMessageBytesMax: this.config.syncMessageBytesMax }, 'a peer behind asked for our document, which exceeds syncMessageBytesMax')
+      return encodeSyncError(ours, 'oversized')
+    }
+    this.count.syncSnapshotsSent++
+    return encodeSyncResponse(ours, 'snapshot', snapshot)
   }
 
   /** A session's heads round: our heads, durable before they are told (as every answer's). */
   private async serveHeads(from: string, payload: Uint8Array): Promise<Uint8Array> {
     this.count.syncSessionsServed++
     const theirs = decodeHeads(payload) ?? []
+    const epoch = this.state.epoch().epoch
     const ours = this.state.heads()
     if (sameHeadSet(ours, theirs)) this.heardHeads.delete(from)
     else this.heardHeads.set(from, theirs)
     try {
       await this.state.flush()
     } catch (err) {
-      if (err instanceof LatticeError && err.code === 'INTERNAL') return encodeSyncResponse('busy') // stopping
+      if (err instanceof LatticeError && err.code === 'INTERNAL') return this.busy() // stopping
       throw err
     }
-    return encodeSyncResponse('heads', encodeHeads(ours))
+    return encodeSyncResponse(epoch, 'heads', encodeHeads(ours))
   }
 
   // ---- shared ----

@@ -20,6 +20,8 @@ import { decodeTopicChange, encodeTopicChange, type DropReason } from './sync-wi
 
 interface Held {
   from: string
+  /** The epoch of the document the change belongs to. */
+  epoch: number
   change: Uint8Array
   hash: string
   deps: string[]
@@ -34,6 +36,8 @@ export interface DisseminationDeps {
   logger: Logger
   counters: StateSyncCounters
   misbehave(peerId: string, reason: DropReason): void
+  /** A peer sent something of a later epoch than ours: a sync session with it moves us there. */
+  peerAhead(peerId: string): void
 }
 
 const INVALID_PATHS_LOGGED_MAX = 5
@@ -46,6 +50,7 @@ export class Dissemination {
   private readonly log: Logger
   private readonly count: StateSyncCounters
   private readonly misbehave: (peerId: string, reason: DropReason) => void
+  private readonly peerAhead: (peerId: string) => void
   /** Changes waiting for dependencies, oldest first. */
   private readonly pending = new Map<string, Held>()
   private pendingBytes = 0
@@ -66,6 +71,7 @@ export class Dissemination {
     this.log = deps.logger
     this.count = deps.counters
     this.misbehave = deps.misbehave
+    this.peerAhead = deps.peerAhead
   }
 
   start(): void {
@@ -76,6 +82,8 @@ export class Dissemination {
       this.state.onLocalChange((change) => this.publish(change)),
       // Sync (or a batch) may have brought what held changes were waiting for.
       this.state.onChange(() => this.promote()),
+      // What waits here belongs to the old document; its holders carry it over themselves.
+      this.state.onEpoch(() => this.forgetOtherEpochs()),
     ]
   }
 
@@ -96,6 +104,23 @@ export class Dissemination {
     this.count.changesPending = 0
   }
 
+  /** Drops held and queued changes of another epoch than the document's (counted). */
+  private forgetOtherEpochs(): void {
+    const epoch = this.state.epoch().epoch
+    for (const held of [...this.pending.values()]) {
+      if (held.epoch === epoch) continue
+      this.unhold(held)
+      this.drop(held.from, 'otherEpoch', false)
+    }
+    const kept = this.inbox.filter((held) => held.epoch === epoch)
+    for (const held of this.inbox) {
+      if (held.epoch === epoch) continue
+      this.inboxHashes.delete(held.hash)
+      this.drop(held.from, 'otherEpoch', false)
+    }
+    this.inbox = kept
+  }
+
   async idle(): Promise<void> {
     while (this.draining !== undefined) await this.draining
   }
@@ -110,7 +135,7 @@ export class Dissemination {
       return
     }
     this.count.changesPublished++
-    this.transport.publish(STATE_TOPIC, encodeTopicChange(change)).catch((err: unknown) => {
+    this.transport.publish(STATE_TOPIC, encodeTopicChange(change, this.state.epoch().epoch)).catch((err: unknown) => {
       this.count.changesPublishFailed++
       this.log.debug({ err: String(err) }, 'publishing a change failed; anti-entropy carries it')
     })
@@ -127,6 +152,14 @@ export class Dissemination {
       return
     }
     const held: Held = { from: message.from, ...decoded.value }
+    const epoch = this.state.epoch().epoch
+    if (held.epoch !== epoch) {
+      // Not the sender's fault: one of us has not switched yet. A change of the old epoch is carried over by whoever
+      // holds it at its own switch (its writer at least); a sender ahead tells us its epoch in a sync session.
+      this.drop(message.from, 'otherEpoch', false)
+      if (held.epoch > epoch) this.peerAhead(message.from)
+      return
+    }
     if (this.pending.has(held.hash) || this.inboxHashes.has(held.hash)) {
       this.count.changesDuplicate++
       return
@@ -304,8 +337,12 @@ export class Dissemination {
    */
   private async applyBatch(batch: Held[]): Promise<void> {
     const missing = this.state.missingAmong(batch.map((held) => held.hash))
-    const fresh = batch.filter((held) => missing.has(held.hash))
-    this.count.changesDuplicate += batch.length - fresh.length
+    // Of the document's epoch, checked in the same turn as the apply: a batch taken before a switch is not applied after it.
+    const epoch = this.state.epoch().epoch
+    const fresh = batch.filter((held) => missing.has(held.hash) && held.epoch === epoch)
+    const stale = batch.filter((held) => held.epoch !== epoch).length
+    if (stale > 0) this.drop('', 'otherEpoch', false, stale)
+    this.count.changesDuplicate += batch.length - fresh.length - stale
     if (fresh.length === 0) return
     const bySender = new Map<string, Held[]>()
     for (const held of fresh) {
@@ -349,10 +386,13 @@ export class Dissemination {
   }
 
   private async applyGroup(from: string, group: Held[]): Promise<void> {
-    // Anti-entropy may have brought some meanwhile.
+    // Anti-entropy may have brought some meanwhile, or a switch made them another epoch's.
     const missing = this.state.missingAmong(group.map((held) => held.hash))
-    const fresh = group.filter((held) => missing.has(held.hash))
-    this.count.changesDuplicate += group.length - fresh.length
+    const epoch = this.state.epoch().epoch
+    const fresh = group.filter((held) => missing.has(held.hash) && held.epoch === epoch)
+    const stale = group.filter((held) => held.epoch !== epoch).length
+    if (stale > 0) this.drop(from, 'otherEpoch', false, stale)
+    this.count.changesDuplicate += group.length - fresh.length - stale
     if (fresh.length === 0) return
     try {
       const result = await this.state.applyChanges(

@@ -102,12 +102,15 @@ export function cutClock(handle: DocHandle, heads: readonly string[]): Record<st
     if (handle.getChangeMetaByHash(head) === null) throw new LatticeError('BAD_REQUEST', `the document does not hold the cut's head ${head}`)
   }
   const after = new Set(handle.getChangesMeta([...heads]).map((meta) => meta.hash))
-  const clock: Record<string, [number, number]> = {}
+  const found = new Map<string, [number, number]>()
   for (const meta of handle.getChangesMeta([])) {
     if (after.has(meta.hash)) continue
-    const held = clock[meta.actor]
-    if (held === undefined || held[0] < meta.seq) clock[meta.actor] = [meta.seq, meta.maxOp]
+    const held = found.get(meta.actor)
+    if (held === undefined || held[0] < meta.seq) found.set(meta.actor, [meta.seq, meta.maxOp])
   }
+  // Actors in order: the clock goes into the genesis's message, whose bytes must not depend on the order this replica received the history in.
+  const clock: Record<string, [number, number]> = {}
+  for (const actor of [...found.keys()].sort()) clock[actor] = found.get(actor)!
   return clock
 }
 

@@ -45,6 +45,11 @@ export class LruMap<K, V> {
     return this.entries.delete(key)
   }
 
+  /** Forgets every entry (not counted as evicted). */
+  clear(): void {
+    this.entries.clear()
+  }
+
   /** Oldest first. */
   [Symbol.iterator](): IterableIterator<[K, V]> {
     return this.entries[Symbol.iterator]()

@@ -318,7 +318,7 @@ describe('state sync under bad input', () => {
       await evil.publish(STATE_TOPIC, new TextEncoder().encode(JSON.stringify({ change: 'please', deps: [] })))
       await evil.publish(STATE_TOPIC, Uint8Array.from([1, ...BYTES(50, 3)])) // our version byte, then garbage
       await evil.publish(STATE_TOPIC, Uint8Array.from([1, ...BYTES(5_000, 4)]))
-      await evil.publish(STATE_TOPIC, encodeTopicChange(A.getLastLocalChange(docWithInvalidEntry('ee'.repeat(16)))!))
+      await evil.publish(STATE_TOPIC, encodeTopicChange(A.getLastLocalChange(docWithInvalidEntry('ee'.repeat(16)))!, 0))
       await cluster.run(200)
 
       for (const node of cluster.nodes.values()) {
@@ -353,12 +353,12 @@ describe('state sync under bad input', () => {
       }
       expect(await ask(BYTES(40, 5))).toBe('error')
       expect(await ask(new TextEncoder().encode('{"sync":"me"}'))).toBe('error')
-      expect(await ask(encodeSyncRequest({ start: true, snapshot: false, payload: BYTES(80, 6) }))).toBe('error')
-      expect(await ask(encodeSyncRequest({ start: true, snapshot: true, payload: BYTES(80, 7) }))).toBe('error')
+      expect(await ask(encodeSyncRequest({ epoch: 0, start: true, snapshot: false, payload: BYTES(80, 6) }))).toBe('error')
+      expect(await ask(encodeSyncRequest({ epoch: 0, start: true, snapshot: true, payload: BYTES(80, 7) }))).toBe('error')
       // A heads round is heads alone, a whole number of 32-byte hashes.
-      expect(await ask(encodeSyncRequest({ start: false, snapshot: false, heads: true, payload: BYTES(33, 8) }))).toBe('error')
-      expect(await ask(encodeSyncRequest({ start: true, snapshot: false, heads: true, payload: BYTES(32, 9) }))).toBe('error')
-      expect(await ask(encodeSyncRequest({ start: false, snapshot: false, heads: true, payload: BYTES(64, 10) }))).toBe('heads')
+      expect(await ask(encodeSyncRequest({ epoch: 0, start: false, snapshot: false, heads: true, payload: BYTES(33, 8) }))).toBe('error')
+      expect(await ask(encodeSyncRequest({ epoch: 0, start: true, snapshot: false, heads: true, payload: BYTES(32, 9) }))).toBe('error')
+      expect(await ask(encodeSyncRequest({ epoch: 0, start: false, snapshot: false, heads: true, payload: BYTES(64, 10) }))).toBe('heads')
 
       // A full session from a peer whose document holds an invalid entry.
       let doc = docWithInvalidEntry('dd'.repeat(16))
@@ -367,7 +367,7 @@ describe('state sync under bad input', () => {
         const [next, message] = A.generateSyncMessage(doc, syncState)
         syncState = next
         if (message === null && round > 0) break
-        const reply = await within(cluster, evil.request('n0', STATE_SYNC_PROTOCOL, encodeSyncRequest({ start: round === 0, snapshot: false, payload: message ?? new Uint8Array(0) }), { timeoutMs: 1_000, responseBytesMax: 1 << 20 }), 1_100)
+        const reply = await within(cluster, evil.request('n0', STATE_SYNC_PROTOCOL, encodeSyncRequest({ epoch: 0, start: round === 0, snapshot: false, payload: message ?? new Uint8Array(0) }), { timeoutMs: 1_000, responseBytesMax: 1 << 20 }), 1_100)
         const decoded = decodeSyncResponse(reply, 1 << 20)
         if (!decoded.ok || decoded.value.kind !== 'message') throw new Error('unexpected reply')
         if (decoded.value.payload.byteLength > 0) [doc, syncState] = A.receiveSyncMessage(doc, syncState, decoded.value.payload)
@@ -399,7 +399,7 @@ describe('state sync under bad input', () => {
     try {
       const a = cluster.node('a')
       const evil = await mallory(cluster)
-      const tooBig = encodeSyncRequest({ start: true, snapshot: false, payload: BYTES(1_025, 10) })
+      const tooBig = encodeSyncRequest({ epoch: 0, start: true, snapshot: false, payload: BYTES(1_025, 10) })
       expect(tooBig.byteLength).toBe(syncFrameBytes(1_025))
       await expect(within(cluster, evil.request('a', STATE_SYNC_PROTOCOL, tooBig, { timeoutMs: 1_000, responseBytesMax: 1 << 20 }), 1_100)).rejects.toMatchObject({ code: 'TOO_LARGE' })
       expect(a.sync.counters().syncRoundsIn).toBe(0) // refused by the transport: the handler never ran
@@ -468,8 +468,8 @@ describe('anti-entropy opens each session with a heads round', () => {
       const after = { a: a.sync.counters(), b: b.sync.counters() }
       expect(after.b.syncRoundsOut - before.b.syncRoundsOut).toBe(1)
       expect(after.a.syncSessionsServed - before.a.syncSessionsServed).toBe(1)
-      // A heads round is 2 + 32 bytes each way (one head), not a sync message with a filter of 40 changes.
-      expect(after.b.syncBytesOut - before.b.syncBytesOut).toBe(2 + 32 * a.state.heads().length)
+      // A heads round is 6 + 32 bytes each way (one head), not a sync message with a filter of 40 changes.
+      expect(after.b.syncBytesOut - before.b.syncBytesOut).toBe(6 + 32 * a.state.heads().length)
       expect(b.sync.peersHolding(a.state.heads())).toEqual(['a'])
     } finally {
       await cluster.stopAll()

@@ -80,7 +80,17 @@ class StateSyncService implements StateSync {
       this.resolveReady = resolve
     })
     const misbehave = (peerId: string, reason: DropReason): void => this.misbehave(peerId, reason)
-    this.dissemination = new Dissemination({ config, state: this.state, transport: components.transport, clock: components.clock, logger: this.log, counters: this.count, misbehave })
+    this.dissemination = new Dissemination({
+      config,
+      state: this.state,
+      transport: components.transport,
+      clock: components.clock,
+      logger: this.log,
+      counters: this.count,
+      misbehave,
+      // Its sync session's first reply tells us its epoch's record (anti-entropy.ts), and we move there.
+      peerAhead: (peerId) => void this.antiEntropy.sync(peerId),
+    })
     this.antiEntropy = new AntiEntropy({
       config,
       state: this.state,

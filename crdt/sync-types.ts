@@ -37,10 +37,12 @@ export type SyncFailure =
   | 'roundsExceeded'
   /** This node stopped during the session. */
   | 'stopped'
+  /** The peer is in another epoch: the one behind learns the other's (anti-entropy.ts), and the next session syncs. */
+  | 'otherEpoch'
   /** Anything else: our store write failed, the peer's handler failed. */
   | 'failed'
 
-export const SYNC_FAILURES: readonly SyncFailure[] = ['timeout', 'unreachable', 'busy', 'refused', 'malformed', 'oversized', 'roundsExceeded', 'stopped', 'failed']
+export const SYNC_FAILURES: readonly SyncFailure[] = ['timeout', 'unreachable', 'busy', 'refused', 'malformed', 'oversized', 'roundsExceeded', 'stopped', 'otherEpoch', 'failed']
 
 export type SyncSessionResult =
   | { ok: true; peerId: string; rounds: number }
@@ -95,6 +97,9 @@ export interface StateSyncCounters {
   /** Whole documents sent / merged because a sync message would exceed syncMessageBytesMax. */
   syncSnapshotsSent: number
   syncSnapshotsReceived: number
+  /** Moves to a later epoch learned from a peer ahead: built from a cut held here / adopted from the peer's document. */
+  epochsEntered: number
+  epochsAdopted: number
   /** Inbound sync requests or replies dropped, by reason. */
   syncDropped: Record<DropReason, number>
   syncStatesEvicted: number
@@ -172,6 +177,8 @@ export function zeroStateSyncCounters(): StateSyncCounters {
     syncBytesOut: 0,
     syncSnapshotsSent: 0,
     syncSnapshotsReceived: 0,
+    epochsEntered: 0,
+    epochsAdopted: 0,
     syncDropped: zeroDrops(),
     syncStatesEvicted: 0,
     documentBytes: 0,
