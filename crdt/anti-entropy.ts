@@ -333,7 +333,7 @@ export class AntiEntropy {
     const ours = this.state.epoch()
     if (!this.running || record.epoch <= ours.epoch) return
     if (record.epoch === ours.epoch + 1 && this.state.hasChanges(record.cut)) {
-      const switched = await this.state.enterEpoch({ epoch: record.epoch, heads: record.cut })
+      const switched = await this.state.enterEpoch({ epoch: record.epoch, heads: record.cut, acceptors: record.acceptors })
       this.count.epochsEntered++
       if (switched.epoch.genesis !== record.genesis) {
         // Every node holding the cut builds the same genesis; a different one means diverging builds (a bug or another encoding).

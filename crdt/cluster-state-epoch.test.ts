@@ -83,7 +83,7 @@ describe('cluster state epochs', () => {
     const store = createMemoryStore()
     const { state, clock } = await start({ store })
     await deploy(state, 'd0')
-    const cut = { epoch: 1, heads: state.heads() }
+    const cut = { epoch: 1, heads: state.heads(), acceptors: ['node-b', 'node-a'] }
     const late = deploy(state, 'late')
     const switching = state.enterEpoch(cut)
     await late
@@ -95,6 +95,7 @@ describe('cluster state epochs', () => {
     await clock.advance(1_000)
     const restarted = await start({ store, clock })
     expect(restarted.state.epoch()).toEqual(state.epoch())
+    expect(restarted.state.epoch().acceptors).toEqual(['node-a', 'node-b'])
     expect(restarted.state.heads()).toEqual(heads)
     expect(view(restarted.state)).toEqual(before)
     // No epoch-0 genesis was added at the load: it would make a second set of sections.
@@ -142,7 +143,7 @@ describe('cluster state epochs', () => {
     await a.state.enterEpoch(cut)
     await expectCode(a.state.enterEpoch(cut), 'CONFLICT')
     await expectCode(a.state.adoptEpoch(a.state.saveSnapshot(), a.state.epoch()), 'CONFLICT')
-    await expectCode(b.state.adoptEpoch(epochZero, { epoch: 1, genesis: a.state.epoch().genesis, cut: cut.heads }), 'BAD_REQUEST')
+    await expectCode(b.state.adoptEpoch(epochZero, { epoch: 1, genesis: a.state.epoch().genesis, cut: cut.heads, acceptors: [] }), 'BAD_REQUEST')
     // Merging a document of another epoch would add its genesis and sections beside ours: both ways refused.
     await expectCode(a.state.mergeSnapshot(epochZero), 'VALIDATION_FAILED')
     await expectCode(b.state.mergeSnapshot(a.state.saveSnapshot()), 'VALIDATION_FAILED')

@@ -285,7 +285,7 @@ export interface ClusterState extends Startable, ClusterStateReader {
    * Durable (snapshot and epoch record in one batch) before it resolves;
    * then onChange fires for everything, and onEpoch.
    */
-  enterEpoch(cut: EpochCut): Promise<EpochSwitch>
+  enterEpoch(cut: EpochCut & { acceptors?: readonly string[] }): Promise<EpochSwitch>
   /**
    * Moves to a later epoch from a peer's document of it (Automerge.save
    * bytes) and that epoch's record: for a replica that lacks part of the
@@ -1068,18 +1068,18 @@ class AutomergeClusterState implements ClusterState {
     return () => this.epochListeners.delete(listener)
   }
 
-  enterEpoch(cut: EpochCut): Promise<EpochSwitch> {
+  enterEpoch(cut: EpochCut & { acceptors?: readonly string[] }): Promise<EpochSwitch> {
     this.runningDoc()
     const current = this.epoch().epoch
     if (cut.epoch !== current + 1) return Promise.reject(new LatticeError('CONFLICT', `cannot enter epoch ${cut.epoch} from epoch ${current}: only the next one`))
-    return this.switchEpoch(cut.epoch, (old, actor) => buildNextEpoch(old, cut, actor, this.engine))
+    return this.switchEpoch(cut.epoch, [...(cut.acceptors ?? [])].sort(), (old, actor) => buildNextEpoch(old, cut, actor, this.engine))
   }
 
   adoptEpoch(snapshot: Uint8Array, record: EpochRecord): Promise<EpochSwitch> {
     this.runningDoc()
     const current = this.epoch().epoch
     if (record.epoch <= current) return Promise.reject(new LatticeError('CONFLICT', `cannot adopt epoch ${record.epoch} in epoch ${current}: only a later one`))
-    return this.switchEpoch(record.epoch, (old, actor) => {
+    return this.switchEpoch(record.epoch, record.acceptors, (old, actor) => {
       // The cut's base of a later epoch describes the epoch before it, not this document: nothing here translates.
       const from = record.epoch === current + 1 ? old : createHandle(undefined, this.engine)
       try {
@@ -1105,7 +1105,7 @@ class AutomergeClusterState implements ClusterState {
    * and its snapshot and record are written in one batch. A refused switch
    * (`make` throws) changes nothing.
    */
-  private async switchEpoch(epoch: number, make: (old: DocHandle, actor: string) => NextEpoch): Promise<EpochSwitch> {
+  private async switchEpoch(epoch: number, acceptors: readonly string[], make: (old: DocHandle, actor: string) => NextEpoch): Promise<EpochSwitch> {
     const persistence = this.persistence!
     let outcome: EpochSwitch | undefined
     const swap = (): EpochRecord => {
@@ -1113,7 +1113,7 @@ class AutomergeClusterState implements ClusterState {
       const actor = deriveActorId(`${this.selfId}/epoch/${epoch}`, this.boot, this.clock.nowMs())
       const changesBefore = this.guard('reading statistics', () => old.stats().numChanges)
       const next = this.guard('moving to a new epoch', () => make(old, actor))
-      const record: EpochRecord = { epoch, genesis: next.genesis.hash, cut: [...next.genesis.base.cut] }
+      const record: EpochRecord = { epoch, genesis: next.genesis.hash, cut: [...next.genesis.base.cut], acceptors: [...acceptors] }
       this.actor = actor
       this.epochRecord = record
       if (this.pool !== undefined && this.pool.keyOf(old) !== undefined) this.pool.release(old)

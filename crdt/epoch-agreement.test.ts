@@ -7,9 +7,9 @@ import { cutValue, type CutValue } from './epoch-paxos.ts'
 import { createMemoryStore } from './level-store.ts'
 
 const head = (n: number): string => n.toString(16).padStart(64, '0')
-const cutA = cutValue(1, [head(0xa)])
-const cutB = cutValue(1, [head(0xb)])
-const cutC = cutValue(1, [head(0xc)])
+const cutA = cutValue(1, [head(0xa)], ['n0'])
+const cutB = cutValue(1, [head(0xb)], ['n1'])
+const cutC = cutValue(1, [head(0xc)], ['n2'])
 
 interface Member {
   id: string
@@ -182,6 +182,6 @@ describe('epoch agreement', () => {
     expect(m.byId('n0').agreement.counters().announcementsDropped).toBe(1)
     expect(m.byId('n0').transport.penaltyOf('n2')).toBeGreaterThan(0)
     expect(await m.during(outsider.agreement.propose(cutC))).toEqual(cutC)
-    await expect(outsider.agreement.propose({ epoch: 1, heads: [] })).rejects.toThrow()
+    await expect(outsider.agreement.propose({ epoch: 1, heads: [], acceptors: ['n0'] })).rejects.toThrow()
   })
 })

@@ -18,7 +18,7 @@ import {
 } from './epoch-paxos.ts'
 
 const head = (n: number): string => n.toString(16).padStart(64, '0')
-const cut = (n: number): CutValue => cutValue(1, [head(n)])
+const cut = (n: number): CutValue => cutValue(1, [head(n)], ['p0'])
 
 describe('epoch paxos, one proposer', () => {
   it('decides its own cut when no acceptor accepted one before', () => {
@@ -76,11 +76,13 @@ describe('epoch paxos, one proposer', () => {
   })
 
   it('writes a cut one way and checks wire shapes', () => {
-    expect(cutValue(2, [head(2), head(1), head(2)])).toEqual({ epoch: 2, heads: [head(1), head(2)] })
-    expect(sameCut(cutValue(2, [head(2), head(1)]), cutValue(2, [head(1), head(2)]))).toBe(true)
-    expect(sameCut(cut(1), cutValue(2, [head(1)]))).toBe(false)
+    expect(cutValue(2, [head(2), head(1), head(2)], ['b', 'a', 'b'])).toEqual({ epoch: 2, heads: [head(1), head(2)], acceptors: ['a', 'b'] })
+    expect(sameCut(cutValue(2, [head(2), head(1)], ['b', 'a']), cutValue(2, [head(1), head(2)], ['a', 'b']))).toBe(true)
+    expect(sameCut(cut(1), cutValue(2, [head(1)], ['p0']))).toBe(false)
+    // The next instance's acceptors are part of what is decided.
+    expect(sameCut(cut(1), cutValue(1, [head(1)], ['p1']))).toBe(false)
     expect([1, 2, 3, 4, 5].map(quorumOf)).toEqual([1, 2, 2, 3, 3])
-    expect(PaxosRequestSchema.safeParse({ type: 'accept', epoch: 1, ballot: { round: 1, proposer: 'p' }, value: { epoch: 1, heads: ['nothex'] } }).success).toBe(false)
+    expect(PaxosRequestSchema.safeParse({ type: 'accept', epoch: 1, ballot: { round: 1, proposer: 'p' }, value: { epoch: 1, heads: ['nothex'], acceptors: ['p'] } }).success).toBe(false)
     expect(PaxosReplySchema.safeParse({ type: 'nack', epoch: 1, ballot: { round: 1, proposer: 'p' } }).success).toBe(false)
     expect(() => new ProposerAttempt(2, nextBallot('p'), cut(1), new Set(['a']))).toThrow(RangeError)
   })

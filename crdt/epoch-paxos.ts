@@ -24,10 +24,16 @@ export interface Ballot {
   proposer: string
 }
 
-/** What an instance decides: the cut an epoch starts from. */
+/**
+ * What an instance decides: the cut an epoch starts from, and the acceptors
+ * of the next instance (the one that decides epoch + 1's cut). Deciding the
+ * next acceptors with the cut gives every node the same set for the next
+ * instance, whatever each one's view of the membership is.
+ */
 export interface CutValue {
   epoch: number
   heads: string[]
+  acceptors: string[]
 }
 
 export interface AcceptorState {
@@ -44,7 +50,14 @@ export type PaxosReply =
   | { type: 'nack'; epoch: number; ballot: Ballot; promised: Ballot }
 
 const BallotSchema = z.object({ round: z.number().int().nonnegative(), proposer: z.string().min(1).max(128) })
-export const CutValueSchema = z.object({ epoch: z.number().int().positive(), heads: z.array(z.string().regex(/^[0-9a-f]{64}$/)).min(1).max(1024) })
+/** The most acceptors one instance names for the next (a quorum of them answers each ballot). */
+export const EPOCH_ACCEPTORS_MAX = 15
+
+export const CutValueSchema = z.object({
+  epoch: z.number().int().positive(),
+  heads: z.array(z.string().regex(/^[0-9a-f]{64}$/)).min(1).max(1024),
+  acceptors: z.array(z.string().min(1).max(128)).min(1).max(EPOCH_ACCEPTORS_MAX),
+})
 const AcceptedSchema = z.object({ ballot: BallotSchema, value: CutValueSchema })
 
 /** Requests and replies as they cross the wire: validated before the protocol sees them. */
@@ -66,12 +79,13 @@ export function compareBallots(a: Ballot, b: Ballot): number {
 }
 
 export function sameCut(a: CutValue, b: CutValue): boolean {
-  return a.epoch === b.epoch && a.heads.length === b.heads.length && a.heads.every((head, i) => head === b.heads[i])
+  const same = (x: readonly string[], y: readonly string[]): boolean => x.length === y.length && x.every((item, i) => item === y[i])
+  return a.epoch === b.epoch && same(a.heads, b.heads) && same(a.acceptors, b.acceptors)
 }
 
-/** A cut in its one written form: heads sorted, each once. */
-export function cutValue(epoch: number, heads: readonly string[]): CutValue {
-  return { epoch, heads: [...new Set(heads)].sort() }
+/** A cut in its one written form: heads and acceptors sorted, each once. */
+export function cutValue(epoch: number, heads: readonly string[], acceptors: readonly string[]): CutValue {
+  return { epoch, heads: [...new Set(heads)].sort(), acceptors: [...new Set(acceptors)].sort() }
 }
 
 export function quorumOf(acceptors: number): number {

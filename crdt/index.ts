@@ -28,6 +28,8 @@ export {
   type SyncState,
 } from './cluster-state.ts'
 export { EPOCH_ZERO, EpochRecordSchema, type EpochRecord } from './persistence.ts'
+export { createEpochAgreement, EPOCH_AGREEMENT_DEFAULTS, EPOCH_PAXOS_PROTOCOL, EPOCH_TOPIC, type EpochAgreement, type EpochAgreementConfig } from './epoch-agreement.ts'
+export { createEpochKeeper, EPOCH_KEEPER_DEFAULTS, foundersOf, type EpochKeeper, type EpochKeeperConfig, type EpochKeeperCounters } from './epoch-keeper.ts'
 export type { EpochCut } from './epoch.ts'
 export type { ClusterStateTx } from './mutations.ts'
 export { jsonEqual } from './doc-codec.ts'

@@ -160,7 +160,10 @@ const withoutUpdatedAt = <E extends { updatedAtMs: number }>(entry: E): Omit<E, 
 
 /** The node entry a node writes about itself, given what its entry holds now (the first join's time stays). */
 function selfNodeEntry(parsed: z.output<typeof SelfNodeInputSchema>, existing: NodeEntry | undefined, selfId: string, nowMs: number): NodeEntry {
-  return { ...parsed, peerId: selfId, joinedAtMs: parsed.joinedAtMs ?? existing?.joinedAtMs ?? nowMs, updatedAtMs: parsed.updatedAtMs ?? nowMs }
+  const { founder, ...rest } = parsed
+  // Founding is a fact about the mesh's past: a registration without the flag keeps it.
+  const founded = founder === true || existing?.founder === true
+  return { ...rest, ...(founded ? { founder: true as const } : {}), peerId: selfId, joinedAtMs: parsed.joinedAtMs ?? existing?.joinedAtMs ?? nowMs, updatedAtMs: parsed.updatedAtMs ?? nowMs }
 }
 
 /** Equal but for the update time: writing the entry again would change nothing worth a change. */

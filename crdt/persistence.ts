@@ -29,6 +29,7 @@ import { createHandle, loadHandle, type DocHandle } from './doc-handle.ts'
 import { GENESIS_HASH } from './document.ts'
 import { seal, unseal } from './envelope.ts'
 import { EPOCH_GENESIS_ACTOR, parseEpochGenesis } from './epoch.ts'
+import { EPOCH_ACCEPTORS_MAX } from './epoch-paxos.ts'
 
 export const SNAPSHOT_KEY = 'doc/snapshot'
 export const CHUNK_PREFIX = 'doc/chunk/'
@@ -37,16 +38,22 @@ export const EPOCH_KEY = 'doc/epoch'
 
 const HASH = z.string().regex(/^[0-9a-f]{64}$/)
 
-/** Which epoch a document is in: its number, the hash of its genesis, and the cut of the previous epoch it starts from (none for epoch 0). */
+/**
+ * Which epoch a document is in: its number, the hash of its genesis, the
+ * cut of the previous epoch it starts from (none for epoch 0), and the
+ * acceptors of the agreement on the next epoch's cut, decided with this
+ * one's (empty: not known here, so this node does not propose).
+ */
 export const EpochRecordSchema = z.object({
   epoch: z.number().int().nonnegative(),
   genesis: HASH,
   cut: z.array(HASH),
+  acceptors: z.array(z.string().min(1).max(128)).max(EPOCH_ACCEPTORS_MAX).default([]),
 })
-export type EpochRecord = z.infer<typeof EpochRecordSchema>
+export type EpochRecord = z.output<typeof EpochRecordSchema>
 
-/** Epoch 0: the document every cluster starts with, from the fixed genesis of document.ts. */
-export const EPOCH_ZERO: EpochRecord = Object.freeze({ epoch: 0, genesis: GENESIS_HASH, cut: [] as string[] })
+/** Epoch 0: the document every cluster starts with, from the fixed genesis of document.ts. Its next acceptors are the founder (epoch-keeper.ts). */
+export const EPOCH_ZERO: EpochRecord = Object.freeze({ epoch: 0, genesis: GENESIS_HASH, cut: [] as string[], acceptors: [] as string[] })
 
 export function encodeEpochRecord(record: EpochRecord): Uint8Array {
   return seal(new TextEncoder().encode(JSON.stringify(record)))
@@ -64,7 +71,8 @@ export function epochShownBy(doc: DocHandle): EpochRecord | undefined {
     if (change === null) continue
     try {
       const genesis = parseEpochGenesis(change)
-      return { epoch: genesis.base.epoch, genesis: genesis.hash, cut: genesis.base.cut }
+      // The acceptors were decided beside the cut, not written into the document: unknown from it alone.
+      return { epoch: genesis.base.epoch, genesis: genesis.hash, cut: genesis.base.cut, acceptors: [] }
     } catch {
       continue // not a genesis after all
     }

@@ -81,6 +81,12 @@ export const NodeEntrySchema = z.object({
   version: z.string().min(1).max(SCHEMA_LIMITS.versionLengthMax),
   /** Set by `lattice drain`: placement moves this node's replicas away and it takes no new ones. */
   draining: z.boolean().optional(),
+  /**
+   * The node that created the mesh (its key): the one acceptor of the first
+   * epoch agreement (crdt/epoch-keeper.ts). One per mesh, as a mesh key is
+   * made once and copied by invites; once set, kept.
+   */
+  founder: z.literal(true).optional(),
   joinedAtMs: TimeMsSchema,
   updatedAtMs: TimeMsSchema,
 })

@@ -39,6 +39,10 @@ export const NodeConfigSchema = z.strictObject({
   dockerSocketPath: z.string().optional(),
   /** Incremental document chunks kept before compacting into one snapshot (bounds load time). */
   docCompactAfterChunks: z.number().int().min(1).default(200),
+  /** Changes in the current epoch's document past which a new epoch is proposed, dropping the history before it (crdt/epoch-keeper.ts): ~20 MB of history on a busy cluster. */
+  epochChangesMin: z.number().int().min(1).default(50_000),
+  /** How often an acceptor of the next epoch agreement checks the change count; a minute's lag is nothing against epochChangesMin. */
+  epochCheckIntervalMs: z.number().int().min(100).default(60_000),
   /** Default `tail` for log requests without one: enough context, bounded memory. */
   logTailDefault: z.number().int().min(0).default(200),
   /** Largest `tail` a log request may ask for. */

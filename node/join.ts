@@ -3,7 +3,7 @@
  * invite) and the bootstrap peers, remembered in D/peers.json so a restarted
  * node rejoins without the invite.
  */
-import { readFile, writeFile } from 'node:fs/promises'
+import { access, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
@@ -16,25 +16,45 @@ export interface MeshMembershipFiles {
   meshKey: Uint8Array
   /** Multiaddrs ending in /p2p/<peerId>. */
   bootstrap: string[]
+  /** This data dir made the mesh's key (D/founder): its node is the founder, the first epoch agreement's one acceptor. */
+  founder: boolean
 }
 
 const peersFile = (dataDir: string): string => join(dataDir, 'peers.json')
+const founderFile = (dataDir: string): string => join(dataDir, 'founder')
+
+/** The founder mark is written before the key it stands for: a crash between the two still makes the key here, as the founder's. */
+async function markFounder(dataDir: string): Promise<void> {
+  await writeFile(founderFile(dataDir), 'this node made the mesh key\n', { mode: 0o600 })
+}
+
+async function isFounder(dataDir: string): Promise<boolean> {
+  return access(founderFile(dataDir)).then(
+    () => true,
+    () => false,
+  )
+}
 
 /** The mesh key and bootstrap peers for `start`, applying an invite when given. */
 export async function prepareMesh(dataDir: string, inviteText?: string): Promise<MeshMembershipFiles> {
   if (inviteText === undefined) {
+    if ((await readMeshKey(dataDir)) === undefined) await markFounder(dataDir)
     const meshKey = await loadOrCreateMeshKey(dataDir)
-    return { meshKey, bootstrap: await readBootstrap(dataDir) }
+    return { meshKey, bootstrap: await readBootstrap(dataDir), founder: await isFounder(dataDir) }
   }
   const invite = decodeInvite(inviteText)
   const existing = await readMeshKey(dataDir)
   if (existing !== undefined && Buffer.compare(Buffer.from(existing), Buffer.from(invite.meshKey)) !== 0) {
     throw new LatticeError('CONFLICT', `${dataDir} already belongs to another mesh (its mesh.key differs from the invite's); join with a fresh --data-dir`)
   }
-  if (existing === undefined) await writeMeshKey(dataDir, invite.meshKey)
+  if (existing === undefined) {
+    // A mark left by a key this dir never made (a crash before it): the mesh is the invite's, founded elsewhere.
+    await rm(founderFile(dataDir), { force: true })
+    await writeMeshKey(dataDir, invite.meshKey)
+  }
   const bootstrap = [...new Set([...invite.addresses, ...(await readBootstrap(dataDir))])]
   await writeFile(peersFile(dataDir), JSON.stringify({ bootstrap }, null, 2) + '\n', { mode: 0o600 })
-  return { meshKey: invite.meshKey, bootstrap }
+  return { meshKey: invite.meshKey, bootstrap, founder: await isFounder(dataDir) }
 }
 
 /** Peers remembered across restarts (D/peers.json); the freshest first, at most this many. */

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { pino } from 'pino'
 import { createRng, type Clock, type Logger, type Rng, type Runtime, type Store, type Transport } from '../core/index.ts'
-import { STATE_TOPIC, createLevelStore, type AutomergeEngine, type ClusterState } from '../crdt/index.ts'
+import { EPOCH_TOPIC, STATE_TOPIC, createLevelStore, type AutomergeEngine, type ClusterState } from '../crdt/index.ts'
 import { LIBP2P_TRANSPORT_PRESETS, MEMBERSHIP_TOPIC, createLibp2pTransport, encodeInvite, loadOrCreateIdentity } from '../mesh/index.ts'
 import { createDockerRuntime } from '../runtime/index.ts'
 import { createApiServer } from './api/server.ts'
@@ -102,7 +102,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     ...LIBP2P_TRANSPORT_PRESETS[config.meshTransportPreset],
     listen: config.stickyListenPorts ? await stickyListenAddresses(dataDir, config.listen) : config.listen,
     meshKey: mesh.meshKey,
-    topics: [MEMBERSHIP_TOPIC, STATE_TOPIC],
+    topics: [MEMBERSHIP_TOPIC, STATE_TOPIC, EPOCH_TOPIC],
     bootstrap: mesh.bootstrap,
   })({ privateKey: identity.privateKey, logger: logger.child({ module: 'transport' }), clock })
   const metrics = createNodeMetrics({ processMetrics: true })
@@ -128,6 +128,8 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     stateSyncPreset: config.stateSyncPreset,
     connectionsTarget: config.connectionsTarget,
     seeds: mesh.bootstrap.map(peerIdOf).filter((id): id is string => id !== undefined),
+    founder: mesh.founder,
+    epochs: { changesMin: config.epochChangesMin, checkIntervalMs: config.epochCheckIntervalMs },
   })({ transport, store, runtime, clock, rng, logger, events, metrics, ...(options.automerge !== undefined ? { automerge: options.automerge } : {}) })
   const { state, reconciler } = core
   const token = await loadOrCreateApiToken(dataDir)

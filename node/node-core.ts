@@ -6,7 +6,20 @@
  * API; the simulator runs this same code with in-memory adapters.
  */
 import type { Clock, Logger, Rng, Runtime, Store, Transport } from '../core/index.ts'
-import { createClusterState, createStateSync, type AutomergeEngine, type ClusterState, type DocPool, type StateSync, type StateSyncConfig } from '../crdt/index.ts'
+import {
+  createClusterState,
+  createEpochAgreement,
+  createEpochKeeper,
+  createStateSync,
+  type AutomergeEngine,
+  type ClusterState,
+  type DocPool,
+  type EpochAgreementConfig,
+  type EpochKeeper,
+  type EpochKeeperConfig,
+  type StateSync,
+  type StateSyncConfig,
+} from '../crdt/index.ts'
 // Membership's own modules, not mesh/index.ts: the barrel also exports the libp2p transport, and its imports would make
 // every simulator process load libp2p (~0.3 s a start).
 import { createMembership } from '../mesh/membership.ts'
@@ -41,6 +54,11 @@ export interface NodeCoreInit {
   placement?: Partial<PlacerInit>
   /** Below this many connections a node dials members it learns of, so the mesh stays connected when its bootstrap peers go. */
   connectionsTarget: number
+  /** This node made the mesh (its key): it registers as the founder, the one acceptor of the first epoch agreement. */
+  founder?: boolean
+  /** When the history is cut into a new epoch (crdt/epoch-keeper.ts). */
+  epochs?: Partial<EpochKeeperConfig>
+  epochAgreement?: Partial<EpochAgreementConfig>
 }
 
 export interface NodeCoreComponents {
@@ -65,6 +83,7 @@ export interface NodeCore {
   readonly membership: Membership
   readonly reconciler: Reconciler
   readonly placer: Placer
+  readonly epochs: EpochKeeper
   /** This node's view of the mesh: membership liveness, registry names. */
   nodesView(): NodeView[]
   /** Resources not promised to replicas this node won or bid for. */
@@ -125,7 +144,22 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       events,
       metrics,
     })
+    const agreement = createEpochAgreement({
+      selfId: peerId,
+      // Read when a ballot runs: the keeper below answers from the document and its epoch record.
+      acceptors: (epoch) => epochs.acceptorsOf(epoch),
+      ...(init.epochAgreement !== undefined ? { config: init.epochAgreement } : {}),
+    })({ transport, store, clock, rng: rng.fork('epoch-agreement'), logger: logger.child({ module: 'epoch-agreement' }) })
+    const epochs: EpochKeeper = createEpochKeeper(init.epochs)({
+      state,
+      agreement,
+      clock,
+      rng: rng.fork('epochs'),
+      logger: logger.child({ module: 'epochs' }),
+      alive: () => membership.aliveMembers(),
+    })
     const freeResources = (): Resources => placer.freeForBidding()
+    const registration = () => ({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version, draining, ...(init.founder === true ? { founder: true as const } : {}) })
     const dialIfSparse = (addresses: string[]): void => {
       const address = addresses[0]
       if (address === undefined || transport.connectionCount() >= init.connectionsTarget) return
@@ -142,10 +176,11 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       membership,
       reconciler,
       placer,
+      epochs,
       freeResources,
       async setDraining(value) {
         draining = value
-        await state.upsertSelfNode({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version, draining })
+        await state.upsertSelfNode(registration())
         placer.markDirty()
       },
       nodesView() {
@@ -168,6 +203,8 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         await transport.start()
         // Before membership: peers that learn of us may sync with us at once.
         await stateSync.start()
+        // Acceptors answer from the store the state opened; a decision heard before a restart is acted on once started.
+        await agreement.start()
         offs.push(membership.onEvent((event) => {
           events.emit({ type: `node.${event.type}`, peerId: event.peerId })
           placer.membershipChanged(event.peerId)
@@ -198,17 +235,20 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
         // Registered on top of what the sync brought: our own entry as the cluster holds it (a store recovered
         // from peers, a draining flag) decides which fields need writing, and the change follows the cluster's.
         draining = state.node(peerId)?.draining === true
-        await state.upsertSelfNode({ name: init.name, addresses: transport.addresses(), labels: init.labels, capacity: init.capacity, version: init.version, draining })
+        await state.upsertSelfNode(registration())
         await placer.start()
         await reconciler.start()
+        epochs.start()
       },
       async stop(options = { graceful: true }) {
         for (const off of offs.splice(0)) off()
+        await epochs.stop()
         await placer.stop()
         await reconciler.stop()
         if (options.graceful) await membership.leave()
         else await membership.stop()
         await stateSync.stop()
+        await agreement.stop()
         await transport.stop()
         await state.stop()
       },

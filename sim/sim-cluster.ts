@@ -168,11 +168,13 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
   const newId = createIdGenerator({ rng: idRng })
 
   /** What node `index` registers at start: the core's init and a warm registry's entry both read it. */
-  const registration = (index: number): { name: string; version: string; capacity: (typeof capacities)[number]; labels: Record<string, string> } => ({
+  // Node 0 starts the mesh (the others join through it): it is the founder, the first epoch agreement's acceptor.
+  const registration = (index: number): { name: string; version: string; capacity: (typeof capacities)[number]; labels: Record<string, string>; founder?: true } => ({
     name: `n${index}`,
     version: options.core?.version ?? SIM_NODE_VERSION,
     capacity: capacities[index]!,
     labels: { zone: zones[index]! },
+    ...(index === 0 ? { founder: true as const } : {}),
   })
 
   const build = (index: number, store: Store, seeds: string[]): SimNode => {

@@ -28,6 +28,7 @@ export interface RegistryEntry {
   labels: Record<string, string>
   capacity: { cpu: number; memoryMB: number; diskMB: number; gpus: number }
   version: string
+  founder?: true
 }
 
 /** Writes every entry's registry change and returns the merged document (Automerge.save). */
@@ -37,7 +38,7 @@ export async function buildRegistrySnapshot(entries: readonly RegistryEntry[], c
     const state = createClusterState({ selfId: entry.peerId })({ store: createMemoryStore(), clock, logger: silentLogger })
     await state.start()
     const off = state.onLocalChange((change) => changes.push(change))
-    await state.upsertSelfNode({ name: entry.name, addresses: entry.addresses, labels: entry.labels, capacity: entry.capacity, version: entry.version, draining: false })
+    await state.upsertSelfNode({ name: entry.name, addresses: entry.addresses, labels: entry.labels, capacity: entry.capacity, version: entry.version, draining: false, ...(entry.founder === true ? { founder: true as const } : {}) })
     off()
     await state.stop()
   }

@@ -52,6 +52,26 @@ export interface ClusterScenarioOptions {
   traceSink?: TraceSink
   /** The nodes start with the registry already in their stores (sim/warm-registry.ts); default false. */
   warmRegistry?: boolean
+  /**
+   * A new epoch is proposed once the document holds this many changes
+   * (the node's epochChangesMin, 50,000 by default, which a short run never
+   * reaches): low values make runs cross epochs under the faults.
+   */
+  epochChangesMin?: number
+}
+
+/** How often a simulated acceptor checks the change count when a run sets epochChangesMin: a few times per epoch at the rates the scenarios write. */
+export const SIM_EPOCH_CHECK_INTERVAL_MS = 2_000
+
+/** Epoch figures of a run's nodes: the highest epoch reached, the lowest one alive nodes are in, and the moves made (decided, learned, adopted). */
+export function epochFigures(nodes: readonly SimNode[], alive: readonly SimNode[]): { epochMax: number; epochMinAlive: number; epochMoves: number; epochsAdopted: number } {
+  const epochOf = (node: SimNode): number => node.core.state.stats().epoch
+  return {
+    epochMax: Math.max(0, ...nodes.map(epochOf)),
+    epochMinAlive: alive.length === 0 ? 0 : Math.min(...alive.map(epochOf)),
+    epochMoves: nodes.reduce((sum, n) => sum + n.core.epochs.counters().epochsEntered + n.core.stateSync.counters().epochsEntered + n.core.stateSync.counters().epochsAdopted, 0),
+    epochsAdopted: nodes.reduce((sum, n) => sum + n.core.stateSync.counters().epochsAdopted, 0),
+  }
 }
 
 export interface ClusterScenarioReport {
@@ -96,7 +116,14 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
   const log = options.log ?? (() => {})
   const wallStartedAt = performance.now()
   const heapBefore = process.memoryUsage().heapUsed
-  const cluster = createSimCluster({ nodes: options.nodes, seed: options.seed, warmRegistry: options.warmRegistry === true, plannedDeployments: options.deployments, driverHooks: { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violations.length }) } })
+  const cluster = createSimCluster({
+    nodes: options.nodes,
+    seed: options.seed,
+    warmRegistry: options.warmRegistry === true,
+    plannedDeployments: options.deployments,
+    driverHooks: { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violations.length }) },
+    ...(options.epochChangesMin === undefined ? {} : { core: { epochs: { changesMin: options.epochChangesMin, checkIntervalMs: SIM_EPOCH_CHECK_INTERVAL_MS } } }),
+  })
   const { driver } = cluster
   const rng = cluster.rng.fork('scenario')
   const trace = new Trace(200, options.traceSink)
@@ -347,6 +374,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
       traceEntries: trace.entries(),
       eventsProcessed: driver.eventsProcessed(),
       placements: placeLatencies.length,
+      ...epochFigures(cluster.nodes, alive),
     },
     series: recorder.toSeries(),
   }
