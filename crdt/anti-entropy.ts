@@ -341,11 +341,18 @@ export class AntiEntropy {
       }
       return
     }
+    // From further behind, our changes are carried through each epoch between: their geneses first, as far as the peer keeps them.
+    const intermediate: Uint8Array[] = []
+    for (let epoch = ours.epoch + 1; epoch < record.epoch; epoch++) {
+      const kept = await this.fetchGenesis(peerId, ours.epoch, epoch)
+      if (kept === undefined) break
+      intermediate.push(kept)
+    }
     const reply = await this.roundTrip(peerId, encodeSyncRequest({ epoch: ours.epoch, start: false, snapshot: false, epochDocument: true, payload: EMPTY }))
     if (reply.kind !== 'snapshot' || reply.epoch !== record.epoch) throw new SessionFailure(reply.kind === 'snapshot' || reply.kind === 'epoch' ? 'otherEpoch' : 'malformed')
     this.count.syncSnapshotsReceived++
     try {
-      await this.state.adoptEpoch(reply.payload, record)
+      await this.state.adoptEpoch(reply.payload, record, intermediate)
     } catch (err) {
       if (err instanceof LatticeError && err.code === 'BAD_REQUEST') {
         this.dropFrom(peerId, 'malformed', true)
@@ -354,6 +361,17 @@ export class AntiEntropy {
       throw err
     }
     this.count.epochsAdopted++
+  }
+
+  /** The genesis of `epoch` as `peerId` keeps it; undefined when it does not (it answers an error). */
+  private async fetchGenesis(peerId: string, ours: number, epoch: number): Promise<Uint8Array | undefined> {
+    try {
+      const reply = await this.roundTrip(peerId, encodeSyncRequest({ epoch: ours, start: false, snapshot: false, genesisOf: epoch, payload: EMPTY }))
+      return reply.kind === 'snapshot' ? reply.payload : undefined
+    } catch (err) {
+      if (err instanceof SessionFailure && err.reason === 'refused') return undefined
+      throw err
+    }
   }
 
   /**
@@ -452,8 +470,9 @@ export class AntiEntropy {
       return encodeSyncError(ours.epoch, decoded.reason)
     }
     if (!this.running) return this.busy()
-    const { start, snapshot, heads, epochDocument, payload } = decoded.value
+    const { start, snapshot, heads, epochDocument, genesisOf, payload } = decoded.value
     if (epochDocument) return this.serveEpochDocument(from, decoded.value.epoch)
+    if (genesisOf !== undefined) return this.serveGenesis(genesisOf)
     // Checked in the same turn as the apply below: nothing of another epoch's document reaches ours.
     if (decoded.value.epoch !== ours.epoch) {
       this.count.syncDropped.otherEpoch++
@@ -504,6 +523,15 @@ export class AntiEntropy {
       if (err instanceof LatticeError && err.code === 'INTERNAL') return this.busy() // stopping
       throw err // our store failed: the peer sees HANDLER_FAILED
     }
+  }
+
+  /** A genesis we keep, for a peer more than one epoch behind (learnEpoch). */
+  private async serveGenesis(epoch: number): Promise<Uint8Array> {
+    const ours = this.state.epoch().epoch
+    const kept = epoch >= 1 && epoch <= ours ? await this.state.keptGenesis(epoch) : undefined
+    if (kept === undefined) return encodeSyncError(ours, 'genesis not kept')
+    if (kept.byteLength > this.config.syncMessageBytesMax) return encodeSyncError(ours, 'oversized')
+    return encodeSyncResponse(ours, 'snapshot', kept)
   }
 
   /** Our whole document, for a peer behind that adopts our epoch (learnEpoch); refused to a peer not behind. */

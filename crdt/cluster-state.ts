@@ -21,8 +21,8 @@ import { INDEX_CACHE_KEY, readIndexCache, writeIndexCache } from './index-cache.
 import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, selfNodeUnchanged, type ClusterStateTx } from './mutations.ts'
 import { adoptNextEpoch, buildNextEpoch, type NextEpoch } from './epoch-switch.ts'
-import type { EpochCut } from './epoch.ts'
-import { DocPersistence, loadDocument, memoizedHeads, recordBoot, type EpochRecord } from './persistence.ts'
+import { DocPersistence, loadDocument, memoizedHeads, readKeptGenesis, recordBoot, type EpochRecord } from './persistence.ts'
+import { parseEpochGenesis, type EpochCut, type EpochGenesis } from './epoch.ts'
 import {
   PeerIdSchema,
   type CreateDeploymentInput,
@@ -289,12 +289,15 @@ export interface ClusterState extends Startable, ClusterStateReader {
   /**
    * Moves to a later epoch from a peer's document of it (Automerge.save
    * bytes) and that epoch's record: for a replica that lacks part of the
-   * cut. Changes here outside the cut are carried over when the new epoch
-   * is the next one; from further behind they cannot be translated (their
-   * cut's base is gone with the epoch between), and are dropped with an
-   * error logged. BAD_REQUEST when the bytes are not that epoch's document.
+   * cut. Changes here outside the cut are carried over. From further than
+   * one epoch behind, they are carried through each epoch between, whose
+   * geneses (keptGenesis of a peer, in order) `intermediate` holds; without
+   * them they cannot be translated and are dropped, with an error logged.
+   * BAD_REQUEST when the bytes are not that epoch's document.
    */
-  adoptEpoch(snapshot: Uint8Array, record: EpochRecord): Promise<EpochSwitch>
+  adoptEpoch(snapshot: Uint8Array, record: EpochRecord, intermediate?: readonly Uint8Array[]): Promise<EpochSwitch>
+  /** The genesis of epoch `epoch` as this node keeps it (GENESES_KEPT of them), for a peer further behind; undefined when not kept. */
+  keptGenesis(epoch: number): Promise<Uint8Array | undefined>
   /** Fired after every move to a new epoch; returns unsubscribe. */
   onEpoch(listener: (record: EpochRecord) => void): () => void
 }
@@ -1075,18 +1078,44 @@ class AutomergeClusterState implements ClusterState {
     return this.switchEpoch(cut.epoch, [...(cut.acceptors ?? [])].sort(), (old, actor) => buildNextEpoch(old, cut, actor, this.engine))
   }
 
-  adoptEpoch(snapshot: Uint8Array, record: EpochRecord): Promise<EpochSwitch> {
+  async keptGenesis(epoch: number): Promise<Uint8Array | undefined> {
+    const doc = this.runningDoc()
+    const kept = await readKeptGenesis(this.store, epoch)
+    const current = this.epoch()
+    if (kept !== undefined || epoch !== current.epoch || epoch === 0) return kept
+    // The current epoch's genesis is in the document (a node that joined in this epoch never stored it).
+    const change = this.guard('reading the genesis', () => doc.getChangeByHash(current.genesis))
+    if (change === null) return undefined
+    const alone = createHandle(undefined, this.engine)
+    try {
+      alone.applyChanges([change])
+      return alone.save()
+    } finally {
+      alone.free()
+    }
+  }
+
+  adoptEpoch(snapshot: Uint8Array, record: EpochRecord, intermediate: readonly Uint8Array[] = []): Promise<EpochSwitch> {
     this.runningDoc()
     const current = this.epoch().epoch
     if (record.epoch <= current) return Promise.reject(new LatticeError('CONFLICT', `cannot adopt epoch ${record.epoch} in epoch ${current}: only a later one`))
+    let between: EpochGenesis[] | undefined
+    try {
+      between = intermediate.map((bytes) => keptGenesisOf(bytes))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    // Without every epoch's genesis between, the cut's base of the new epoch describes another document than this one: nothing here translates.
+    const translatable = between.length === record.epoch - current - 1
     return this.switchEpoch(record.epoch, record.acceptors, (old, actor) => {
-      // The cut's base of a later epoch describes the epoch before it, not this document: nothing here translates.
-      const from = record.epoch === current + 1 ? old : createHandle(undefined, this.engine)
+      const from = translatable ? old : createHandle(undefined, this.engine)
       try {
-        const next = adoptNextEpoch(from, snapshot, record.genesis, record.epoch, actor, this.engine)
+        const next = adoptNextEpoch(from, snapshot, record.genesis, record.epoch, actor, this.engine, translatable ? between : [])
         if (from !== old) {
-          const lost = old.getChanges(next.genesis.base.cut.filter((head) => old.getChangeMetaByHash(head) !== null)).length
-          this.logger.error({ from: current, to: record.epoch, changes: lost }, 'adopted an epoch more than one ahead: changes made here since the last cut this node saw cannot be carried over')
+          this.logger.error(
+            { from: current, to: record.epoch, geneses: intermediate.length, needed: record.epoch - current - 1 },
+            'adopted an epoch further ahead than the kept geneses reach: changes made here after the last cut this node saw are dropped',
+          )
         }
         if (next.genesis.hash !== record.genesis || !sameHeads(next.genesis.base.cut, [...record.cut].sort())) {
           next.doc.free()
@@ -1108,7 +1137,7 @@ class AutomergeClusterState implements ClusterState {
   private async switchEpoch(epoch: number, acceptors: readonly string[], make: (old: DocHandle, actor: string) => NextEpoch): Promise<EpochSwitch> {
     const persistence = this.persistence!
     let outcome: EpochSwitch | undefined
-    const swap = (): EpochRecord => {
+    const swap = (): { record: EpochRecord; genesis: Uint8Array } => {
       const old = this.runningDoc()
       const actor = deriveActorId(`${this.selfId}/epoch/${epoch}`, this.boot, this.clock.nowMs())
       const changesBefore = this.guard('reading statistics', () => old.stats().numChanges)
@@ -1121,7 +1150,14 @@ class AutomergeClusterState implements ClusterState {
       const doc = (this.doc = this.repool(next.doc))
       this.guard('reading the new epoch', () => this.index.rebuild(doc, { deferStatuses: true }))
       outcome = { epoch: record, carried: next.carried, changesBefore, changesAfter: this.guard('reading statistics', () => doc.stats().numChanges) }
-      return record
+      // Kept for peers further behind: a document of the genesis alone, compressed as a save is.
+      const alone = createHandle(undefined, this.engine)
+      try {
+        alone.applyChanges([next.genesis.change])
+        return { record, genesis: alone.save() }
+      } finally {
+        alone.free()
+      }
     }
     await persistence.switchEpoch(swap)
     const { epoch: record } = outcome!
@@ -1271,6 +1307,23 @@ class AutomergeClusterState implements ClusterState {
         this.logger.error({ err }, 'cluster state listener failed')
       }
     }
+  }
+}
+
+/** An epoch's genesis from a kept-genesis document (keptGenesis); BAD_REQUEST for anything else. */
+function keptGenesisOf(bytes: Uint8Array): EpochGenesis {
+  let handle: DocHandle
+  try {
+    handle = loadHandle(bytes)
+  } catch (err) {
+    throw new LatticeError('BAD_REQUEST', `not a kept genesis: ${(err as Error).message}`)
+  }
+  try {
+    const changes = handle.getChanges([])
+    if (changes.length !== 1) throw new LatticeError('BAD_REQUEST', `a kept genesis holds one change, not ${changes.length}`)
+    return parseEpochGenesis(changes[0]!)
+  } finally {
+    handle.free()
   }
 }
 

@@ -112,7 +112,8 @@ class Keeper implements EpochKeeper {
     for (const off of this.offs.splice(0)) off()
     this.timer?.cancel()
     this.timer = undefined
-    await Promise.allSettled([this.proposing, this.entering])
+    // A proposal in flight is not awaited: its ballots wait on the network and the clock, and it ends by itself once the agreement stops.
+    await this.entering.catch(() => undefined)
   }
 
   counters(): EpochKeeperCounters {

@@ -13,12 +13,15 @@
  * - `adoptNextEpoch`: the node lacks part of the cut (it was away), so it
  *   takes a peer's document of the new epoch and carries over what it holds
  *   outside the cut, reading the cut from the genesis in that document.
+ *   A node more than one epoch behind carries its changes through every
+ *   epoch between, one genesis at a time (`intermediate`: the geneses of
+ *   the epochs between, which peers keep for a while: persistence.ts).
  */
 import * as A from '@automerge/automerge'
 import { LatticeError } from '../core/index.ts'
 import type { AutomergeEngine } from './automerge-engine.ts'
 import { createHandle, loadHandle, type DocHandle } from './doc-handle.ts'
-import { buildEpochGenesis, createEpochTranslator, inCut, parseEpochGenesis, type EpochCut, type EpochGenesis } from './epoch.ts'
+import { buildEpochGenesis, createEpochTranslator, EPOCH_GENESIS_ACTOR, inCut, parseEpochGenesis, type ChangeMetaLookup, type EpochCut, type EpochGenesis } from './epoch.ts'
 
 export interface NextEpoch {
   /** The new document (owned by the caller: it frees it). */
@@ -35,7 +38,33 @@ export interface NextEpoch {
  * them and carry them over themselves.
  */
 function carryOver(old: DocHandle, genesis: EpochGenesis, outside: readonly Uint8Array[]): Uint8Array[] {
-  const translator = createEpochTranslator(genesis, (hash) => old.getChangeMetaByHash(hash))
+  return translateThrough([genesis], (hash) => old.getChangeMetaByHash(hash), outside)
+}
+
+/**
+ * Changes of one epoch carried through the epochs of `geneses` (each the
+ * next one's genesis, in order): translated into the first, then what of
+ * that lies outside the next cut into the next, and so on. Each step needs
+ * only the actor and seq of the changes it reads: the old document's for
+ * the first, the step's own output (and its genesis) for the others.
+ */
+function translateThrough(geneses: readonly EpochGenesis[], oldMeta: ChangeMetaLookup, changes: readonly Uint8Array[]): Uint8Array[] {
+  let current = [...changes]
+  let metaOf = oldMeta
+  for (const genesis of geneses) {
+    current = translateOnce(genesis, metaOf, current)
+    const metas = new Map<string, { actor: string; seq: number }>([[genesis.hash, { actor: EPOCH_GENESIS_ACTOR, seq: 1 }]])
+    for (const change of current) {
+      const decoded = A.decodeChange(change)
+      metas.set(decoded.hash, { actor: decoded.actor, seq: decoded.seq })
+    }
+    metaOf = (hash) => metas.get(hash)
+  }
+  return current
+}
+
+function translateOnce(genesis: EpochGenesis, metaOf: ChangeMetaLookup, outside: readonly Uint8Array[]): Uint8Array[] {
+  const translator = createEpochTranslator(genesis, metaOf)
   try {
     const carried: Uint8Array[] = []
     for (const change of outside) {
@@ -77,7 +106,15 @@ export function genesisIn(doc: DocHandle, genesisHash: string, epoch: number): E
  * cut. `old` need not hold the cut: only the genesis's base is needed to
  * tell and translate what lies outside it.
  */
-export function adoptNextEpoch(old: DocHandle, snapshot: Uint8Array, genesisHash: string, epoch: number, actor: string, engine?: AutomergeEngine): NextEpoch {
+export function adoptNextEpoch(
+  old: DocHandle,
+  snapshot: Uint8Array,
+  genesisHash: string,
+  epoch: number,
+  actor: string,
+  engine?: AutomergeEngine,
+  intermediate: readonly EpochGenesis[] = [],
+): NextEpoch {
   let doc: DocHandle
   try {
     doc = loadHandle(snapshot, actor, engine)
@@ -87,12 +124,17 @@ export function adoptNextEpoch(old: DocHandle, snapshot: Uint8Array, genesisHash
   try {
     const genesis = genesisIn(doc, genesisHash, epoch)
     if (doc.getMissingDeps().length > 0) throw new LatticeError('BAD_REQUEST', 'the document of the new epoch waits for changes it does not hold')
-    // Every change of `old` outside the cut, in causal order; the cut's own are the genesis's.
+    const chain = [...intermediate, genesis]
+    chain.forEach((step, i) => {
+      if (step.base.epoch !== epoch - chain.length + 1 + i) throw new LatticeError('BAD_REQUEST', `genesis of epoch ${step.base.epoch} where epoch ${epoch - chain.length + 1 + i} belongs`)
+    })
+    // Every change of `old` outside the first cut, in causal order; the cut's own are that genesis's.
+    const first = chain[0]!
     const outside = old.getChanges([]).filter((change) => {
       const meta = A.decodeChange(change)
-      return !inCut(genesis.base, meta.actor, meta.seq)
+      return !inCut(first.base, meta.actor, meta.seq)
     })
-    const carried = carryOver(old, genesis, outside)
+    const carried = translateThrough(chain, (hash) => old.getChangeMetaByHash(hash), outside)
     doc.applyChanges(carried)
     return { doc, genesis, carried: carried.length }
   } catch (err) {

@@ -5,6 +5,9 @@
  *   doc/boots                     how many times this node has started
  *   doc/index-cache               the validated index at a stop (index-cache.ts)
  *   doc/epoch                     the epoch the document is in (absent: epoch 0)
+ *   doc/genesis/<12-digit epoch>  the genesis of each of the last GENESES_KEPT
+ *                                 epochs (Automerge.save of a document of it
+ *                                 alone), for peers further behind
  * Snapshot, chunks and the epoch record are wrapped in a checksummed envelope
  * (envelope.ts). The epoch record changes only together with the snapshot,
  * in one batch (switchEpoch): a crash leaves the old epoch's document with its
@@ -35,6 +38,26 @@ export const SNAPSHOT_KEY = 'doc/snapshot'
 export const CHUNK_PREFIX = 'doc/chunk/'
 export const BOOTS_KEY = 'doc/boots'
 export const EPOCH_KEY = 'doc/epoch'
+export const GENESIS_PREFIX = 'doc/genesis/'
+/**
+ * Geneses a node keeps, its current epoch's included. A node that comes
+ * back further behind than this cannot carry its own changes over (the
+ * epochs between are gone) and drops them, logged: at an epoch per
+ * ~50,000 changes, sixteen epochs are months of a busy cluster.
+ */
+export const GENESES_KEPT = 16
+
+export function genesisKey(epoch: number): string {
+  return `${GENESIS_PREFIX}${String(epoch).padStart(SEQ_DIGITS, '0')}`
+}
+
+/** A kept genesis (Automerge.save of a document holding it alone), or undefined when not kept or damaged. */
+export async function readKeptGenesis(store: Store, epoch: number): Promise<Uint8Array | undefined> {
+  const blob = await store.get(genesisKey(epoch))
+  if (blob === undefined) return undefined
+  const opened = unseal(blob)
+  return 'damaged' in opened ? undefined : opened.payload
+}
 
 const HASH = z.string().regex(/^[0-9a-f]{64}$/)
 
@@ -316,11 +339,17 @@ export class DocPersistence {
    * noted before the swap belong to the old document: the new one carried
    * them over (translated), so they are not written again.
    */
-  switchEpoch(swap: () => EpochRecord): Promise<void> {
+  switchEpoch(swap: () => { record: EpochRecord; genesis: Uint8Array }): Promise<void> {
     return this.enqueue(async () => {
-      const record = swap()
+      const kept = await this.store.list(GENESIS_PREFIX)
+      const { record, genesis } = swap()
       this.unsaved = []
-      await this.writeSnapshot(undefined, record)
+      const ops: StoreOp[] = [{ type: 'put', key: genesisKey(record.epoch), value: seal(genesis) }]
+      for (const { key } of kept) {
+        const epoch = Number(key.slice(GENESIS_PREFIX.length))
+        if (!(Number.isSafeInteger(epoch) && epoch > record.epoch - GENESES_KEPT && epoch < record.epoch)) ops.push({ type: 'del', key })
+      }
+      await this.writeSnapshot(undefined, record, ops)
     })
   }
 
@@ -377,7 +406,7 @@ export class DocPersistence {
     }
   }
 
-  private async writeSnapshot(saved?: Uint8Array, epoch?: EpochRecord): Promise<void> {
+  private async writeSnapshot(saved?: Uint8Array, epoch?: EpochRecord, extra: readonly StoreOp[] = []): Promise<void> {
     this.compactionQueued = false
     const doc = this.current()
     const heads = memoizedHeads(doc, this.saveMemo(doc))
@@ -390,6 +419,7 @@ export class DocPersistence {
       { type: 'put', key: SNAPSHOT_KEY, value: snapshot },
       ...dropped.map((chunk): StoreOp => ({ type: 'del', key: chunk.key })),
       ...(epoch === undefined ? [] : [{ type: 'put', key: EPOCH_KEY, value: encodeEpochRecord(epoch) } satisfies StoreOp]),
+      ...extra,
     ]
     try {
       await this.store.batch(ops)

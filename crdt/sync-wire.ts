@@ -12,7 +12,9 @@
  *   message), HEADS (alone: payload is the sender's heads, 32 bytes each —
  *   "are we in sync?"), EPOCH_DOCUMENT (alone, empty payload: "send me your
  *   whole document", asked by a node behind of a peer ahead, to adopt its
- *   epoch); an empty payload means "nothing to send this round".
+ *   epoch), EPOCH_GENESIS (alone, payload an epoch number in 4 bytes: "send
+ *   me that epoch's genesis", for a node more than one epoch behind); an
+ *   empty payload means "nothing to send this round".
  * Sync response:  [2] [kind] [epoch] [payload]
  *   kind: MESSAGE (payload a sync message, empty for nothing to send),
  *   SNAPSHOT (a whole document), BUSY (try another peer later), ERROR (your
@@ -129,7 +131,8 @@ export const REQUEST_START = 0x01
 export const REQUEST_SNAPSHOT = 0x02
 export const REQUEST_HEADS = 0x04
 export const REQUEST_EPOCH_DOCUMENT = 0x08
-const REQUEST_FLAGS = REQUEST_START | REQUEST_SNAPSHOT | REQUEST_HEADS | REQUEST_EPOCH_DOCUMENT
+export const REQUEST_EPOCH_GENESIS = 0x10
+const REQUEST_FLAGS = REQUEST_START | REQUEST_SNAPSHOT | REQUEST_HEADS | REQUEST_EPOCH_DOCUMENT | REQUEST_EPOCH_GENESIS
 
 export type ResponseKind = 'message' | 'snapshot' | 'busy' | 'error' | 'heads' | 'epoch'
 const KIND_CODES: Record<ResponseKind, number> = { message: 0, snapshot: 1, busy: 2, error: 3, heads: 4, epoch: 5 }
@@ -146,6 +149,8 @@ export interface SyncRequest {
   heads?: boolean
   /** Asks for the responder's whole document (a node behind, adopting a later epoch); `payload` is empty. */
   epochDocument?: boolean
+  /** Asks for the genesis the responder keeps of epoch `genesisOf` (a node more than one epoch behind); `payload` is empty. */
+  genesisOf?: number
   payload: Uint8Array
 }
 
@@ -175,8 +180,12 @@ export function encodeSyncRequest(request: SyncRequest): Uint8Array {
     (request.start ? REQUEST_START : 0) |
     (request.snapshot ? REQUEST_SNAPSHOT : 0) |
     (request.heads === true ? REQUEST_HEADS : 0) |
-    (request.epochDocument === true ? REQUEST_EPOCH_DOCUMENT : 0)
-  return frame(flags, request.epoch, request.payload)
+    (request.epochDocument === true ? REQUEST_EPOCH_DOCUMENT : 0) |
+    (request.genesisOf !== undefined ? REQUEST_EPOCH_GENESIS : 0)
+  if (request.genesisOf === undefined) return frame(flags, request.epoch, request.payload)
+  const payload = new Uint8Array(EPOCH_BYTES)
+  writeEpoch(payload, 0, request.genesisOf)
+  return frame(flags, request.epoch, payload)
 }
 
 /** Change hashes (64 hex digits each) as 32 bytes each. */
@@ -210,7 +219,12 @@ export function decodeSyncRequest(data: Uint8Array, payloadBytesMax: number): De
   if (heads && (flags !== REQUEST_HEADS || payload.byteLength % HASH_BYTES !== 0)) return { ok: false, reason: 'malformed' }
   const epochDocument = (flags & REQUEST_EPOCH_DOCUMENT) !== 0
   if (epochDocument && (flags !== REQUEST_EPOCH_DOCUMENT || payload.byteLength !== 0)) return { ok: false, reason: 'malformed' }
-  return { ok: true, value: { epoch: readEpoch(data, 2), start: (flags & REQUEST_START) !== 0, snapshot: (flags & REQUEST_SNAPSHOT) !== 0, heads, epochDocument, payload } }
+  const value: SyncRequest = { epoch: readEpoch(data, 2), start: (flags & REQUEST_START) !== 0, snapshot: (flags & REQUEST_SNAPSHOT) !== 0, heads, epochDocument, payload }
+  if ((flags & REQUEST_EPOCH_GENESIS) !== 0) {
+    if (flags !== REQUEST_EPOCH_GENESIS || payload.byteLength !== EPOCH_BYTES) return { ok: false, reason: 'malformed' }
+    return { ok: true, value: { ...value, genesisOf: readEpoch(payload, 0), payload: new Uint8Array(0) } }
+  }
+  return { ok: true, value }
 }
 
 export function encodeSyncResponse(epoch: number, kind: ResponseKind, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
