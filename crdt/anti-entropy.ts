@@ -352,7 +352,8 @@ export class AntiEntropy {
     if (reply.kind !== 'snapshot' || reply.epoch !== record.epoch) throw new SessionFailure(reply.kind === 'snapshot' || reply.kind === 'epoch' ? 'otherEpoch' : 'malformed')
     this.count.syncSnapshotsReceived++
     try {
-      await this.state.adoptEpoch(reply.payload, record, intermediate)
+      const adopted = await this.state.adoptEpoch(reply.payload, record, intermediate)
+      if (!adopted.carriedOver) this.count.epochCarriesLost++
     } catch (err) {
       if (err instanceof LatticeError && err.code === 'BAD_REQUEST') {
         this.dropFrom(peerId, 'malformed', true)

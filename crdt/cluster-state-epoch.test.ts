@@ -193,3 +193,36 @@ describe('cluster state epochs', () => {
     await deploy(restarted.state, 'd1')
   })
 })
+
+describe('the index across epochs', () => {
+  it('reads every entry a peer changes after each of several epochs as a fresh load of the same document does', async () => {
+    const a = await start({ selfId: 'node-a' })
+    const b = await start({ selfId: 'node-b' })
+    await a.state.upsertSelfNode(sampleNode)
+    await b.state.upsertSelfNode({ ...sampleNode, name: 'desk' })
+    let generation = 1
+    for (let epoch = 1; epoch <= 4; epoch++) {
+      // A different number of entries each time: the geneses' object ids shift from one epoch to the next.
+      for (let i = 0; i < epoch * 3; i++) await deploy(a.state, `e${epoch}-${i}`)
+      await pull(b.state, a.state)
+      await pull(a.state, b.state)
+      const cut = { epoch, heads: a.state.heads() }
+      await a.state.enterEpoch(cut)
+      await b.state.enterEpoch(cut)
+      generation++
+      await b.state.batch((tx) => {
+        for (const d of b.state.deployments()) tx.writePlacement(d.id, 0, { generation, winners: ['node-b'], bids: [], shortlist: ['node-b'], closedBy: 'node-b', openedAtMs: 1, closedAtMs: 2, history: [] })
+        tx.upsertSelfNode({ ...sampleNode, name: `desk-${epoch}` })
+      })
+      await pull(a.state, b.state)
+      expect(a.state.heads()).toEqual(b.state.heads())
+      const fresh = await start({ selfId: 'node-c' })
+      await fresh.state.mergeSnapshot(a.state.saveSnapshot()).catch(async () => {
+        await fresh.state.adoptEpoch(a.state.saveSnapshot(), a.state.epoch())
+      })
+      expect(view(a.state)).toEqual(view(fresh.state))
+      expect(a.state.placement('e1-0', 0)?.generation).toBe(generation)
+      expect(a.state.node('node-b')?.name).toBe(`desk-${epoch}`)
+    }
+  })
+})

@@ -146,6 +146,8 @@ export interface EpochSwitch {
   epoch: EpochRecord
   /** Changes of the old document outside the cut, carried over into the new one. */
   carried: number
+  /** False when this replica's changes could not be carried (adopted from further behind than the kept geneses reach): they were dropped. */
+  carriedOver: boolean
   /** Changes in the old document before the switch and in the new one after it. */
   changesBefore: number
   changesAfter: number
@@ -1075,7 +1077,7 @@ class AutomergeClusterState implements ClusterState {
     this.runningDoc()
     const current = this.epoch().epoch
     if (cut.epoch !== current + 1) return Promise.reject(new LatticeError('CONFLICT', `cannot enter epoch ${cut.epoch} from epoch ${current}: only the next one`))
-    return this.switchEpoch(cut.epoch, [...(cut.acceptors ?? [])].sort(), (old, actor) => buildNextEpoch(old, cut, actor, this.engine))
+    return this.switchEpoch(cut.epoch, [...(cut.acceptors ?? [])].sort(), true, new Map(), (old, actor) => buildNextEpoch(old, cut, actor, this.engine))
   }
 
   async keptGenesis(epoch: number): Promise<Uint8Array | undefined> {
@@ -1107,7 +1109,9 @@ class AutomergeClusterState implements ClusterState {
     }
     // Without every epoch's genesis between, the cut's base of the new epoch describes another document than this one: nothing here translates.
     const translatable = between.length === record.epoch - current - 1
-    return this.switchEpoch(record.epoch, record.acceptors, (old, actor) => {
+    // The geneses between are kept too: a peer further behind than this node was may need them from us.
+    const keep = new Map(translatable ? intermediate.map((bytes, i) => [current + 1 + i, bytes] as const) : [])
+    return this.switchEpoch(record.epoch, record.acceptors, translatable, keep, (old, actor) => {
       const from = translatable ? old : createHandle(undefined, this.engine)
       try {
         const next = adoptNextEpoch(from, snapshot, record.genesis, record.epoch, actor, this.engine, translatable ? between : [])
@@ -1134,10 +1138,16 @@ class AutomergeClusterState implements ClusterState {
    * and its snapshot and record are written in one batch. A refused switch
    * (`make` throws) changes nothing.
    */
-  private async switchEpoch(epoch: number, acceptors: readonly string[], make: (old: DocHandle, actor: string) => NextEpoch): Promise<EpochSwitch> {
+  private async switchEpoch(
+    epoch: number,
+    acceptors: readonly string[],
+    carriedOver: boolean,
+    between: ReadonlyMap<number, Uint8Array>,
+    make: (old: DocHandle, actor: string) => NextEpoch,
+  ): Promise<EpochSwitch> {
     const persistence = this.persistence!
     let outcome: EpochSwitch | undefined
-    const swap = (): { record: EpochRecord; genesis: Uint8Array } => {
+    const swap = (): { record: EpochRecord; geneses: ReadonlyMap<number, Uint8Array> } => {
       const old = this.runningDoc()
       const actor = deriveActorId(`${this.selfId}/epoch/${epoch}`, this.boot, this.clock.nowMs())
       const changesBefore = this.guard('reading statistics', () => old.stats().numChanges)
@@ -1149,12 +1159,12 @@ class AutomergeClusterState implements ClusterState {
       else old.free()
       const doc = (this.doc = this.repool(next.doc))
       this.guard('reading the new epoch', () => this.index.rebuild(doc, { deferStatuses: true }))
-      outcome = { epoch: record, carried: next.carried, changesBefore, changesAfter: this.guard('reading statistics', () => doc.stats().numChanges) }
+      outcome = { epoch: record, carried: next.carried, carriedOver, changesBefore, changesAfter: this.guard('reading statistics', () => doc.stats().numChanges) }
       // Kept for peers further behind: a document of the genesis alone, compressed as a save is.
       const alone = createHandle(undefined, this.engine)
       try {
         alone.applyChanges([next.genesis.change])
-        return { record, genesis: alone.save() }
+        return { record, geneses: new Map([...between, [epoch, alone.save()]]) }
       } finally {
         alone.free()
       }

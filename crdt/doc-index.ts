@@ -629,6 +629,8 @@ export class DocIndex {
    */
   rebuild(doc: DocHandle, options: { deferStatuses?: boolean } = {}): void {
     this.touched = { deployments: 'all', nodes: true }
+    // The document may be another one (a new epoch's), whose object ids name other objects.
+    this.objectPlaces.clear()
     for (const section of SECTIONS) this.refreshSection(doc, section, section === 'status' && options.deferStatuses === true)
   }
 

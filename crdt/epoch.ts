@@ -67,6 +67,16 @@ export interface EpochBase {
   clock: CutClock
   /** Object id in the old document (shown at the cut) → its id in the new one. */
   objects: Readonly<Record<string, string>>
+  /**
+   * Which op of the old document each map value of the genesis stands for
+   * (the winner at its key at the cut), as flat triples: the genesis op's
+   * counter, the old op's counter, the old op's actor as an index into the
+   * clock's actors in order. A change outside the cut that wrote a key
+   * concurrently with that op then resolves against it as Automerge
+   * resolved it in the old document (the higher op id wins), not as if it
+   * came after it.
+   */
+  winners: readonly number[]
 }
 
 export interface EpochGenesis {
@@ -88,6 +98,7 @@ const EpochBaseSchema = z.object({
   cut: z.array(HASH).min(1),
   clock: z.record(ACTOR, z.tuple([z.number().int().positive(), COUNT])),
   objects: z.record(OBJ_ID, OBJ_ID),
+  winners: z.array(COUNT).refine((triples) => triples.length % 3 === 0, 'winners come in triples'),
 })
 
 // ------------------------------------------------------------------ genesis
@@ -132,12 +143,21 @@ export function buildEpochGenesis(handle: DocHandle, cut: EpochCut): EpochGenesi
   const clock = cutClock(handle, heads)
   const out = createHandle(EPOCH_GENESIS_ACTOR)
   const objects: Record<string, string> = {}
+  const actorIndex = new Map(Object.keys(clock).map((actor, i) => [actor, i]))
+  const winners: number[] = []
   const copyMap = (from: string, to: string): void => {
     for (const key of handle.keys(from, heads)) {
       // The previous epoch's orphans stay behind: every epoch starts a fresh map for its own.
       if (from === '_root' && key === EPOCH_ORPHANS_KEY) continue
       const value = handle.getWithType(from, key, heads) as FullValue | null
-      if (value !== null) copyValue(value, (made) => out.putObject(to, key, made), (scalar, datatype) => out.put(to, key, scalar as ScalarIn, datatype as DatatypeIn))
+      if (value === null) continue
+      // Recorded before the copy recurses: the genesis op for this key is made first.
+      const old = winningOp(handle.getAll(from, key, heads) as unknown[][])
+      copyValue(value, (made) => out.putObject(to, key, made), (scalar, datatype) => out.put(to, key, scalar as ScalarIn, datatype as DatatypeIn), () => {
+        const made = winningOp(out.getAll(to, key) as unknown[][])
+        const actor = old === undefined ? undefined : actorIndex.get(old.actor)
+        if (made !== undefined && old !== undefined && actor !== undefined) winners.push(made.counter, old.counter, actor)
+      })
     }
   }
   const copyList = (from: string, to: string): void => {
@@ -146,42 +166,47 @@ export function buildEpochGenesis(handle: DocHandle, cut: EpochCut): EpochGenesi
       const value = handle.getWithType(from, index, heads) as FullValue | null
       if (value === null) continue
       const at = out.length(to)
-      copyValue(value, (made) => out.insertObject(to, at, made), (scalar, datatype) => out.insert(to, at, scalar as ScalarIn, datatype as DatatypeIn))
+      copyValue(value, (made) => out.insertObject(to, at, made), (scalar, datatype) => out.insert(to, at, scalar as ScalarIn, datatype as DatatypeIn), () => undefined)
     }
   }
-  const copyValue = (value: FullValue, makeObject: (empty: ObjectIn) => string, putScalar: (value: unknown, datatype: string) => void): void => {
+  /** Copies one value; `made` runs right after the op that holds it at its key is made (before a map's contents). */
+  const copyValue = (value: FullValue, makeObject: (empty: ObjectIn) => string, putScalar: (value: unknown, datatype: string) => void, made: () => void): void => {
     const [datatype, raw] = value
     switch (datatype) {
       case 'map': {
-        const made = makeObject({})
-        objects[raw as string] = made
-        copyMap(raw as string, made)
+        const id = makeObject({})
+        made()
+        objects[raw as string] = id
+        copyMap(raw as string, id)
         return
       }
       case 'list': {
-        const made = makeObject([])
-        objects[raw as string] = made
-        copyList(raw as string, made)
+        const id = makeObject([])
+        made()
+        objects[raw as string] = id
+        copyList(raw as string, id)
         return
       }
       case 'text': {
-        const made = makeObject(handle.text(raw as string, heads))
-        objects[raw as string] = made
+        const id = makeObject(handle.text(raw as string, heads))
+        made()
+        objects[raw as string] = id
         return
       }
       case 'str':
         putScalar(A.isImmutableString(raw) ? raw.val : raw, 'str')
-        return
+        break
       case 'counter':
         putScalar(raw instanceof A.Counter ? raw.value : raw, 'counter')
-        return
+        break
       default:
         putScalar(raw, datatype)
     }
+    made()
   }
   copyMap('_root', '_root')
   out.putObject('_root', EPOCH_ORPHANS_KEY, {})
-  const base: EpochBase = { epoch: cut.epoch, cut: heads, clock, objects }
+  const base: EpochBase = { epoch: cut.epoch, cut: heads, clock, objects, winners }
   out.commit(JSON.stringify({ lattice: 'epoch', ...base }), 0)
   const change = out.getLastLocalChange()
   out.free()
@@ -283,6 +308,22 @@ export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaL
     return opInCut(ref) ? base.objects[id] : moved(ref)
   }
   const genesisObjects = new Set(Object.values(base.objects))
+  // Genesis op counter → the old op it stands for (the key's winner at the cut).
+  const actors = Object.keys(base.clock)
+  const standsFor = new Map<number, string>()
+  for (let i = 0; i + 2 < base.winners.length; i += 3) {
+    const actor = actors[base.winners[i + 2]!]
+    if (actor !== undefined) standsFor.set(base.winners[i]!, `${base.winners[i + 1]!}@${actor}`)
+  }
+  /** The old op whose value the genesis shows at (obj, key), when the genesis has one there. */
+  const cutWinner = (obj: string, key: string): string | undefined => {
+    for (const id of genesisOps(obj, key)) {
+      const ref = parseOpId(id)
+      const old = ref === undefined ? undefined : standsFor.get(ref.counter)
+      if (old !== undefined) return old
+    }
+    return undefined
+  }
   const genesisOps = (obj: string, key: string): string[] => {
     if (obj !== '_root' && !genesisObjects.has(obj)) return []
     return (shown.getAll(obj, key) as unknown[][]).map((entry) => entry[entry.length - 1] as string)
@@ -307,13 +348,22 @@ export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaL
     }
     const pred: string[] = []
     let overwroteCut = false
+    const winner = op.key !== undefined && elemId === undefined ? cutWinner(obj, op.key) : undefined
+    let overwroteWinner = false
     for (const id of op.pred) {
       const ref = parseOpId(id)
       if (ref === undefined || orphaned.has(id)) continue
-      if (opInCut(ref)) overwroteCut = true
-      else pred.push(moved(ref))
+      if (opInCut(ref)) {
+        overwroteCut = true
+        if (id === winner) overwroteWinner = true
+      } else pred.push(moved(ref))
     }
-    if (overwroteCut && op.key !== undefined && elemId === undefined) pred.push(...genesisOps(obj, op.key))
+    if (winner !== undefined) {
+      // Resolved against the value the cut shows as the old document resolved it: an op concurrent with that
+      // value and below it in Automerge's order lost there, and is kept out of sight here too.
+      if (overwroteWinner) pred.push(...genesisOps(obj, op.key!))
+      else if (compareOpIds(ownId, winner) < 0) return orphan()
+    } else if (overwroteCut && op.key !== undefined && elemId === undefined) pred.push(...genesisOps(obj, op.key))
     // A delete of something no longer there deletes nothing; Automerge wants it to name what it deletes.
     if (op.action === 'del' && pred.length === 0) return orphan()
     const next: WireOp = { ...op, obj, pred: [...new Set(pred)].sort(compareOpIds) }
@@ -360,6 +410,16 @@ export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaL
     const meta = metaOf(dep)
     return meta !== null && meta !== undefined && inCut(base, meta.actor, meta.seq)
   }
+}
+
+/** The op with the highest id among a key's values (getAll entries end with their op id): the one Automerge shows. */
+function winningOp(entries: readonly unknown[][]): OpRef | undefined {
+  let best: OpRef | undefined
+  for (const entry of entries) {
+    const ref = parseOpId(entry[entry.length - 1] as string)
+    if (ref !== undefined && (best === undefined || ref.counter > best.counter || (ref.counter === best.counter && ref.actor > best.actor))) best = ref
+  }
+  return best
 }
 
 /** Op ids in Automerge's order: by counter, then actor. */

@@ -339,15 +339,16 @@ export class DocPersistence {
    * noted before the swap belong to the old document: the new one carried
    * them over (translated), so they are not written again.
    */
-  switchEpoch(swap: () => { record: EpochRecord; genesis: Uint8Array }): Promise<void> {
+  switchEpoch(swap: () => { record: EpochRecord; geneses: ReadonlyMap<number, Uint8Array> }): Promise<void> {
     return this.enqueue(async () => {
       const kept = await this.store.list(GENESIS_PREFIX)
-      const { record, genesis } = swap()
+      const { record, geneses } = swap()
       this.unsaved = []
-      const ops: StoreOp[] = [{ type: 'put', key: genesisKey(record.epoch), value: seal(genesis) }]
+      const recent = (epoch: number): boolean => epoch > record.epoch - GENESES_KEPT && epoch <= record.epoch
+      const ops: StoreOp[] = [...geneses].filter(([epoch]) => recent(epoch)).map(([epoch, bytes]): StoreOp => ({ type: 'put', key: genesisKey(epoch), value: seal(bytes) }))
       for (const { key } of kept) {
         const epoch = Number(key.slice(GENESIS_PREFIX.length))
-        if (!(Number.isSafeInteger(epoch) && epoch > record.epoch - GENESES_KEPT && epoch < record.epoch)) ops.push({ type: 'del', key })
+        if (!(Number.isSafeInteger(epoch) && recent(epoch))) ops.push({ type: 'del', key })
       }
       await this.writeSnapshot(undefined, record, ops)
     })

@@ -100,6 +100,8 @@ export interface StateSyncCounters {
   /** Moves to a later epoch learned from a peer ahead: built from a cut held here / adopted from the peer's document. */
   epochsEntered: number
   epochsAdopted: number
+  /** Adoptions from further behind than the peer's kept geneses reach: this node's changes since its last cut were dropped. */
+  epochCarriesLost: number
   /** Inbound sync requests or replies dropped, by reason. */
   syncDropped: Record<DropReason, number>
   syncStatesEvicted: number
@@ -179,6 +181,7 @@ export function zeroStateSyncCounters(): StateSyncCounters {
     syncSnapshotsReceived: 0,
     epochsEntered: 0,
     epochsAdopted: 0,
+    epochCarriesLost: 0,
     syncDropped: zeroDrops(),
     syncStatesEvicted: 0,
     documentBytes: 0,

@@ -71,6 +71,8 @@ const RawFlagsSchema = z.strictObject({
   verbose: z.boolean().default(false),
   /** Scheduled scenarios: the initial nodes start with the registry in their stores (scenario field warmRegistry). */
   warmRegistry: z.boolean().optional(),
+  /** Cluster scenarios: a new epoch every this many document changes (scenario field epochChangesMin). */
+  epochChanges: z.coerce.number().int().min(1).max(10_000_000).optional(),
 })
 
 /** The resolved run: the scenario (file + flags) and the run's own settings. */
@@ -104,12 +106,12 @@ export interface SimFlags {
 }
 
 const USAGE = [
-  'usage: lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T] [--deployments M] [--deploy-spread-ms MS] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--network sim|libp2p|both] [--warm-registry] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]',
+  'usage: lattice sim (--scenario NAME | --scenario-file FILE) [--nodes N] [--seed S] [--duration-s T] [--deployments M] [--deploy-spread-ms MS] [--loss F] [--kill F] [--kill-mode crash|vanish] [--partition] [--network sim|libp2p|both] [--warm-registry] [--epoch-changes N] [--json FILE] [--report DIR] [--trace FILE] [--quiet | --verbose]',
   `       scenarios: ${libraryNames().join(', ')} (sim/scenarios/library/), or any YAML/JSON file (docs/simulator-reports.md)`,
   '       lattice sim campaign --seeds N (--scenario NAME | --scenario-file FILE) [--nodes N] [--duration-s T] [--concurrency C] [--report DIR]',
 ].join('\n')
 
-const FLAG_NAMES: Record<string, string> = { durationS: 'duration-s', killMode: 'kill-mode', scenarioFile: 'scenario-file', deploySpreadMs: 'deploy-spread-ms', warmRegistry: 'warm-registry' }
+const FLAG_NAMES: Record<string, string> = { durationS: 'duration-s', killMode: 'kill-mode', scenarioFile: 'scenario-file', deploySpreadMs: 'deploy-spread-ms', warmRegistry: 'warm-registry', epochChanges: 'epoch-changes' }
 const flagName = (key: string): string => FLAG_NAMES[key] ?? key
 
 type Parsed = { ok: true; flags: SimFlags } | { ok: false; error: string }
@@ -142,14 +144,15 @@ export function parseSimFlags(argv: readonly string[]): Parsed {
         quiet: { type: 'boolean' },
         verbose: { type: 'boolean' },
         'warm-registry': { type: 'boolean' },
+        'epoch-changes': { type: 'string' },
       },
     })
     values = parsed.values
   } catch (err) {
     return { ok: false, error: (err as Error).message }
   }
-  const { 'duration-s': durationS, 'kill-mode': killMode, 'scenario-file': scenarioFile, 'deploy-spread-ms': deploySpreadMs, 'warm-registry': warmRegistry, ...rest } = values
-  const result = RawFlagsSchema.safeParse({ ...rest, durationS, killMode, scenarioFile, deploySpreadMs, warmRegistry })
+  const { 'duration-s': durationS, 'kill-mode': killMode, 'scenario-file': scenarioFile, 'deploy-spread-ms': deploySpreadMs, 'warm-registry': warmRegistry, 'epoch-changes': epochChanges, ...rest } = values
+  const result = RawFlagsSchema.safeParse({ ...rest, durationS, killMode, scenarioFile, deploySpreadMs, warmRegistry, epochChanges })
   if (!result.success) {
     const issue = result.error.issues[0]
     return { ok: false, error: `--${flagName(String(issue?.path[0] ?? '?'))}: ${issue?.message ?? 'invalid'}` }
@@ -208,6 +211,8 @@ function applyFlags(spec: ScenarioSpec, raw: z.output<typeof RawFlagsSchema>): S
   const next = structuredClone(spec) as ScenarioSpec
   if (raw.nodes !== undefined) next.nodes = raw.nodes
   if (raw.durationS !== undefined) next.durationS = raw.durationS
+  if (raw.epochChanges !== undefined) next.epochChangesMin = raw.epochChanges
+  if (next.script === 'membership' && next.epochChangesMin !== undefined) return `--epoch-changes: applies to the cluster scenarios only (scenario "${spec.name}" holds no document)`
   if (next.script === 'scheduled') {
     if (raw.killMode !== undefined) return `--kill-mode: applies to the membership scenario only (scenario "${spec.name}" is scheduled)`
     if (raw.deploySpreadMs !== undefined) return `--deploy-spread-ms: applies to the scripted cluster scenarios only (scenario "${spec.name}" is scheduled)`
@@ -244,6 +249,7 @@ export function replayCommand(flags: SimFlags): string {
   if (flags.spec.script !== 'scheduled' && flags.spec.deployments.spreadMs !== undefined) parts.push(`--deploy-spread-ms ${flags.spec.deployments.spreadMs}`)
   if (flags.network !== 'sim') parts.push(`--network ${flags.network}`)
   if (flags.warmRegistry) parts.push('--warm-registry')
+  if (flags.spec.epochChangesMin !== undefined) parts.push(`--epoch-changes ${flags.spec.epochChangesMin}`)
   return parts.join(' ')
 }
 
@@ -266,7 +272,7 @@ export async function runScenario(flags: SimFlags, log: (line: string) => void, 
     case 'placement':
     case 'failover':
     case 'partition':
-      return runClusterScenario({ scenario: spec.script, nodes: flags.nodes, seed: flags.seed, deployments: flags.deployments, ...(spec.deployments.spreadMs === undefined ? {} : { deploySpreadMs: spec.deployments.spreadMs }), kill: flags.kill, loss: flags.loss, durationS: flags.durationS, partition: flags.partition, log, ...extra })
+      return runClusterScenario({ scenario: spec.script, nodes: flags.nodes, seed: flags.seed, deployments: flags.deployments, ...(spec.deployments.spreadMs === undefined ? {} : { deploySpreadMs: spec.deployments.spreadMs }), kill: flags.kill, loss: flags.loss, durationS: flags.durationS, partition: flags.partition, ...(spec.epochChangesMin === undefined ? {} : { epochChangesMin: spec.epochChangesMin }), log, ...extra })
   }
 }
 

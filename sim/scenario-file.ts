@@ -141,6 +141,13 @@ const common = {
   description: z.string().max(2_000).optional(),
   nodes: z.number().int().min(3).max(5_000).default(100),
   durationS: Seconds.default(600),
+  /**
+   * Cluster scenarios: a new epoch is proposed once the document holds this
+   * many changes (the node's epochChangesMin, 50,000 unless set, which short
+   * runs never reach). Low values make a run cross epochs under its faults.
+   * The membership scenario holds no document and refuses it.
+   */
+  epochChangesMin: z.number().int().min(1).max(10_000_000).optional(),
 }
 
 export const ScenarioFileSchema = z.discriminatedUnion('script', [

@@ -64,13 +64,14 @@ export interface ClusterScenarioOptions {
 export const SIM_EPOCH_CHECK_INTERVAL_MS = 2_000
 
 /** Epoch figures of a run's nodes: the highest epoch reached, the lowest one alive nodes are in, and the moves made (decided, learned, adopted). */
-export function epochFigures(nodes: readonly SimNode[], alive: readonly SimNode[]): { epochMax: number; epochMinAlive: number; epochMoves: number; epochsAdopted: number } {
+export function epochFigures(nodes: readonly SimNode[], alive: readonly SimNode[]): { epochMax: number; epochMinAlive: number; epochMoves: number; epochsAdopted: number; epochCarriesLost: number } {
   const epochOf = (node: SimNode): number => node.core.state.stats().epoch
   return {
     epochMax: Math.max(0, ...nodes.map(epochOf)),
     epochMinAlive: alive.length === 0 ? 0 : Math.min(...alive.map(epochOf)),
     epochMoves: nodes.reduce((sum, n) => sum + n.core.epochs.counters().epochsEntered + n.core.stateSync.counters().epochsEntered + n.core.stateSync.counters().epochsAdopted, 0),
     epochsAdopted: nodes.reduce((sum, n) => sum + n.core.stateSync.counters().epochsAdopted, 0),
+    epochCarriesLost: nodes.reduce((sum, n) => sum + n.core.stateSync.counters().epochCarriesLost, 0),
   }
 }
 

@@ -46,7 +46,7 @@ import {
 import { SeriesRecorder } from '../report/series.ts'
 import { onlyNetworkNoise, type ScheduledSpec } from '../scenario-file.ts'
 import { createSimCluster, type SimCluster, type SimNode } from '../sim-cluster.ts'
-import type { ClusterScenarioReport } from './cluster.ts'
+import { epochFigures, SIM_EPOCH_CHECK_INTERVAL_MS, type ClusterScenarioReport } from './cluster.ts'
 import { Trace, type TraceSink } from '../trace.ts'
 
 export interface ScheduledScenarioOptions {
@@ -119,6 +119,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
     warmRegistry: spec.warmRegistry,
     plannedDeployments: spec.deployments.count,
     latencyMs: spec.network.latencyMs,
+    ...(spec.epochChangesMin === undefined ? {} : { core: { epochs: { changesMin: spec.epochChangesMin, checkIntervalMs: SIM_EPOCH_CHECK_INTERVAL_MS } } }),
     driverHooks: { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violationCount, note }) },
   })
   const { driver, network } = cluster
@@ -373,6 +374,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
       ...Object.fromEntries(Object.entries(scheduler.counts.started).map(([kind, n]) => [`faults.${kind}`, n])),
       kills: kills.size,
       replicasMoved: failovers.length,
+      ...epochFigures(cluster.nodes, alive),
       traceEntries: trace.entries(),
       eventsProcessed: driver.eventsProcessed(),
       safetyChecks: safetyCheckCount,
