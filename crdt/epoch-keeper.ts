@@ -26,6 +26,12 @@ export interface EpochKeeperConfig {
   checkIntervalMs: number
   /** Acceptors a proposal names for the agreement after it (a majority of them must answer each ballot). */
   acceptorsMax: number
+  /**
+   * The cut proposed is the proposer's heads this long before the proposal:
+   * by then gossip has taken them to nearly every node, which then builds
+   * the genesis itself instead of downloading the proposer's document.
+   */
+  cutSettleMs: number
 }
 
 export const EPOCH_KEEPER_DEFAULTS: EpochKeeperConfig = {
@@ -35,6 +41,8 @@ export const EPOCH_KEEPER_DEFAULTS: EpochKeeperConfig = {
   checkIntervalMs: 60_000,
   // Five: any two can be down and an epoch is still decided; more only adds round trips.
   acceptorsMax: 5,
+  // Gossip reaches every node within a few seconds; anti-entropy (every 5 s) mends what it lost.
+  cutSettleMs: 10_000,
 }
 
 export interface EpochKeeperComponents {
@@ -153,8 +161,11 @@ class Keeper implements EpochKeeper {
     const acceptors = this.acceptorsOf(next)
     if (!acceptors.includes(state.selfId) || agreement.decided(next) !== undefined) return
     if (state.stats().changeCount < this.config.changesMin) return
-    await state.flush()
-    const proposal = cutValue(next, state.heads(), this.nextAcceptors(acceptors))
+    const heads = state.heads()
+    await this.components.clock.sleep(this.config.cutSettleMs)
+    // Meanwhile another proposer's cut may have been decided, or this node moved on.
+    if (!this.running || state.epoch().epoch + 1 !== next || agreement.decided(next) !== undefined) return
+    const proposal = cutValue(next, heads, this.nextAcceptors(acceptors))
     this.count.proposals++
     this.log.info({ epoch: next, heads: proposal.heads.length, changes: state.stats().changeCount, acceptors: proposal.acceptors }, 'proposing a new epoch')
     const chosen = await agreement.propose(proposal)

@@ -43,6 +43,8 @@ export const NodeConfigSchema = z.strictObject({
   epochChangesMin: z.number().int().min(1).default(50_000),
   /** How often an acceptor of the next epoch agreement checks the change count; a minute's lag is nothing against epochChangesMin. */
   epochCheckIntervalMs: z.number().int().min(100).default(60_000),
+  /** The cut proposed is the heads this long before: gossip has taken them to nearly every node, which then builds the new epoch instead of downloading it. */
+  epochCutSettleMs: z.number().int().min(0).default(10_000),
   /** Default `tail` for log requests without one: enough context, bounded memory. */
   logTailDefault: z.number().int().min(0).default(200),
   /** Largest `tail` a log request may ask for. */

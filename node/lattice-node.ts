@@ -129,7 +129,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     connectionsTarget: config.connectionsTarget,
     seeds: mesh.bootstrap.map(peerIdOf).filter((id): id is string => id !== undefined),
     founder: mesh.founder,
-    epochs: { changesMin: config.epochChangesMin, checkIntervalMs: config.epochCheckIntervalMs },
+    epochs: { changesMin: config.epochChangesMin, checkIntervalMs: config.epochCheckIntervalMs, cutSettleMs: config.epochCutSettleMs },
   })({ transport, store, runtime, clock, rng, logger, events, metrics, ...(options.automerge !== undefined ? { automerge: options.automerge } : {}) })
   const { state, reconciler } = core
   const token = await loadOrCreateApiToken(dataDir)
@@ -204,6 +204,8 @@ function registerMeshMetrics(metrics: NodeMetrics, core: NodeCore): void {
   metrics.gaugeFrom('lattice_document_bytes', 'Size of the saved cluster-state document', () => state.stats().sizeBytes)
   metrics.gaugeFrom('lattice_document_changes', 'Changes in the cluster-state document history', () => state.stats().changeCount)
   metrics.gaugeFrom('lattice_document_heads', 'Heads of the cluster-state document', () => state.stats().headsCount)
+  metrics.gaugeFrom('lattice_document_epoch', 'Epoch of the cluster-state document (its history starts at the epoch\'s cut)', () => state.stats().epoch)
+  metrics.gaugeFrom('lattice_epoch_proposals_total', 'New epochs this node proposed', () => core.epochs.counters().proposals)
   metrics.gaugeFrom('lattice_document_invalid_entries', 'Document entries skipped because they failed validation', () => state.stats().invalidEntries)
   for (const memberState of ['alive', 'suspect', 'dead', 'left'] as const) {
     metrics.gaugeFrom(`lattice_peers_${memberState}`, `Members this node sees ${memberState}`, () => membership.members().filter((m) => m.state === memberState).length)

@@ -17,7 +17,7 @@ import { automergeBytesFor } from '../sim/automerge-memory.ts'
 import { parseSimFlags, runScenario, runSimCommand } from '../sim/cli.ts'
 import { figureValues } from '../sim/report/types.ts'
 import { runScheduledScenario } from '../sim/scenarios/scheduled.ts'
-import { parseScenarioText, type ScheduledSpec } from '../sim/scenario-file.ts'
+import { libraryFile, loadScenarioFile, parseScenarioText, type ScheduledSpec } from '../sim/scenario-file.ts'
 
 let dir: string
 beforeAll(async () => {
@@ -152,4 +152,20 @@ describe('chaos: the safety phase keeps its pace', () => {
     expect(report.details.residentBytesPerNode).toEqual(expect.any(Number))
     expect(report.details.automergeMemoryBytes).toBeGreaterThanOrEqual(automergeBytesFor(4))
   }, 60_000)
+})
+
+describe('chaos across epochs', () => {
+  // The library chaos with the history cut every 40 changes: every fault (crashes, partitions, pauses, loss,
+  // clock jumps) lands around switches, and every invariant must still hold. A CI-sized run: the two bugs a
+  // 20-seed campaign at 50 nodes found (a stale placement record from a partition beating the newer one at a
+  // switch; an index stale after a switch) do not show at this size, and are pinned by crdt/epoch.test.ts and
+  // crdt/cluster-state-epoch.test.ts instead.
+  it.each([1, 2])('seed %i: 30 nodes × 90 virtual s, several epochs, every invariant holds and no carry is lost', async (seed) => {
+    const library = loadScenarioFile(libraryFile('chaos')!) as ScheduledSpec
+    const spec: ScheduledSpec = { ...library, nodes: 30, durationS: 90, epochChangesMin: 40, deployments: { ...library.deployments, count: 20 } }
+    const report = await runScheduledScenario({ spec, seed })
+    expect(report.invariants.violations).toEqual([])
+    expect(report.details['epochMinAlive']).toBeGreaterThanOrEqual(2)
+    expect(report.details['epochCarriesLost']).toBe(0)
+  }, 300_000)
 })

@@ -32,6 +32,15 @@ describe('cluster scenarios on the real node core', () => {
   }, 120_000)
 })
 
+describe('the state scenario across epochs', () => {
+  it('random writes, kills, restarts and a partition while the history is cut every 40 changes: nothing accepted is lost', async () => {
+    const report = await runClusterScenario({ ...base, scenario: 'state', durationS: 30, epochChangesMin: 40 })
+    expect(report.invariants.violations).toEqual([])
+    expect(report.details['epochMinAlive']).toBeGreaterThanOrEqual(2)
+    expect(report.details['epochCarriesLost']).toBe(0)
+  }, 120_000)
+})
+
 describe('a warm registry', () => {
   it('nodes start with every initial node registered, write no registry change of their own, and converge', async () => {
     const cluster = createSimCluster({ nodes: 8, seed: 5, warmRegistry: true })

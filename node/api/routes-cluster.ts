@@ -24,7 +24,7 @@ export function registerClusterRoutes(server: FastifyInstance, init: ApiInit, co
       version: nodeInfo.version,
       uptimeMs: clock.nowMs() - nodeInfo.startedAtMs,
       runtime,
-      document: { headsCount: stats.headsCount, sizeBytes: stats.sizeBytes, changeCount: stats.changeCount },
+      document: { headsCount: stats.headsCount, sizeBytes: stats.sizeBytes, changeCount: stats.changeCount, epoch: stats.epoch },
     }
   })
 

@@ -26,7 +26,7 @@ export const HealthSchema = z.object({
   version: z.string(),
   uptimeMs: z.number(),
   runtime: RuntimeHealthSchema.nullable().describe('null until the first reconcile pass has probed the engine'),
-  document: z.object({ headsCount: z.number(), sizeBytes: z.number(), changeCount: z.number() }),
+  document: z.object({ headsCount: z.number(), sizeBytes: z.number(), changeCount: z.number(), epoch: z.number() }),
 })
 
 const ResourceFiguresSchema = z.object({ cpu: z.number(), memoryMB: z.number(), diskMB: z.number(), gpus: z.number() })
