@@ -35,7 +35,7 @@ export interface EpochKeeperConfig {
 }
 
 export const EPOCH_KEEPER_DEFAULTS: EpochKeeperConfig = {
-  // ~20 MB of history on a busy cluster's document; a new epoch costs each node one genesis build (~1.7 s at 10,000 deployments).
+  // ~20 MB of history on a busy cluster's document; a new epoch costs each node one genesis build (~2.8 s at 10,000 deployments).
   changesMin: 50_000,
   // The count grows by at most a few hundred changes a minute on a busy cluster: a minute's lag is nothing against 50,000.
   checkIntervalMs: 60_000,
