@@ -70,7 +70,8 @@ export interface EpochBase {
   /**
    * Which op of the old document each map value of the genesis stands for
    * (the winner at its key at the cut), as flat triples: the genesis op's
-   * counter, the old op's counter, the old op's actor as an index into the
+   * counter (as the step from the previous triple's: mostly 1, short in the
+   * message), the old op's counter, the old op's actor as an index into the
    * clock's actors in order. A change outside the cut that wrote a key
    * concurrently with that op then resolves against it as Automerge
    * resolved it in the old document (the higher op id wins), not as if it
@@ -145,6 +146,7 @@ export function buildEpochGenesis(handle: DocHandle, cut: EpochCut): EpochGenesi
   const objects: Record<string, string> = {}
   const actorIndex = new Map(Object.keys(clock).map((actor, i) => [actor, i]))
   const winners: number[] = []
+  let lastMade = 0
   const copyMap = (from: string, to: string): void => {
     for (const key of handle.keys(from, heads)) {
       // The previous epoch's orphans stay behind: every epoch starts a fresh map for its own.
@@ -156,7 +158,10 @@ export function buildEpochGenesis(handle: DocHandle, cut: EpochCut): EpochGenesi
       copyValue(value, (made) => out.putObject(to, key, made), (scalar, datatype) => out.put(to, key, scalar as ScalarIn, datatype as DatatypeIn), () => {
         const made = winningOp(out.getAll(to, key) as unknown[][])
         const actor = old === undefined ? undefined : actorIndex.get(old.actor)
-        if (made !== undefined && old !== undefined && actor !== undefined) winners.push(made.counter, old.counter, actor)
+        if (made !== undefined && old !== undefined && actor !== undefined) {
+          winners.push(made.counter - lastMade, old.counter, actor)
+          lastMade = made.counter
+        }
       })
     }
   }
@@ -311,9 +316,11 @@ export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaL
   // Genesis op counter → the old op it stands for (the key's winner at the cut).
   const actors = Object.keys(base.clock)
   const standsFor = new Map<number, string>()
+  let made = 0
   for (let i = 0; i + 2 < base.winners.length; i += 3) {
+    made += base.winners[i]!
     const actor = actors[base.winners[i + 2]!]
-    if (actor !== undefined) standsFor.set(base.winners[i]!, `${base.winners[i + 1]!}@${actor}`)
+    if (actor !== undefined) standsFor.set(made, `${base.winners[i + 1]!}@${actor}`)
   }
   /** The old op whose value the genesis shows at (obj, key), when the genesis has one there. */
   const cutWinner = (obj: string, key: string): string | undefined => {
