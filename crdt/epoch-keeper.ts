@@ -32,6 +32,14 @@ export interface EpochKeeperConfig {
    * the genesis itself instead of downloading the proposer's document.
    */
   cutSettleMs: number
+  /**
+   * Epoch 1, whose one acceptor is the founder, is proposed as soon as this
+   * many registered nodes are alive, however few changes the document holds:
+   * the acceptor role passes early from the founder to up to acceptorsMax
+   * nodes, so the founder leaving later does not stop epochs. 0 waits for
+   * changesMin, as every later epoch does.
+   */
+  bootstrapNodes: number
 }
 
 export const EPOCH_KEEPER_DEFAULTS: EpochKeeperConfig = {
@@ -43,6 +51,8 @@ export const EPOCH_KEEPER_DEFAULTS: EpochKeeperConfig = {
   acceptorsMax: 5,
   // Gossip reaches every node within a few seconds; anti-entropy (every 5 s) mends what it lost.
   cutSettleMs: 10_000,
+  // Three: the smallest set in which one acceptor can be down and a majority still decides.
+  bootstrapNodes: 3,
 }
 
 export interface EpochKeeperComponents {
@@ -160,7 +170,7 @@ class Keeper implements EpochKeeper {
     const next = state.epoch().epoch + 1
     const acceptors = this.acceptorsOf(next)
     if (!acceptors.includes(state.selfId) || agreement.decided(next) !== undefined) return
-    if (state.stats().changeCount < this.config.changesMin) return
+    if (state.stats().changeCount < this.config.changesMin && !this.bootstrapDue(next)) return
     const heads = state.heads()
     await this.components.clock.sleep(this.config.cutSettleMs)
     // Meanwhile another proposer's cut may have been decided, or this node moved on.
@@ -172,14 +182,28 @@ class Keeper implements EpochKeeper {
     if (chosen === undefined) this.log.warn({ epoch: next }, 'no quorum of acceptors answered the epoch proposal; the next check tries again')
   }
 
-  /** The next agreement's acceptors: those of this one still seen alive first, then other live registered nodes, by peerId. */
-  private nextAcceptors(current: readonly string[]): string[] {
+  /** Epoch 1 is due early once bootstrapNodes registered nodes are alive (see EpochKeeperConfig.bootstrapNodes). */
+  private bootstrapDue(next: number): boolean {
+    if (next !== 1 || this.config.bootstrapNodes <= 0) return false
+    return this.liveRegistered().length >= this.config.bootstrapNodes
+  }
+
+  /** Registered, not draining, and seen alive (this node included). */
+  private liveRegistered(): string[] {
     const { state } = this.components
     const alive = new Set(this.components.alive())
     alive.add(state.selfId)
-    const registered = new Set(state.nodes().filter((node) => node.draining !== true).map((node) => node.peerId))
-    const keep = current.filter((peerId) => alive.has(peerId))
-    const more = [...alive].filter((peerId) => registered.has(peerId) && !keep.includes(peerId)).sort()
+    return state
+      .nodes()
+      .filter((node) => node.draining !== true && alive.has(node.peerId))
+      .map((node) => node.peerId)
+  }
+
+  /** The next agreement's acceptors: those of this one still seen alive first, then other live registered nodes, by peerId. */
+  private nextAcceptors(current: readonly string[]): string[] {
+    const live = this.liveRegistered()
+    const keep = current.filter((peerId) => live.includes(peerId))
+    const more = live.filter((peerId) => !keep.includes(peerId)).sort()
     return [...keep, ...more].slice(0, this.config.acceptorsMax)
   }
 

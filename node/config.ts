@@ -45,6 +45,8 @@ export const NodeConfigSchema = z.strictObject({
   epochCheckIntervalMs: z.number().int().min(100).default(60_000),
   /** The cut proposed is the heads this long before: gossip has taken them to nearly every node, which then builds the new epoch instead of downloading it. */
   epochCutSettleMs: z.number().int().min(0).default(10_000),
+  /** Epoch 1 (the founder its one acceptor) is proposed once this many registered nodes are alive, handing the acceptor role to several nodes early; 0 waits for epochChangesMin. */
+  epochBootstrapNodes: z.number().int().min(0).default(3),
   /** Default `tail` for log requests without one: enough context, bounded memory. */
   logTailDefault: z.number().int().min(0).default(200),
   /** Largest `tail` a log request may ask for. */

@@ -129,7 +129,7 @@ export async function createLatticeNode(options: LatticeNodeOptions): Promise<La
     connectionsTarget: config.connectionsTarget,
     seeds: mesh.bootstrap.map(peerIdOf).filter((id): id is string => id !== undefined),
     founder: mesh.founder,
-    epochs: { changesMin: config.epochChangesMin, checkIntervalMs: config.epochCheckIntervalMs, cutSettleMs: config.epochCutSettleMs },
+    epochs: { changesMin: config.epochChangesMin, checkIntervalMs: config.epochCheckIntervalMs, cutSettleMs: config.epochCutSettleMs, bootstrapNodes: config.epochBootstrapNodes },
   })({ transport, store, runtime, clock, rng, logger, events, metrics, ...(options.automerge !== undefined ? { automerge: options.automerge } : {}) })
   const { state, reconciler } = core
   const token = await loadOrCreateApiToken(dataDir)

@@ -67,6 +67,20 @@ describe('epochs on three real nodes', () => {
     expect(nodes[0]!.node.state.stats().changeCount).toBeLessThan(epochs.epochChangesMin * 3)
   }, 90_000)
 
+  it('a node that joins after the cut starts in the cluster\'s epoch with every deployment', async () => {
+    const joiner = await startTestNode({ engine, join: nodes[0]!.node.invite(), config: { name: 'd', ...epochs } })
+    nodes.push(joiner)
+    const epoch = nodes[0]!.node.state.epoch().epoch
+    expect(epoch).toBeGreaterThanOrEqual(1)
+    await eventually(async () => ((await epochOf(joiner)) >= epoch ? true : undefined), 20_000, 'joiner in the epoch')
+    const expected = (await list(nodes[0]!)).map((d) => d.id).sort()
+    await eventually(async () => {
+      const seen = new Set((await list(joiner)).map((d) => d.id))
+      return expected.every((id) => seen.has(id)) ? true : undefined
+    }, 20_000, 'joiner holds every deployment')
+    expect(joiner.node.state.node(joiner.node.peerId)?.name).toBe('d')
+  }, 60_000)
+
   it('a restarted node comes back in its epoch and catches up', async () => {
     const victim = nodes[2]!
     const before = victim.node.state.epoch().epoch

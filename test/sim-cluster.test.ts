@@ -41,6 +41,23 @@ describe('the state scenario across epochs', () => {
   }, 120_000)
 })
 
+describe('the first epoch', () => {
+  it('is cut as soon as three registered nodes are alive, and hands the acceptor role from the founder to up to five nodes', async () => {
+    const cluster = createSimCluster({ nodes: 7, seed: 4 })
+    await cluster.startAll()
+    const founder = cluster.nodes[0]!
+    expect(founder.core.state.node(founder.peerId)?.founder).toBe(true)
+    expect(await cluster.driver.runUntil(() => cluster.alive().every((n) => n.core.state.epoch().epoch === 1), 180_000)).toBe(true)
+    const record = founder.core.state.epoch()
+    expect(record.acceptors).toHaveLength(5)
+    for (const node of cluster.alive()) expect(node.core.state.epoch()).toEqual(record)
+    // The next agreement no longer needs the founder: it is one acceptor of five at most.
+    expect(founder.core.epochs.acceptorsOf(2)).toEqual(record.acceptors)
+    expect(checkEqualHeads(cluster.alive())).toEqual([])
+    await cluster.stopAll()
+  }, 120_000)
+})
+
 describe('a warm registry', () => {
   it('nodes start with every initial node registered, write no registry change of their own, and converge', async () => {
     const cluster = createSimCluster({ nodes: 8, seed: 5, warmRegistry: true })
