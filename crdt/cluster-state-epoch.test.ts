@@ -84,10 +84,15 @@ describe('cluster state epochs', () => {
     const { state, clock } = await start({ store })
     await deploy(state, 'd0')
     const cut = { epoch: 1, heads: state.heads(), acceptors: ['node-b', 'node-a'] }
-    const late = deploy(state, 'late')
+    const told: Uint8Array[] = []
+    state.onLocalChange((change) => told.push(change))
+    // Written after the switch was asked for, before it swaps the documents: into the old document, then carried over.
     const switching = state.enterEpoch(cut)
+    const late = deploy(state, 'late')
     await late
     await switching
+    // Its old bytes are not told for gossip: they belong to no current document.
+    expect(told).toEqual([])
     expect(state.deployment('late')).toBeDefined()
     const before = view(state)
     const heads = state.heads()

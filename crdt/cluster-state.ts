@@ -198,7 +198,12 @@ export interface ClusterState extends Startable, ClusterStateReader {
 
   /** Fired after every local write and after remote changes are applied; returns unsubscribe. */
   onChange(listener: (event: ClusterChangeEvent) => void): () => void
-  /** The bytes of each local change, once it is durable (what gossip publishes); returns unsubscribe. */
+  /**
+   * The bytes of each local change, once it is durable (what gossip
+   * publishes), in the current epoch (a change a switch carried over meanwhile
+   * is not told: its old bytes belong to no current document); returns
+   * unsubscribe.
+   */
   onLocalChange(listener: (change: Uint8Array) => void): () => void
 
   // Sync surface for dissemination and anti-entropy.
@@ -587,6 +592,7 @@ class AutomergeClusterState implements ClusterState {
       throw err
     }
     if (this.guard('making a local change', () => doc.pendingOps()) === 0) return result // nothing changed: no change, no chunk
+    const epoch = this.epochRecord?.epoch
     const change = this.guard('making a local change', () => {
       doc.commit(message.slice(0, MESSAGE_LENGTH_MAX), changeTimeSeconds(nowMs))
       return doc.getLastLocalChange()
@@ -595,7 +601,8 @@ class AutomergeClusterState implements ClusterState {
     if (change !== null) this.index.update(doc, [A.decodeChange(change)])
     await persistence.persist()
     const touched = this.index.takeTouched()
-    if (change !== null) this.emit(this.localChangeListeners, change)
+    // A switch meanwhile carried the change into the new epoch (translated): the old bytes must not be gossiped as the new epoch's.
+    if (change !== null && this.epochRecord?.epoch === epoch) this.emit(this.localChangeListeners, change)
     this.emit(this.changeListeners, { local: true, ...touched })
     return result
   }
