@@ -20,7 +20,7 @@ import { DocIndex, type IndexSnapshot } from './doc-index.ts'
 import { INDEX_CACHE_KEY, readIndexCache, writeIndexCache } from './index-cache.ts'
 import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, selfNodeUnchanged, type ClusterStateTx } from './mutations.ts'
-import { adoptNextEpoch, buildNextEpoch, type NextEpoch } from './epoch-switch.ts'
+import { adoptNextEpoch, materializePlan, planNextEpoch, type EpochPlan, type NextEpoch } from './epoch-switch.ts'
 import { DocPersistence, loadDocument, memoizedHeads, readKeptGenesis, recordBoot, type EpochRecord } from './persistence.ts'
 import { parseEpochGenesis, type EpochCut, type EpochGenesis } from './epoch.ts'
 import {
@@ -1084,7 +1084,29 @@ class AutomergeClusterState implements ClusterState {
     this.runningDoc()
     const current = this.epoch().epoch
     if (cut.epoch !== current + 1) return Promise.reject(new LatticeError('CONFLICT', `cannot enter epoch ${cut.epoch} from epoch ${current}: only the next one`))
-    return this.switchEpoch(cut.epoch, [...(cut.acceptors ?? [])].sort(), true, new Map(), (old, actor) => buildNextEpoch(old, cut, actor, this.engine))
+    return this.switchEpoch(cut.epoch, [...(cut.acceptors ?? [])].sort(), true, new Map(), (old, actor) => this.nextEpochFrom(old, cut, actor))
+  }
+
+  /**
+   * The next epoch from `old`. Replicas at one pooled document (the
+   * simulator's) plan it once: the plan is a function of the document and
+   * the cut; and a pooled new document at the heads the plan leads to is
+   * shared rather than built again (it is written to as another actor,
+   * which writableDoc forks on the first local write).
+   */
+  private nextEpochFrom(old: DocHandle, cut: EpochCut, actor: string): NextEpoch {
+    const memo = this.pool?.readMemo(old)
+    const key = `epoch plan ${cut.epoch} ${[...cut.heads].sort().join(',')}`
+    let plan = memo?.get(key) as (EpochPlan & { headsKey?: string }) | undefined
+    if (plan === undefined) {
+      plan = planNextEpoch(old, cut)
+      memo?.set(key, plan)
+    }
+    const pooled = plan.headsKey === undefined ? undefined : this.pool?.acquire(plan.headsKey)
+    if (pooled !== undefined) return { doc: pooled, genesis: plan.genesis, carried: plan.carried.length }
+    const next = materializePlan(plan, actor, this.engine)
+    if (memo !== undefined) plan.headsKey = headsKey(next.doc.getHeads())
+    return next
   }
 
   async keptGenesis(epoch: number): Promise<Uint8Array | undefined> {

@@ -7,9 +7,9 @@
  * Two ways in, one outcome: a document of epoch `cut.epoch` holding the
  * genesis of the cut and every change of the old document outside the cut,
  * translated (epoch.ts), written to by a fresh actor.
- * - `buildNextEpoch`: the node holds the whole cut, so it builds the genesis
- *   from its own document (every node that holds the cut builds the same
- *   bytes, so nothing of the state needs to travel).
+ * - `planNextEpoch` + `materializePlan`: the node holds the whole cut, so it
+ *   builds the genesis from its own document (every node that holds the cut
+ *   builds the same bytes, so nothing of the state needs to travel).
  * - `adoptNextEpoch`: the node lacks part of the cut (it was away), so it
  *   takes a peer's document of the new epoch and carries over what it holds
  *   outside the cut, reading the cut from the genesis in that document.
@@ -77,19 +77,31 @@ function translateOnce(genesis: EpochGenesis, metaOf: ChangeMetaLookup, outside:
   }
 }
 
-/** The next epoch built from `old`, which holds every head of the cut (BAD_REQUEST otherwise). */
-export function buildNextEpoch(old: DocHandle, cut: EpochCut, actor: string, engine?: AutomergeEngine): NextEpoch {
+/** What the next epoch holds, built from a document that holds the whole cut: the same for every replica at that document. */
+export interface EpochPlan {
+  genesis: EpochGenesis
+  /** The changes of the old document outside the cut, translated. */
+  carried: Uint8Array[]
+}
+
+/** The genesis of the cut and the old document's changes outside it, translated (BAD_REQUEST when `old` lacks part of the cut). */
+export function planNextEpoch(old: DocHandle, cut: EpochCut): EpochPlan {
   const genesis = buildEpochGenesis(old, cut)
-  const carried = carryOver(old, genesis, old.getChanges([...genesis.base.cut]))
+  return { genesis, carried: carryOver(old, genesis, old.getChanges([...genesis.base.cut])) }
+}
+
+/** A new document of the plan, written to by `actor`. */
+export function materializePlan(plan: EpochPlan, actor: string, engine?: AutomergeEngine): NextEpoch {
   const doc = createHandle(actor, engine)
   try {
-    doc.applyChanges([genesis.change, ...carried])
+    doc.applyChanges([plan.genesis.change, ...plan.carried])
   } catch (err) {
     doc.free()
     throw err
   }
-  return { doc, genesis, carried: carried.length }
+  return { doc, genesis: plan.genesis, carried: plan.carried.length }
 }
+
 
 /** The genesis of epoch `epoch` in a document of that epoch (BAD_REQUEST when it has none, or another epoch's). */
 export function genesisIn(doc: DocHandle, genesisHash: string, epoch: number): EpochGenesis {
