@@ -168,8 +168,15 @@ class Keeper implements EpochKeeper {
     const { state, agreement } = this.components
     if (!this.running || state.failure() !== undefined) return
     const next = state.epoch().epoch + 1
+    const known = agreement.decided(next)
+    if (known !== undefined) {
+      // Decided while this node lacked part of the cut, and no peer has moved on to hand it the epoch: once sync
+      // brought the cut, the node builds it itself (the one way on when every node lacked part of it at first).
+      if (state.hasChanges(known.heads)) this.decided(known)
+      return
+    }
     const acceptors = this.acceptorsOf(next)
-    if (!acceptors.includes(state.selfId) || agreement.decided(next) !== undefined) return
+    if (!acceptors.includes(state.selfId)) return
     if (state.stats().changeCount < this.config.changesMin && !this.bootstrapDue(next)) return
     const heads = state.heads()
     await this.components.clock.sleep(this.config.cutSettleMs)
