@@ -6,8 +6,7 @@
  * EPOCH_TOPIC and kept in the Store, so every node learns it and keeps it
  * across restarts (docs/ARCHITECTURE.md, "Bounding the history").
  *
- * Not yet used by the node: nothing proposes a cut and nothing switches
- * epochs on a decision (crdt/epoch.ts has the switching's parts).
+ * crdt/epoch-keeper.ts decides when to propose and enters what is decided.
  *
  * A decision heard on the topic is believed: the mesh is private (pnet),
  * so a peer is a cluster member. The acceptor set of each epoch comes from

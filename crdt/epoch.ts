@@ -19,10 +19,11 @@
  *   the genesis, the others their translations; references to objects and
  *   values of the cut become the genesis's. Changes outside the cut thus
  *   apply on top of the cut's state in their own causal order, and conflicts
- *   among them resolve as they did in the old document. What the cut held
- *   is its state only, so a change outside it that was concurrent with a
- *   change inside it now comes after it (it wins a conflict it may have
- *   lost before: the same on every node).
+ *   among them resolve as they did in the old document. A write concurrent
+ *   with the value the cut shows at a key resolves against it as Automerge
+ *   resolved it there (the higher op id wins): the genesis records which old
+ *   op each of its values stands for, and a write that lost goes to the
+ *   orphans map. The new document shows what the old one would.
  *
  * Only the base is needed to translate, so a node that was away for several
  * epochs' worth of time translates its own changes from the new epoch's
@@ -35,10 +36,9 @@
  * still translate. Our own writes never make such ops (lists and nested
  * maps are always written whole).
  *
- * Agreeing on the cut is crdt/epoch-agreement.ts. Not built yet:
- * switching the node's document, index, gossip, sync and store from one
- * epoch to the next; until then nothing calls this module but its tests
- * and the crdt benchmark.
+ * Agreeing on the cut is crdt/epoch-agreement.ts; deciding when is
+ * crdt/epoch-keeper.ts; moving a node's document is crdt/epoch-switch.ts
+ * and ClusterState.enterEpoch / adoptEpoch.
  */
 import * as A from '@automerge/automerge'
 import { z } from 'zod'
