@@ -12,7 +12,11 @@
  * gossip of each change on the state topic, anti-entropy sessions of the
  * Automerge sync protocol with one random peer per interval, a full initial
  * sync (and recovery of damaged chunks) at start, `waitForPeerAck` for
- * `?ack=1`. The Store adapters over level and memory-level live here too.
+ * `?ack=1`. The history is bounded by epochs: `createEpochAgreement`
+ * (Paxos on the cut) and `createEpochKeeper` (when to cut, entering what is
+ * decided); a node moves its document with enterEpoch / adoptEpoch, and
+ * state sync tells a node behind the epoch it missed. The Store adapters
+ * over level and memory-level live here too.
  */
 export {
   createClusterState,
