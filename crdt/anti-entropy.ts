@@ -314,6 +314,16 @@ export class AntiEntropy {
   }
 
   /**
+   * A peer showed a later epoch (its gossip): a session with it hands us its
+   * epoch's record. Skipped while a move is under way: every peer ahead
+   * gossips, and one move serves them all.
+   */
+  peerAhead(peerId: string): void {
+    if (this.learning !== undefined || !this.running) return
+    void this.sync(peerId)
+  }
+
+  /**
    * Moves this node to a later epoch a peer is in, one move at a time: from
    * the cut, when it is the next epoch and this node holds the cut (every
    * node that holds it builds the same genesis: nothing of the state

@@ -89,7 +89,7 @@ class StateSyncService implements StateSync {
       counters: this.count,
       misbehave,
       // Its sync session's first reply tells us its epoch's record (anti-entropy.ts), and we move there.
-      peerAhead: (peerId) => void this.antiEntropy.sync(peerId),
+      peerAhead: (peerId) => this.antiEntropy.peerAhead(peerId),
     })
     this.antiEntropy = new AntiEntropy({
       config,
