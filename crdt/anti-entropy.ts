@@ -58,6 +58,11 @@ export interface AntiEntropyDeps {
   onSessionOk(peerId: string): void
 }
 
+/** The EPOCH answer to a request of another epoch: our record, from which a node behind learns the cut it missed. */
+function epochReply(record: EpochRecord): Uint8Array {
+  return encodeSyncResponse(record.epoch, 'epoch', new TextEncoder().encode(JSON.stringify(record)))
+}
+
 /** A reply in another epoch than ours: what it said about the peer's epoch, for the session to act on. */
 class OtherEpoch extends Error {
   constructor(readonly peerEpoch: number, readonly record: EpochRecord | undefined) {
@@ -329,7 +334,7 @@ export class AntiEntropy {
    * node that holds it builds the same genesis: nothing of the state
    * travels), else from the peer's whole document (adoptEpoch).
    */
-  learnEpoch(peerId: string, record: EpochRecord): Promise<void> {
+  private learnEpoch(peerId: string, record: EpochRecord): Promise<void> {
     const run = (this.learning ?? Promise.resolve()).then(() => this.learnOnce(peerId, record))
     const tail = run.catch(() => undefined)
     this.learning = tail
@@ -491,7 +496,7 @@ export class AntiEntropy {
       this.heardHeads.delete(from)
       // A peer ahead: a session with it (our requests carry our epoch) answers us its record, and we move to its epoch.
       if (decoded.value.epoch > ours.epoch) void this.sync(from)
-      return encodeSyncResponse(ours.epoch, 'epoch', new TextEncoder().encode(JSON.stringify(ours)))
+      return epochReply(ours)
     }
     if (heads) return this.serveHeads(from, payload)
     const heard = start ? this.heardHeads.get(from) : undefined
@@ -515,7 +520,7 @@ export class AntiEntropy {
       const now = this.state.epoch()
       if (now.epoch !== ours.epoch) {
         this.inStates.delete(from)
-        return encodeSyncResponse(now.epoch, 'epoch', new TextEncoder().encode(JSON.stringify(now)))
+        return epochReply(now)
       }
       const [next, message] = this.state.generateSyncMessage(syncState)
       const outgoing = this.fit(message ?? EMPTY)

@@ -20,9 +20,9 @@ import { DocIndex, type IndexSnapshot } from './doc-index.ts'
 import { INDEX_CACHE_KEY, readIndexCache, writeIndexCache } from './index-cache.ts'
 import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, selfNodeUnchanged, type ClusterStateTx } from './mutations.ts'
-import { adoptNextEpoch, materializePlan, planNextEpoch, type EpochPlan, type NextEpoch } from './epoch-switch.ts'
+import { adoptNextEpoch, materializePlan, planNextEpoch, readGenesisAlone, saveGenesisAlone, type EpochPlan, type NextEpoch } from './epoch-switch.ts'
 import { DocPersistence, loadDocument, memoizedHeads, readKeptGenesis, recordBoot, type EpochRecord } from './persistence.ts'
-import { parseEpochGenesis, type EpochCut, type EpochGenesis } from './epoch.ts'
+import type { EpochCut, EpochGenesis } from './epoch.ts'
 import {
   PeerIdSchema,
   type CreateDeploymentInput,
@@ -1116,14 +1116,7 @@ class AutomergeClusterState implements ClusterState {
     if (kept !== undefined || epoch !== current.epoch || epoch === 0) return kept
     // The current epoch's genesis is in the document (a node that joined in this epoch never stored it).
     const change = this.guard('reading the genesis', () => doc.getChangeByHash(current.genesis))
-    if (change === null) return undefined
-    const alone = createHandle(undefined, this.engine)
-    try {
-      alone.applyChanges([change])
-      return alone.save()
-    } finally {
-      alone.free()
-    }
+    return change === null ? undefined : saveGenesisAlone(change, this.engine)
   }
 
   adoptEpoch(snapshot: Uint8Array, record: EpochRecord, intermediate: readonly Uint8Array[] = []): Promise<EpochSwitch> {
@@ -1132,7 +1125,7 @@ class AutomergeClusterState implements ClusterState {
     if (record.epoch <= current) return Promise.reject(new LatticeError('CONFLICT', `cannot adopt epoch ${record.epoch} in epoch ${current}: only a later one`))
     let between: EpochGenesis[] | undefined
     try {
-      between = intermediate.map((bytes) => keptGenesisOf(bytes))
+      between = intermediate.map((bytes) => readGenesisAlone(bytes))
     } catch (err) {
       return Promise.reject(err)
     }
@@ -1189,14 +1182,8 @@ class AutomergeClusterState implements ClusterState {
       const doc = (this.doc = this.repool(next.doc))
       this.guard('reading the new epoch', () => this.index.rebuild(doc, { deferStatuses: true }))
       outcome = { epoch: record, carried: next.carried, carriedOver, changesBefore, changesAfter: this.guard('reading statistics', () => doc.stats().numChanges) }
-      // Kept for peers further behind: a document of the genesis alone, compressed as a save is.
-      const alone = createHandle(undefined, this.engine)
-      try {
-        alone.applyChanges([next.genesis.change])
-        return { record, geneses: new Map([...between, [epoch, alone.save()]]) }
-      } finally {
-        alone.free()
-      }
+      // Kept for peers further behind.
+      return { record, geneses: new Map([...between, [epoch, saveGenesisAlone(next.genesis.change, this.engine)]]) }
     }
     await persistence.switchEpoch(swap)
     const { epoch: record } = outcome!
@@ -1346,23 +1333,6 @@ class AutomergeClusterState implements ClusterState {
         this.logger.error({ err }, 'cluster state listener failed')
       }
     }
-  }
-}
-
-/** An epoch's genesis from a kept-genesis document (keptGenesis); BAD_REQUEST for anything else. */
-function keptGenesisOf(bytes: Uint8Array): EpochGenesis {
-  let handle: DocHandle
-  try {
-    handle = loadHandle(bytes)
-  } catch (err) {
-    throw new LatticeError('BAD_REQUEST', `not a kept genesis: ${(err as Error).message}`)
-  }
-  try {
-    const changes = handle.getChanges([])
-    if (changes.length !== 1) throw new LatticeError('BAD_REQUEST', `a kept genesis holds one change, not ${changes.length}`)
-    return parseEpochGenesis(changes[0]!)
-  } finally {
-    handle.free()
   }
 }
 

@@ -32,16 +32,6 @@ export interface NextEpoch {
 }
 
 /**
- * The old document's changes outside the cut, translated in causal order
- * (Automerge lists changes so). Changes Automerge still queues for missing
- * dependencies are not in the history and not carried: their writers hold
- * them and carry them over themselves.
- */
-function carryOver(old: DocHandle, genesis: EpochGenesis, outside: readonly Uint8Array[]): Uint8Array[] {
-  return translateThrough([genesis], (hash) => old.getChangeMetaByHash(hash), outside)
-}
-
-/**
  * Changes of one epoch carried through the epochs of `geneses` (each the
  * next one's genesis, in order): translated into the first, then what of
  * that lies outside the next cut into the next, and so on. Each step needs
@@ -51,8 +41,9 @@ function carryOver(old: DocHandle, genesis: EpochGenesis, outside: readonly Uint
 function translateThrough(geneses: readonly EpochGenesis[], oldMeta: ChangeMetaLookup, changes: readonly Uint8Array[]): Uint8Array[] {
   let current = [...changes]
   let metaOf = oldMeta
-  for (const genesis of geneses) {
+  for (const [step, genesis] of geneses.entries()) {
     current = translateOnce(genesis, metaOf, current)
+    if (step === geneses.length - 1) break
     const metas = new Map<string, { actor: string; seq: number }>([[genesis.hash, { actor: EPOCH_GENESIS_ACTOR, seq: 1 }]])
     for (const change of current) {
       const decoded = A.decodeChange(change)
@@ -84,10 +75,16 @@ export interface EpochPlan {
   carried: Uint8Array[]
 }
 
-/** The genesis of the cut and the old document's changes outside it, translated (BAD_REQUEST when `old` lacks part of the cut). */
+/**
+ * The genesis of the cut and the old document's changes outside it,
+ * translated in causal order (BAD_REQUEST when `old` lacks part of the cut).
+ * Changes Automerge still queues for missing dependencies are not in the
+ * history and not carried: their writers hold them and carry them over
+ * themselves.
+ */
 export function planNextEpoch(old: DocHandle, cut: EpochCut): EpochPlan {
   const genesis = buildEpochGenesis(old, cut)
-  return { genesis, carried: carryOver(old, genesis, old.getChanges([...genesis.base.cut])) }
+  return { genesis, carried: translateThrough([genesis], (hash) => old.getChangeMetaByHash(hash), old.getChanges([...genesis.base.cut])) }
 }
 
 /** A new document of the plan, written to by `actor`. */
@@ -102,6 +99,33 @@ export function materializePlan(plan: EpochPlan, actor: string, engine?: Automer
   return { doc, genesis: plan.genesis, carried: plan.carried.length }
 }
 
+/** A genesis as nodes keep it for peers further behind (persistence.ts): a document of it alone, compressed as a save is. */
+export function saveGenesisAlone(change: Uint8Array, engine?: AutomergeEngine): Uint8Array {
+  const alone = createHandle(undefined, engine)
+  try {
+    alone.applyChanges([change])
+    return alone.save()
+  } finally {
+    alone.free()
+  }
+}
+
+/** saveGenesisAlone read back; BAD_REQUEST for anything else (the bytes come from a peer). */
+export function readGenesisAlone(bytes: Uint8Array): EpochGenesis {
+  let handle: DocHandle
+  try {
+    handle = loadHandle(bytes)
+  } catch (err) {
+    throw new LatticeError('BAD_REQUEST', `not a kept genesis: ${(err as Error).message}`)
+  }
+  try {
+    const changes = handle.getChanges([])
+    if (changes.length !== 1) throw new LatticeError('BAD_REQUEST', `a kept genesis holds one change, not ${changes.length}`)
+    return parseEpochGenesis(changes[0]!)
+  } finally {
+    handle.free()
+  }
+}
 
 /** The genesis of epoch `epoch` in a document of that epoch (BAD_REQUEST when it has none, or another epoch's). */
 export function genesisIn(doc: DocHandle, genesisHash: string, epoch: number): EpochGenesis {
