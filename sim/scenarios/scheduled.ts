@@ -73,6 +73,8 @@ export const FALSE_DEATH_GRACE_MS = 30_000
 const VIOLATIONS_KEPT = 50
 /** Series sample interval (virtual ms): one point per second is plenty for the plots. */
 const SAMPLE_EVERY_MS = 1_000
+/** How often the progress line re-reads epochs, pooled documents and Automerge memory (virtual ms): each read walks every node. */
+const PROGRESS_DOCUMENT_NOTE_EVERY_MS = 5_000
 /** Observers whose alive count is plotted. */
 const ALIVE_OBSERVERS = 4
 
@@ -120,8 +122,20 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
     plannedDeployments: spec.deployments.count,
     latencyMs: spec.network.latencyMs,
     ...(spec.epochChangesMin === undefined ? {} : { core: { epochs: { changesMin: spec.epochChangesMin, checkIntervalMs: SIM_EPOCH_CHECK_INTERVAL_MS } } }),
-    driverHooks: { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violationCount, note }) },
+    driverHooks: { onAdvance: (virtualMs, events) => options.onProgress?.({ virtualMs, events, violations: violationCount, note: `${note}${documentNote(virtualMs)}` }) },
   })
+  // What a long run's memory is made of, on the progress line (the wall of a 1,000-node run is in its documents); read every few virtual s, not per advance.
+  let documentNoteText = ''
+  let documentNoteAtMs = Number.NEGATIVE_INFINITY
+  const documentNote = (virtualMs: number): string => {
+    if (options.onProgress === undefined || virtualMs - documentNoteAtMs < PROGRESS_DOCUMENT_NOTE_EVERY_MS) return documentNoteText
+    documentNoteAtMs = virtualMs
+    const running = cluster.nodes.filter((n) => n.running)
+    const epochs = running.map((n) => n.core.state.epoch().epoch)
+    const gib = cluster.automergeMemory.memoryBytes() / 1024 ** 3
+    documentNoteText = running.length === 0 ? '' : `, epoch ${Math.min(...epochs)}–${Math.max(...epochs)}, ${cluster.pooledDocuments()} docs, automerge ${gib.toFixed(1)} GiB`
+    return documentNoteText
+  }
   const { driver, network } = cluster
   const rng = cluster.rng.fork('scenario')
   const trace = new Trace(200, options.traceSink)
