@@ -22,7 +22,7 @@ import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, selfNodeUnchanged, type ClusterStateTx } from './mutations.ts'
 import { adoptNextEpoch, materializePlan, planNextEpoch, readGenesisAlone, saveGenesisAlone, type EpochPlan, type NextEpoch } from './epoch-switch.ts'
 import { DocPersistence, loadDocument, memoizedHeads, readKeptGenesis, recordBoot, type EpochRecord } from './persistence.ts'
-import type { EpochCut, EpochGenesis } from './epoch.ts'
+import { buildEpochGenesis, type EpochCut, type EpochGenesis } from './epoch.ts'
 import {
   PeerIdSchema,
   type CreateDeploymentInput,
@@ -1099,7 +1099,9 @@ class AutomergeClusterState implements ClusterState {
     const key = `epoch plan ${cut.epoch} ${[...cut.heads].sort().join(',')}`
     let plan = memo?.get(key) as (EpochPlan & { headsKey?: string }) | undefined
     if (plan === undefined) {
-      plan = planNextEpoch(old, cut)
+      const pool = this.pool
+      const genesis = pool?.genesisOf(`${cut.epoch} ${[...cut.heads].sort().join(',')}`, () => buildEpochGenesis(old, cut))
+      plan = planNextEpoch(old, cut, genesis)
       memo?.set(key, plan)
     }
     const pooled = plan.headsKey === undefined ? undefined : this.pool?.acquire(plan.headsKey)

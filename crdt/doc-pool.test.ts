@@ -13,7 +13,7 @@ import { copyStore } from '../sim/warm-registry.ts'
 import { createClusterState, type ClusterState } from './cluster-state.ts'
 import { automergeEngine } from './automerge-engine.ts'
 import { createHandle } from './doc-handle.ts'
-import { createDocPool, headsKey, headsKeyAfter, type DocPool } from './doc-pool.ts'
+import { createDocPool, createDocPoolShared, headsKey, headsKeyAfter, type DocPool } from './doc-pool.ts'
 import { createMemoryStore } from './level-store.ts'
 import type { SyncState } from './cluster-state.ts'
 import { replicaView } from './sync-test-support.ts'
@@ -566,6 +566,43 @@ describe('replicas sharing documents', () => {
       expect(first.deployments().map((d) => d.id)).not.toContain('d9')
     } finally {
       for (const state of [first, second, twin, third]) await state.stop()
+    }
+  })
+
+  it('replicas on distinct documents in pools that share their geneses build a cut\'s genesis once, and end as a replica on its own', async () => {
+    const shared = createDocPoolShared()
+    const [pool, otherEnginesPool] = [createDocPool(shared), createDocPool(shared)]
+    const [writer, pooled, elsewhere, away] = [await starter(pool)('node-1', true), await starter(pool)('node-2', true), await starter(otherEnginesPool)('node-3', true), await starter(pool)('node-4', true)]
+    const own = await starter(pool)('node-5', false)
+    const everyone = [writer, pooled, elsewhere, away, own]
+    try {
+      await writer.createDeployment({ id: 'd0', spec: { name: 'web', image: 'nginx' }, owner: 'node-1' })
+      for (const state of everyone.slice(1)) await state.applyChanges(writer.changesSince(state.heads()))
+      await away.createDeployment({ id: 'mine', spec: { name: 'mine', image: 'nginx' }, owner: 'node-4' }) // outside the cut
+      await writer.createDeployment({ id: 'd1', spec: { name: 'api', image: 'nginx' }, owner: 'node-1' })
+      for (const state of [pooled, elsewhere, own]) await state.applyChanges(writer.changesSince(state.heads()))
+      // Distinct documents at the switch: each replica writes outside the cut first.
+      const cut = { epoch: 1, heads: writer.heads() }
+      for (const [i, state] of [writer, pooled, elsewhere, own].entries()) await state.reportStatus('d0', i, sampleStatus)
+      expect(new Set([writer, pooled, elsewhere].map((state) => headsKey(state.heads()))).size).toBe(3)
+
+      await writer.enterEpoch(cut)
+      const genesis = [...shared.geneses.values()]
+      expect(genesis).toHaveLength(1)
+      await pooled.enterEpoch(cut)
+      await elsewhere.enterEpoch(cut)
+      await own.enterEpoch(cut)
+      expect([...shared.geneses.values()]).toEqual(genesis) // the very object: built once, taken twice
+      for (const state of [pooled, elsewhere]) expect(state.epoch().genesis).toBe(own.epoch().genesis)
+      for (const state of [writer, pooled, elsewhere]) await own.applyChanges(state.changesSince(own.heads()))
+      for (const state of [writer, pooled, elsewhere]) await state.applyChanges(own.changesSince(state.heads()))
+      for (const state of [writer, pooled, elsewhere]) expect(replicaView(state)).toEqual(replicaView(own))
+      expect(own.statuses('d0')).toHaveLength(4)
+      // A shared genesis is no way around holding the cut.
+      await expect(away.enterEpoch(cut)).rejects.toMatchObject({ code: 'BAD_REQUEST' })
+      expect(away.epoch().epoch).toBe(0)
+    } finally {
+      for (const state of everyone) await state.stop()
     }
   })
 

@@ -22,6 +22,7 @@
  * A real node has no pool: it owns its one document.
  */
 import type { DocHandle } from './automerge-engine.ts'
+import type { EpochGenesis } from './epoch.ts'
 
 export interface DocPool {
   /** The heads key of a pooled handle; undefined for a handle the pool does not hold. */
@@ -62,6 +63,13 @@ export interface DocPool {
   acquireLoaded(digest: string): DocHandle | undefined
   /** Records that stored bytes with this digest load into the pooled document at `key`. */
   noteLoaded(digest: string, key: string): void
+  /**
+   * The genesis of an epoch's cut (key: epoch and sorted heads), built once
+   * for every pool sharing `shared`: a genesis is a function of the cut
+   * alone, and at a switch each distinct document would build it again (at
+   * 500 nodes, the bootstrap epoch's builds were 15 % of a run).
+   */
+  genesisOf(cutKey: string, build: () => EpochGenesis): EpochGenesis
   stats(): DocPoolStats
 }
 
@@ -74,6 +82,19 @@ export interface DocPoolStats {
   reused: number
   /** Starts that took the document another node had loaded from the same bytes. */
   loadsShared: number
+}
+
+/** What the pools of one process share (one pool per Automerge engine): results that are bytes, not documents. */
+export interface DocPoolShared {
+  /** Geneses by cut key, the latest GENESES_SHARED_MAX kept. */
+  geneses: Map<string, EpochGenesis>
+}
+
+/** A switch needs its epoch's genesis; two kept cover a replica a step behind. */
+export const GENESES_SHARED_MAX = 2
+
+export function createDocPoolShared(): DocPoolShared {
+  return { geneses: new Map() }
 }
 
 /** The heads key of a set of heads: sorted, so that equal sets have one key. */
@@ -100,7 +121,7 @@ interface Pooled {
   memo?: Map<string, unknown>
 }
 
-export function createDocPool(): DocPool {
+export function createDocPool(shared: DocPoolShared = createDocPoolShared()): DocPool {
   const byKey = new Map<string, DocHandle>()
   const entries = new Map<DocHandle, Pooled>()
   const loadedInto = new Map<string, string>()
@@ -165,6 +186,14 @@ export function createDocPool(): DocPool {
       return handle
     },
     noteLoaded: (digest, key) => void loadedInto.set(digest, key),
+    genesisOf(cutKey, build) {
+      let genesis = shared.geneses.get(cutKey)
+      if (genesis !== undefined) return genesis
+      genesis = build()
+      shared.geneses.set(cutKey, genesis)
+      for (const key of shared.geneses.keys()) if (shared.geneses.size > GENESES_SHARED_MAX) shared.geneses.delete(key)
+      return genesis
+    },
     stats: () => ({ documents: byKey.size, forks, reused, loadsShared }),
   }
 }

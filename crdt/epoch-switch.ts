@@ -21,7 +21,7 @@ import * as A from '@automerge/automerge'
 import { LatticeError } from '../core/index.ts'
 import type { AutomergeEngine } from './automerge-engine.ts'
 import { createHandle, loadHandle, type DocHandle } from './doc-handle.ts'
-import { buildEpochGenesis, createEpochTranslator, EPOCH_GENESIS_ACTOR, inCut, parseEpochGenesis, type ChangeMetaLookup, type EpochCut, type EpochGenesis } from './epoch.ts'
+import { assertHoldsCut, buildEpochGenesis, createEpochTranslator, EPOCH_GENESIS_ACTOR, inCut, parseEpochGenesis, type ChangeMetaLookup, type EpochCut, type EpochGenesis } from './epoch.ts'
 
 export interface NextEpoch {
   /** The new document (owned by the caller: it frees it). */
@@ -80,10 +80,13 @@ export interface EpochPlan {
  * translated in causal order (BAD_REQUEST when `old` lacks part of the cut).
  * Changes Automerge still queues for missing dependencies are not in the
  * history and not carried: their writers hold them and carry them over
- * themselves.
+ * themselves. `built`: the cut's genesis, already built from another
+ * document that holds it (the simulator's replicas share it: doc-pool.ts).
  */
-export function planNextEpoch(old: DocHandle, cut: EpochCut): EpochPlan {
-  const genesis = buildEpochGenesis(old, cut)
+export function planNextEpoch(old: DocHandle, cut: EpochCut, built?: EpochGenesis): EpochPlan {
+  // A genesis is a function of the cut alone (buildEpochGenesis), so one built from another document holding the cut is this one's too.
+  if (built !== undefined) assertHoldsCut(old, cut.heads)
+  const genesis = built ?? buildEpochGenesis(old, cut)
   return { genesis, carried: translateThrough([genesis], (hash) => old.getChangeMetaByHash(hash), old.getChanges([...genesis.base.cut])) }
 }
 

@@ -104,15 +104,20 @@ const EpochBaseSchema = z.object({
 
 // ------------------------------------------------------------------ genesis
 
+/** Throws BAD_REQUEST unless `handle` holds every head of a cut (and so, Automerge applying causally, the whole cut). */
+export function assertHoldsCut(handle: DocHandle, heads: readonly string[]): void {
+  for (const head of heads) {
+    if (handle.getChangeMetaByHash(head) === null) throw new LatticeError('BAD_REQUEST', `the document does not hold the cut's head ${head}`)
+  }
+}
+
 /**
  * The clock of the history of `heads` (which `handle` must hold whole): the
  * changes the cut holds are, for each actor, seqs 1..clock[actor][0], with
  * op counters up to clock[actor][1] (one actor's changes follow each other).
  */
 export function cutClock(handle: DocHandle, heads: readonly string[]): Record<string, [number, number]> {
-  for (const head of heads) {
-    if (handle.getChangeMetaByHash(head) === null) throw new LatticeError('BAD_REQUEST', `the document does not hold the cut's head ${head}`)
-  }
+  assertHoldsCut(handle, heads)
   const after = new Set(handle.getChangesMeta([...heads]).map((meta) => meta.hash))
   const found = new Map<string, [number, number]>()
   for (const meta of handle.getChangesMeta([])) {

@@ -15,7 +15,7 @@
  * per node (`node.runtime.setStartFaults`).
  */
 import { silentLogger, type DeploymentSpecInput, type Rng, type Store, type Transport } from '../core/index.ts'
-import { createDocPool, createMemoryStore, type AutomergeEngine, type DocPool } from '../crdt/index.ts'
+import { createDocPool, createDocPoolShared, createMemoryStore, type AutomergeEngine, type DocPool } from '../crdt/index.ts'
 import { createEventBus, type EventBus } from '../node/events.ts'
 import { createNodeMetrics } from '../node/metrics.ts'
 import { createNodeCore, type NodeCore, type NodeCoreInit } from '../node/node-core.ts'
@@ -78,6 +78,8 @@ export interface SimCluster {
   driver: SimDriver
   /** Automerge's memory, grown ahead of the documents (sim/automerge-memory.ts). */
   automergeMemory: AutomergeMemoryGuard
+  /** Distinct Automerge documents the nodes hold now, over all engines' pools (0 when sharing is off). */
+  pooledDocuments(): number
   network: SimNetwork
   engine: FakeEngine
   nodes: SimNode[]
@@ -128,11 +130,12 @@ const RECONCILE_SIM = {
 export function createSimCluster(options: SimClusterOptions): SimCluster {
   const automergeMemory = guardAutomergeMemory(options.nodes, options.plannedDeployments ?? 0)
   const docPools = new Map<AutomergeEngine, DocPool>()
+  const docPoolShared = createDocPoolShared()
   /** The pool of `engine`'s documents, as the component that hands it to a node (none when sharing is off). */
   const docPoolFor = (engine: AutomergeEngine): { docPool?: DocPool } => {
     if (options.shareDocuments === false) return {}
     let pool = docPools.get(engine)
-    if (pool === undefined) docPools.set(engine, (pool = createDocPool()))
+    if (pool === undefined) docPools.set(engine, (pool = createDocPool(docPoolShared)))
     return { docPool: pool }
   }
   let stateFailure: { node: string; reason: string; atMs: number; engine: number } | undefined
@@ -206,6 +209,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
   const cluster: SimCluster = {
     driver,
     automergeMemory,
+    pooledDocuments: () => [...docPools.values()].reduce((sum, pool) => sum + pool.stats().documents, 0),
     network,
     engine,
     nodes,
