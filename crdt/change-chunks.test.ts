@@ -70,6 +70,20 @@ describe('change chunks', () => {
     expect(A.getHeads(empty).sort()).toEqual(A.getHeads(doc).sort())
   })
 
+  it('knows a change it hashed lately by its bytes, from any buffer, and still refuses a damaged copy of it', () => {
+    const change = A.getAllChanges(threeActorDoc())[7]!
+    const expected = A.decodeChange(change).hash
+    expect(changeMeta(only(change))?.hash).toBe(expected)
+    // The same bytes inside another message: the same answer.
+    const joined = Buffer.concat([A.getAllChanges(threeActorDoc())[3]!, change])
+    expect(changeMeta(splitChunks(joined)![1]!)?.hash).toBe(expected)
+    // Same checksum and length, one byte of the body changed: not the remembered change.
+    const damaged = Uint8Array.from(change)
+    damaged[damaged.length - 2]! ^= 0x10
+    expect(changeMeta(only(damaged))).toBeUndefined()
+    expect(changeMeta(only(change))?.hash).toBe(expected)
+  })
+
   it('refuses damaged, truncated or foreign bytes, and answers only for its own chunk type', () => {
     const change = A.getAllChanges(threeActorDoc())[5]!
     const flipped = Uint8Array.from(change)
