@@ -103,7 +103,7 @@ export function documentHeads(chunk: Chunk): string[] | undefined {
  */
 const recentHashes = new Map<string, { bytes: Uint8Array; hash: string }>()
 /** Enough for the changes in flight at a storm; each entry keeps one change's bytes. */
-export const RECENT_HASHES_MAX = 4_096
+const RECENT_HASHES_MAX = 4_096
 
 /** The SHA-256 of a chunk after its checksum, hex, when the checksum matches it. */
 function verifiedHash(chunk: Chunk): string | undefined {
