@@ -1101,7 +1101,7 @@ class AutomergeClusterState implements ClusterState {
     if (plan === undefined) {
       const pool = this.pool
       const genesis = pool?.genesisOf(`${cut.epoch} ${[...cut.heads].sort().join(',')}`, () => buildEpochGenesis(old, cut))
-      plan = planNextEpoch(old, cut, genesis)
+      plan = planNextEpoch(old, cut, genesis, genesis === undefined ? undefined : pool?.translationsOf(genesis))
       memo?.set(key, plan)
     }
     const pooled = plan.headsKey === undefined ? undefined : this.pool?.acquire(plan.headsKey)

@@ -593,6 +593,7 @@ describe('replicas sharing documents', () => {
       await elsewhere.enterEpoch(cut)
       await own.enterEpoch(cut)
       expect([...shared.geneses.values()]).toEqual(genesis) // the very object: built once, taken twice
+      expect(shared.translations.get(genesis[0]!.hash)?.size).toBe(3) // each pooled replica's own write past the cut
       for (const state of [pooled, elsewhere]) expect(state.epoch().genesis).toBe(own.epoch().genesis)
       for (const state of [writer, pooled, elsewhere]) await own.applyChanges(state.changesSince(own.heads()))
       for (const state of [writer, pooled, elsewhere]) await state.applyChanges(own.changesSince(state.heads()))

@@ -22,7 +22,7 @@
  * A real node has no pool: it owns its one document.
  */
 import type { DocHandle } from './automerge-engine.ts'
-import type { EpochGenesis } from './epoch.ts'
+import type { EpochGenesis, EpochTranslations } from './epoch.ts'
 
 export interface DocPool {
   /** The heads key of a pooled handle; undefined for a handle the pool does not hold. */
@@ -70,6 +70,8 @@ export interface DocPool {
    * 500 nodes, the bootstrap epoch's builds were 15 % of a run).
    */
   genesisOf(cutKey: string, build: () => EpochGenesis): EpochGenesis
+  /** Translations made with a genesis genesisOf answered, shared the same way (epoch.ts, EpochTranslations). */
+  translationsOf(genesis: EpochGenesis): EpochTranslations
   stats(): DocPoolStats
 }
 
@@ -88,13 +90,15 @@ export interface DocPoolStats {
 export interface DocPoolShared {
   /** Geneses by cut key, the latest GENESES_SHARED_MAX kept. */
   geneses: Map<string, EpochGenesis>
+  /** Translations by genesis hash, for the geneses kept. */
+  translations: Map<string, EpochTranslations>
 }
 
 /** A switch needs its epoch's genesis; two kept cover a replica a step behind. */
 export const GENESES_SHARED_MAX = 2
 
 export function createDocPoolShared(): DocPoolShared {
-  return { geneses: new Map() }
+  return { geneses: new Map(), translations: new Map() }
 }
 
 /** The heads key of a set of heads: sorted, so that equal sets have one key. */
@@ -191,8 +195,18 @@ export function createDocPool(shared: DocPoolShared = createDocPoolShared()): Do
       if (genesis !== undefined) return genesis
       genesis = build()
       shared.geneses.set(cutKey, genesis)
-      for (const key of shared.geneses.keys()) if (shared.geneses.size > GENESES_SHARED_MAX) shared.geneses.delete(key)
+      for (const [key, old] of shared.geneses) {
+        if (shared.geneses.size <= GENESES_SHARED_MAX) break
+        shared.geneses.delete(key)
+        shared.translations.delete(old.hash)
+      }
       return genesis
+    },
+    translationsOf(genesis) {
+      let memo = shared.translations.get(genesis.hash)
+      if (memo === undefined && [...shared.geneses.values()].includes(genesis)) shared.translations.set(genesis.hash, (memo = new Map()))
+      // A genesis no longer kept: translations made with it are not kept either.
+      return memo ?? new Map()
     },
     stats: () => ({ documents: byKey.size, forks, reused, loadsShared }),
   }

@@ -21,7 +21,7 @@ import * as A from '@automerge/automerge'
 import { LatticeError } from '../core/index.ts'
 import type { AutomergeEngine } from './automerge-engine.ts'
 import { createHandle, loadHandle, type DocHandle } from './doc-handle.ts'
-import { assertHoldsCut, buildEpochGenesis, createEpochTranslator, EPOCH_GENESIS_ACTOR, inCut, parseEpochGenesis, type ChangeMetaLookup, type EpochCut, type EpochGenesis } from './epoch.ts'
+import { assertHoldsCut, buildEpochGenesis, createEpochTranslator, EPOCH_GENESIS_ACTOR, inCut, parseEpochGenesis, type ChangeMetaLookup, type EpochCut, type EpochGenesis, type EpochTranslations } from './epoch.ts'
 
 export interface NextEpoch {
   /** The new document (owned by the caller: it frees it). */
@@ -54,8 +54,8 @@ function translateThrough(geneses: readonly EpochGenesis[], oldMeta: ChangeMetaL
   return current
 }
 
-function translateOnce(genesis: EpochGenesis, metaOf: ChangeMetaLookup, outside: readonly Uint8Array[]): Uint8Array[] {
-  const translator = createEpochTranslator(genesis, metaOf)
+function translateOnce(genesis: EpochGenesis, metaOf: ChangeMetaLookup, outside: readonly Uint8Array[], memo?: EpochTranslations): Uint8Array[] {
+  const translator = createEpochTranslator(genesis, metaOf, memo)
   try {
     const carried: Uint8Array[] = []
     for (const change of outside) {
@@ -81,13 +81,14 @@ export interface EpochPlan {
  * Changes Automerge still queues for missing dependencies are not in the
  * history and not carried: their writers hold them and carry them over
  * themselves. `built`: the cut's genesis, already built from another
- * document that holds it (the simulator's replicas share it: doc-pool.ts).
+ * document that holds it; `memo`: translations made with that genesis
+ * (the simulator's replicas share both: doc-pool.ts).
  */
-export function planNextEpoch(old: DocHandle, cut: EpochCut, built?: EpochGenesis): EpochPlan {
+export function planNextEpoch(old: DocHandle, cut: EpochCut, built?: EpochGenesis, memo?: EpochTranslations): EpochPlan {
   // A genesis is a function of the cut alone (buildEpochGenesis), so one built from another document holding the cut is this one's too.
   if (built !== undefined) assertHoldsCut(old, cut.heads)
   const genesis = built ?? buildEpochGenesis(old, cut)
-  return { genesis, carried: translateThrough([genesis], (hash) => old.getChangeMetaByHash(hash), old.getChanges([...genesis.base.cut])) }
+  return { genesis, carried: translateOnce(genesis, (hash) => old.getChangeMetaByHash(hash), old.getChanges([...genesis.base.cut]), memo) }
 }
 
 /** A new document of the plan, written to by `actor`. */

@@ -5,7 +5,7 @@ import { LatticeError } from '../core/index.ts'
 import { createHandle, draftRoot, forkHandle, plainValue, type DocHandle } from './doc-handle.ts'
 import { genesisChange, SECTIONS } from './document.ts'
 import type { DocMap } from './doc-codec.ts'
-import { buildEpochGenesis, createEpochTranslator, cutClock, EPOCH_ORPHANS_KEY, inCut, parseEpochGenesis, type EpochGenesis } from './epoch.ts'
+import { buildEpochGenesis, createEpochTranslator, cutClock, EPOCH_ORPHANS_KEY, inCut, parseEpochGenesis, type EpochGenesis, type EpochTranslations } from './epoch.ts'
 
 const actor = (n: number): string => n.toString(16).padStart(2, '0').repeat(16)
 
@@ -41,8 +41,8 @@ function stateOf(handle: DocHandle, heads?: string[]): DocMap {
 }
 
 /** The old document's changes outside the genesis's cut, translated in causal order. */
-function translateAll(old: DocHandle, genesis: EpochGenesis): Uint8Array[] {
-  const translator = createEpochTranslator(genesis, (hash) => old.getChangeMetaByHash(hash))
+function translateAll(old: DocHandle, genesis: EpochGenesis, memo?: EpochTranslations): Uint8Array[] {
+  const translator = createEpochTranslator(genesis, (hash) => old.getChangeMetaByHash(hash), memo)
   const out: Uint8Array[] = []
   for (const change of old.getChanges([])) {
     const next = translator.translate(change)
@@ -276,6 +276,26 @@ describe('epoch translation', () => {
     expect(stateOf(nextAgain)).toEqual(state)
   })
 
+  it('remembers which ops a shared translation sent to the orphans map: a later change naming one comes out as without sharing', () => {
+    const [r1, r2, onlyX] = [replica(1), replica(2), replica(3)]
+    write(r1, (root) => (section(root, 'deployments').base = 'b'))
+    merge(r2, r1)
+    for (let i = 0; i < 5; i++) write(r1, (root) => (section(root, 'status')[`s${i}`] = `v${i}`))
+    write(r1, (root) => (section(root, 'deployments').k = 'w')) // W, in the cut
+    const genesis = buildEpochGenesis(r1, { epoch: 1, heads: r1.getHeads() })
+    write(r2, (root) => (section(root, 'deployments').k = 'x')) // X: concurrent with W and below it, so orphaned
+    merge(onlyX, r2)
+    for (let i = 0; i < 10; i++) write(r2, (root) => (section(root, 'placements')[`p${i}`] = `v${i}`))
+    write(r2, (root) => (section(root, 'deployments').k = 'y')) // Y: overwrites X, above W
+    const memo: EpochTranslations = new Map()
+    const fromOnlyX = epochDoc(genesis, translateAll(onlyX, genesis, memo))
+    expect(fromOnlyX.keys((fromOnlyX.getWithType('_root', EPOCH_ORPHANS_KEY) as [string, string])[1])).toHaveLength(1)
+    expect(memo.size).toBe(1)
+    // X comes from the memo, Y is translated afresh: it must still know X went to the orphans.
+    expect(translateAll(r2, genesis, memo)).toEqual(translateAll(r2, genesis))
+    expect(memo.size).toBe(12)
+  })
+
   it('leaves changes the cut holds out, and refuses one whose dependencies were skipped', () => {
     const { a, cut } = clusterWithCut()
     const genesis = buildEpochGenesis(a, { epoch: 1, heads: cut })
@@ -354,7 +374,11 @@ describe('epoch translation, any history', () => {
         const genesis = buildEpochGenesis(replicas[0]!, { epoch: 1, heads: cut })
         expect(stateOf(epochDoc(genesis, []))).toEqual(stateAtCut)
         // Each replica carries over what it holds into its own new document; then they gossip.
-        const next = replicas.map((r, i) => epochDoc(genesis, translateAll(r, genesis), 0xe0 + i))
+        const carried = replicas.map((r) => translateAll(r, genesis))
+        // Translators sharing their translations (the simulator's replicas) carry over the very same bytes.
+        const memo: EpochTranslations = new Map()
+        expect(replicas.map((r) => translateAll(r, genesis, memo))).toEqual(carried)
+        const next = replicas.map((r, i) => epochDoc(genesis, carried[i]!, 0xe0 + i))
         for (const to of next) for (const from of next) if (to !== from) merge(to, from)
         const [first, ...rest] = next
         for (const other of rest) {

@@ -43,6 +43,7 @@
 import * as A from '@automerge/automerge'
 import { z } from 'zod'
 import { LatticeError } from '../core/index.ts'
+import { changeMeta, splitChunks } from './change-chunks.ts'
 import { createHandle, type DocHandle } from './doc-handle.ts'
 
 /** The actor of every epoch's genesis ("LatticeEpoch" + padding): a fixed actor makes every node's genesis the same bytes. */
@@ -294,11 +295,23 @@ export type ChangeMetaLookup = (hash: string) => { actor: string; seq: number } 
  * `metaOf` tells which of a change's dependencies the cut holds: the caller
  * holds the change, hence its dependencies, in its old document.
  */
-export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaLookup): EpochTranslator {
+/**
+ * Translations made with one genesis, by old change hash: what a
+ * translation yields is a function of the genesis, the change and its
+ * causal past (which ops of that past went to the orphans map), and a hash
+ * fixes the change and its past. Replicas on distinct documents translating
+ * the same changes (the simulator's, at a switch) share one
+ * (crdt/doc-pool.ts); only changes translated, never those the cut holds.
+ */
+export type EpochTranslations = Map<string, { bytes: Uint8Array; hash: string; orphaned: readonly string[] }>
+
+export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaLookup, memo?: EpochTranslations): EpochTranslator {
   const { base, opCount } = genesis
   const translated = new Map<string, string>()
   /** Ops of the old epoch outside the cut that went to the orphans map: later ops naming them as an element follow them there. */
   const orphaned = new Set<string>()
+  /** Ops the change being translated sent to the orphans map (for the memo). */
+  let orphanedNow: string[] = []
   // The genesis's value op at each key of each object (what a translated op overwrites when it overwrote the cut's value).
   const shown = createHandle()
   shown.applyChanges([genesis.change])
@@ -344,6 +357,7 @@ export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaL
   const translateOp = (op: WireOp, ownId: string): WireOp => {
     const orphan = (): WireOp => {
       orphaned.add(ownId)
+      orphanedNow.push(ownId)
       const action = MAKE_ACTIONS.has(op.action) ? op.action : 'set'
       const redirected: WireOp = { action, obj: orphansId, key: ownId, pred: [] }
       if (action === 'set') redirected.value = null as unknown as string
@@ -388,19 +402,19 @@ export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaL
     translatedHash: (oldHash) => translated.get(oldHash),
     free: () => shown.free(),
     translate(change) {
+      // A change translated before with this genesis: its hash (read from the header, not decoded) finds it.
+      const header = memo === undefined || !(change instanceof Uint8Array) ? undefined : singleChangeMeta(change)
+      const remembered = header === undefined ? undefined : memo?.get(header.hash)
+      if (header !== undefined && remembered !== undefined) {
+        newDeps(header.hash, header.deps)
+        translated.set(header.hash, remembered.hash)
+        for (const id of remembered.orphaned) orphaned.add(id)
+        return remembered.bytes
+      }
       const decoded = change instanceof Uint8Array ? A.decodeChange(change) : change
       if (inCut(base, decoded.actor, decoded.seq)) return undefined
-      const known = translated.get(decoded.hash)
-      if (known !== undefined) {
-        throw new LatticeError('CONFLICT', `change ${decoded.hash} was already translated (to ${known})`)
-      }
-      const deps = new Set<string>()
-      for (const dep of decoded.deps) {
-        const next = translated.get(dep)
-        if (next !== undefined) deps.add(next)
-        else if (cutHolds(dep)) deps.add(genesis.hash)
-        else throw new LatticeError('BAD_REQUEST', `change ${decoded.hash} depends on ${dep}, which is neither in the cut nor translated yet`)
-      }
+      const deps = newDeps(decoded.hash, decoded.deps)
+      orphanedNow = []
       const ops = decoded.ops.map((op, index) => translateOp(op as WireOp, `${decoded.startOp + index}@${decoded.actor}`))
       const rewritten = {
         actor: decoded.actor,
@@ -413,15 +427,37 @@ export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaL
         ops,
       }
       const bytes = A.encodeChange(rewritten as unknown as A.DecodedChange)
-      translated.set(decoded.hash, A.decodeChange(bytes).hash)
+      const hash = A.decodeChange(bytes).hash
+      translated.set(decoded.hash, hash)
+      memo?.set(decoded.hash, { bytes, hash, orphaned: orphanedNow })
       return bytes
     },
+  }
+
+  /** The new dependencies of a change outside the cut (throws when it was translated already, or a dependency is neither in the cut nor translated). */
+  function newDeps(hash: string, oldDeps: readonly string[]): Set<string> {
+    const known = translated.get(hash)
+    if (known !== undefined) throw new LatticeError('CONFLICT', `change ${hash} was already translated (to ${known})`)
+    const deps = new Set<string>()
+    for (const dep of oldDeps) {
+      const next = translated.get(dep)
+      if (next !== undefined) deps.add(next)
+      else if (cutHolds(dep)) deps.add(genesis.hash)
+      else throw new LatticeError('BAD_REQUEST', `change ${hash} depends on ${dep}, which is neither in the cut nor translated yet`)
+    }
+    return deps
   }
 
   function cutHolds(dep: string): boolean {
     const meta = metaOf(dep)
     return meta !== null && meta !== undefined && inCut(base, meta.actor, meta.seq)
   }
+}
+
+/** Hash and dependencies of bytes holding exactly one change, from its header; undefined otherwise. */
+function singleChangeMeta(bytes: Uint8Array): { hash: string; deps: readonly string[] } | undefined {
+  const chunks = splitChunks(bytes)
+  return chunks?.length === 1 ? changeMeta(chunks[0]!) : undefined
 }
 
 /** The op with the highest id among a key's values (getAll entries end with their op id): the one Automerge shows. */
