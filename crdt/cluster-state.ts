@@ -1096,11 +1096,13 @@ class AutomergeClusterState implements ClusterState {
    */
   private nextEpochFrom(old: DocHandle, cut: EpochCut, actor: string): NextEpoch {
     const memo = this.pool?.readMemo(old)
-    const key = `epoch plan ${cut.epoch} ${[...cut.heads].sort().join(',')}`
+    const cutKey = `${cut.epoch} ${[...cut.heads].sort().join(',')}`
+    const key = `epoch plan ${cutKey}`
     let plan = memo?.get(key) as (EpochPlan & { headsKey?: string }) | undefined
     if (plan === undefined) {
       const pool = this.pool
-      const genesis = pool?.genesisOf(`${cut.epoch} ${[...cut.heads].sort().join(',')}`, () => buildEpochGenesis(old, cut))
+      // Every pool of the process shares the cut's genesis and its translations (doc-pool.ts): distinct documents too.
+      const genesis = pool?.genesisOf(cutKey, () => buildEpochGenesis(old, cut))
       plan = planNextEpoch(old, cut, genesis, genesis === undefined ? undefined : pool?.translationsOf(genesis))
       memo?.set(key, plan)
     }
