@@ -102,8 +102,10 @@ export function documentHeads(chunk: Chunk): string[] | undefined {
  * (hashing sync messages' changes was ~4 % of a 1,000-node partition storm).
  */
 const recentHashes = new Map<string, { bytes: Uint8Array; hash: string }>()
-/** Enough for the changes in flight at a storm; each entry keeps one change's bytes. */
-const RECENT_HASHES_MAX = 4_096
+let recentBytes = 0
+/** Bytes the remembered chunks may hold in all: thousands of changes in flight at a storm, while a whole document (a sync message may carry one) is never kept. */
+const RECENT_HASHES_BYTES_MAX = 8 * 1024 * 1024
+const RECENT_HASH_CHUNK_BYTES_MAX = 64 * 1024
 
 /** The SHA-256 of a chunk after its checksum, hex, when the checksum matches it. */
 function verifiedHash(chunk: Chunk): string | undefined {
@@ -114,9 +116,17 @@ function verifiedHash(chunk: Chunk): string | undefined {
   const digest = createHash('sha256').update(bytes.subarray(HEADER_BYTES)).digest()
   for (let i = 0; i < 4; i++) if (digest[i] !== bytes[4 + i]) return undefined
   const hash = digest.toString('hex')
+  if (bytes.length > RECENT_HASH_CHUNK_BYTES_MAX) return hash
   // A copy: the caller's bytes may be a view into a buffer that is reused.
+  const replaced = recentHashes.get(key)
+  if (replaced !== undefined) recentBytes -= replaced.bytes.length
   recentHashes.set(key, { bytes: bytes.slice(), hash })
-  if (recentHashes.size > RECENT_HASHES_MAX) recentHashes.delete(recentHashes.keys().next().value!)
+  recentBytes += bytes.length
+  for (const [oldest, entry] of recentHashes) {
+    if (recentBytes <= RECENT_HASHES_BYTES_MAX) break
+    recentHashes.delete(oldest)
+    recentBytes -= entry.bytes.length
+  }
   return hash
 }
 
