@@ -117,9 +117,8 @@ function verifiedHash(chunk: Chunk): string | undefined {
   for (let i = 0; i < 4; i++) if (digest[i] !== bytes[4 + i]) return undefined
   const hash = digest.toString('hex')
   if (bytes.length > RECENT_HASH_CHUNK_BYTES_MAX) return hash
-  // A copy: the caller's bytes may be a view into a buffer that is reused.
-  const replaced = recentHashes.get(key)
-  if (replaced !== undefined) recentBytes -= replaced.bytes.length
+  // A copy: the caller's bytes may be a view into a buffer that is reused. Replaces another chunk with this checksum and length, if any.
+  if (recent !== undefined) recentBytes -= recent.bytes.length
   recentHashes.set(key, { bytes: bytes.slice(), hash })
   recentBytes += bytes.length
   for (const [oldest, entry] of recentHashes) {

@@ -292,10 +292,6 @@ type WireOp = A.DecodedChange['ops'][number] & { elemId?: string; insert?: boole
 export type ChangeMetaLookup = (hash: string) => { actor: string; seq: number } | null | undefined
 
 /**
- * `metaOf` tells which of a change's dependencies the cut holds: the caller
- * holds the change, hence its dependencies, in its old document.
- */
-/**
  * Translations made with one genesis, by old change hash: what a
  * translation yields is a function of the genesis, the change and its
  * causal past (which ops of that past went to the orphans map), and a hash
@@ -305,6 +301,11 @@ export type ChangeMetaLookup = (hash: string) => { actor: string; seq: number } 
  */
 export type EpochTranslations = Map<string, { bytes: Uint8Array; hash: string; orphaned: readonly string[] }>
 
+/**
+ * `metaOf` tells which of a change's dependencies the cut holds: the caller
+ * holds the change, hence its dependencies, in its old document. `memo`:
+ * translations to take and to add to (EpochTranslations).
+ */
 export function createEpochTranslator(genesis: EpochGenesis, metaOf: ChangeMetaLookup, memo?: EpochTranslations): EpochTranslator {
   const { base, opCount } = genesis
   const translated = new Map<string, string>()
