@@ -59,6 +59,9 @@ export interface MembershipConfig {
   /** Deaths within massDeathWindowMs, as a fraction of the live members, that mean a partition (not a crash): then one recovery sync (below) fetches the death notices this node missed in the storm. At 1,000 nodes a few observers otherwise held members of the other side alive for ~50 s: they lost the broadcasts, and their piggyback queue evicted the news. */
   massDeathFraction: number
   massDeathWindowMs: number
+  /** Comebacks from dead within massComebackWindowMs, as a fraction of the live members, that mean a healed partition: then one recovery sync (below) repairs the deaths still held. A lone comeback (a restart, an ended pause) needs none, and one sync by every member cost n full syncs per comeback at 1,000 nodes. */
+  massComebackFraction: number
+  massComebackWindowMs: number
   /** Full-state anti-entropy with one random member, at least this often apart — the backstop behind broadcasts, piggyback and probes. */
   pushPullIntervalMs: number
   /** Bytes per second each node may spend on full-state syncs: interval = max(base, 2 × n × recordBytes / budget) — about 45 minutes at 1,000 nodes: a backstop, not a channel. */
@@ -158,6 +161,8 @@ const LAN: MembershipConfig = {
   metaPullRetryMs: 5_000,
   massDeathFraction: 0.05,
   massDeathWindowMs: 10_000,
+  massComebackFraction: 0.05,
+  massComebackWindowMs: 10_000,
   pushPullIntervalMs: 30_000,
   pushPullBudgetBytesPerSecond: 256,
   recoverySyncMinIntervalMs: 30_000,

@@ -246,6 +246,48 @@ describe('membership on the simulated network', () => {
     expect(withSync - without).toBe(1)
   })
 
+  it('a lone member back from dead costs its observers no full sync; a healed partition earns each one', async () => {
+    // Full syncs the members other than `except` make in the recovery window after `comeback` brought members back.
+    const syncsAfterComeback = async (config: Partial<MembershipConfig>, comeback: (c: Cluster) => Promise<Node[]>): Promise<number[]> => {
+      const c = await cluster(20, 11, { pushPullIntervalMs: 600_000, ...config })
+      await c.run(3_000)
+      const back = await comeback(c)
+      const syncing = c.nodes.filter((node) => !back.includes(node))
+      const before = syncing.map((node) => node.membership.counters().syncsOut)
+      await c.run(2 * CONFIG.recoverySyncDelayMs + 500)
+      expect(c.nodes.every((observer) => back.every((node) => stateOf(observer, node) === 'alive'))).toBe(true)
+      return syncing.map((node, i) => node.membership.counters().syncsOut - before[i]!)
+    }
+    const awaitState = async (c: Cluster, observers: Node[], subjects: Node[], state: string): Promise<void> => {
+      for (let t = 0; t < 30_000 && !observers.every((o) => subjects.every((s) => stateOf(o, s) === state)); t += 100) await c.run(100)
+      expect(observers.every((o) => subjects.every((s) => stateOf(o, s) === state))).toBe(true)
+    }
+    const restartOne = async (c: Cluster): Promise<Node[]> => {
+      const victim = c.nodes[5]!
+      await victim.membership.stop()
+      await victim.transport.stop()
+      await awaitState(c, others(c, victim), [victim], 'dead')
+      c.nodes.splice(c.nodes.indexOf(victim), 1)
+      const reborn = await c.add(victim.id, { seeds: [c.nodes[0]!.id] })
+      await awaitState(c, others(c, reborn), [reborn], 'alive')
+      return [reborn]
+    }
+    const splitAndHeal = async (c: Cluster): Promise<Node[]> => {
+      const [sideA, sideB] = [c.nodes.slice(0, 10), c.nodes.slice(10)]
+      c.network.partition([sideA.map((node) => node.id), sideB.map((node) => node.id)])
+      await awaitState(c, sideA, sideB, 'dead')
+      await c.run(2 * CONFIG.recoverySyncDelayMs + 500) // the mass-death syncs are done
+      c.network.heal()
+      await awaitState(c, sideA, sideB, 'alive')
+      return []
+    }
+    expect(await syncsAfterComeback({}, restartOne)).toEqual(new Array(19).fill(0))
+    // A threshold above the live count never fires: the same heal without the recovery syncs.
+    const without = await syncsAfterComeback({ massComebackFraction: 2 }, splitAndHeal)
+    const withSync = await syncsAfterComeback({}, splitAndHeal)
+    expect(withSync.map((syncs, i) => syncs - without[i]!)).toEqual(new Array(20).fill(1))
+  })
+
   it('a graceful leave is seen as left, not dead', async () => {
     const c = await cluster(5)
     await c.run(2_000)
@@ -389,6 +431,41 @@ describe('membership on the simulated network', () => {
       expect(observer.membership.member(changer.id)!.seq).toBe(changer.membership.member(changer.id)!.seq)
     }
     expect(() => changer.membership.setLocalMeta({ load: -1 })).toThrow(RangeError)
+  })
+
+  it('full syncs re-announce nobody: a peer echoing our own seq is not taken for an older life', async () => {
+    // Syncs every pushPullIntervalMs (no byte budget), and nothing's metadata changes.
+    const c = await cluster(6, 3, { pushPullIntervalMs: 1_000, pushPullBudgetBytesPerSecond: 0 })
+    await c.run(3_000)
+    const total = (key: 'metaAnnouncements' | 'syncsOut'): number => c.nodes.reduce((sum, node) => sum + node.membership.counters()[key], 0)
+    const [announced, synced] = [total('metaAnnouncements'), total('syncsOut')]
+    await c.run(10_000)
+    expect(total('syncsOut') - synced).toBeGreaterThanOrEqual(30)
+    expect(total('metaAnnouncements') - announced).toBe(0)
+  })
+
+  it('a restarted node whose new life begins at its older life\'s seq still replaces that record everywhere', async () => {
+    const c = await cluster(4)
+    await c.run(2_000)
+    const victim = c.nodes[2]!
+    // The older life announces significant changes up to the seq the new life will begin at (the clock's seconds at restart).
+    const lifeSeq = Math.floor(c.clock.nowMs() / 1000) + 7
+    const restartAtMs = lifeSeq * 1000 + 500
+    for (let step = 0; step < 20 && victim.membership.member(victim.id)!.seq < lifeSeq; step++) victim.membership.setLocalMeta({ labels: { zone: 'old', step: String(step) } })
+    await c.run(1_000)
+    for (const observer of others(c, victim)) expect(observer.membership.member(victim.id)).toMatchObject({ seq: lifeSeq, labels: { zone: 'old' } })
+    await victim.membership.stop()
+    await victim.transport.stop()
+    await c.run(restartAtMs - c.clock.nowMs())
+    const reborn = await c.add(victim.id, { seeds: [c.nodes[0]!.id] })
+    await c.run(3_000)
+    const self = reborn.membership.member(victim.id)!
+    expect(self.seq).toBeGreaterThan(lifeSeq)
+    for (const observer of c.nodes.filter((node) => node.id !== victim.id)) {
+      expect(stateOf(observer, reborn)).toBe('alive')
+      // The whole new record: its static part too, not a delta over the older life's.
+      expect(observer.membership.member(victim.id)).toMatchObject({ seq: self.seq, labels: self.labels, capacity: self.capacity })
+    }
   })
 
   it('a crashed node that restarts with fresh state rejoins with a higher incarnation', async () => {

@@ -42,7 +42,7 @@ import {
   type MembershipConfig,
 } from './membership-config.ts'
 import { IndexedSet, PiggybackQueue, SortedStrings } from './membership-queues.ts'
-import { freezeMeta, shareMeta } from './meta-sharing.ts'
+import { freezeMeta, metaEqual, shareMeta } from './meta-sharing.ts'
 import { RoundTripEstimator } from './round-trip.ts'
 import type {
   MemberMeta,
@@ -216,6 +216,9 @@ class MembershipService implements Membership {
   private deathWindowStartMs = Number.NEGATIVE_INFINITY
   private deathsInWindow = 0
   private lastMassDeathSyncAtMs = Number.NEGATIVE_INFINITY
+  /** Comebacks from dead seen since comebackWindowStartMs (noteComeback). */
+  private comebackWindowStartMs = Number.NEGATIVE_INFINITY
+  private comebacksInWindow = 0
   private deadProbeTimer: { handle: TimerHandle; atMs: number } | undefined
   private pushPullJitter = 1
   private readonly timers = new Set<TimerHandle>()
@@ -282,8 +285,27 @@ class MembershipService implements Membership {
       this.armSuspicion(member)
       if (member.suspicion.originator) this.scheduleReprobe(member)
     }
+    this.startLife()
     this.announceMeta(this.config.aliveBroadcastCopies)
     void this.join()
+  }
+
+  /**
+   * A new life's seq starts at the clock's whole seconds (Cassandra's gossip
+   * generation): above every seq its previous life announced, which made
+   * fewer metadata changes than it lived seconds. A peer's echo of our
+   * current seq is then this life's own record, not an older one to jump
+   * past; taking it for one re-announced our record to every member after
+   * each full sync (~1,700 announcements per heal wave at 1,000 nodes). A
+   * peer holding a higher seq (a clock set back) still makes us jump.
+   */
+  private startLife(): void {
+    const lifeSeq = Math.max(1, Math.floor(this.now() / 1000))
+    if (lifeSeq <= this.selfSeq) return
+    this.selfSeq = lifeSeq
+    this.staticSeq = lifeSeq
+    this.selfRecordBytes = encodeWire(this.selfRecord()).byteLength
+    this.deltaBytes = encodeWire(this.selfDelta()).byteLength
   }
 
   async stop(): Promise<void> {
@@ -570,7 +592,7 @@ class MembershipService implements Membership {
       this.aliveInOrder.add(member.peerId)
       if (previous === 'dead' || previous === 'left') this.insertIntoProbeOrder(member.peerId)
       if (previous === 'dead') {
-        this.recoverySync()
+        this.noteComeback()
         this.hurryDeadProbes()
       }
     } else if (state === 'suspect') this.suspectIds.add(member.peerId)
@@ -714,12 +736,19 @@ class MembershipService implements Membership {
     return false
   }
 
-  /** Something said about this node. Refute anything but alive at >= our incarnation. */
-  private onSelfUpdate(update: WireUpdate): void {
+  /**
+   * Something said about this node. Refute anything but alive at >= our
+   * incarnation. `meta`: the metadata the peer holds at `update.q` (a full
+   * sync's record), which tells an older life's record at our own seq from
+   * the echo of ours.
+   */
+  private onSelfUpdate(update: WireUpdate, meta?: MemberMeta): void {
     if (this.leaving) return
-    if (update.q >= this.selfSeq) {
-      // A peer holds a newer record of us than we do (we restarted): jump past it.
+    if (update.q > this.selfSeq || (update.q === this.selfSeq && meta !== undefined && !metaEqual(meta, this.selfMeta))) {
+      // A peer holds a newer record of us than we do (a previous life's): jump past it, with a
+      // whole record, since the older life's static part may carry the very base seq our deltas name.
       this.selfSeq = update.q + 1
+      this.staticSeq = this.selfSeq
       this.selfRecordBytes = encodeWire(this.selfRecord()).byteLength
       this.scheduleMetaAnnounce(true)
     }
@@ -1594,6 +1623,8 @@ class MembershipService implements Membership {
       if (record.p === sender) {
         if (this.observeDirect(sender, record.i, record.q) === undefined) continue
         if (record.s === 'l') this.applyUpdate({ p: sender, s: 'l', i: record.i, q: record.q }, sender, 'sync')
+      } else if (record.p === this.selfId) {
+        this.onSelfUpdate({ p: record.p, s: record.s, i: record.i, q: record.q }, record.m)
       } else {
         this.applyUpdate({ p: record.p, s: record.s, i: record.i, q: record.q }, sender, 'sync')
       }
@@ -1705,11 +1736,27 @@ class MembershipService implements Membership {
   }
 
   /**
-   * A member came back from dead: our table may hold more stale deaths (a
-   * healed partition, where a missed refutation would otherwise wait for a
-   * random dead-probe). One full sync with a random member repairs them all;
-   * at most once per recoverySyncMinIntervalMs, recoverySyncDelayMs (×1–2)
-   * after the first recovery, once the wave of refutations has spread.
+   * Counts a comeback from dead; many at once (a healed partition) earn one
+   * recovery sync. A lone comeback (a restart, a pause that ended) leaves no
+   * other stale death behind, and every member syncing for it cost n full
+   * syncs (at 1,000 nodes, 1,000 of ~1,000 records each per comeback).
+   */
+  private noteComeback(): void {
+    const now = this.now()
+    if (now - this.comebackWindowStartMs > this.config.massComebackWindowMs) {
+      this.comebackWindowStartMs = now
+      this.comebacksInWindow = 0
+    }
+    this.comebacksInWindow++
+    if (this.comebacksInWindow === Math.max(3, Math.ceil(this.config.massComebackFraction * this.liveCount()))) this.recoverySync()
+  }
+
+  /**
+   * Many members came back from dead: our table may hold more stale deaths
+   * (a healed partition, where a missed refutation would otherwise wait for
+   * a random dead-probe). One full sync with a random member repairs them
+   * all; at most once per recoverySyncMinIntervalMs, recoverySyncDelayMs
+   * (×1–2) later, once the wave of refutations has spread.
    */
   private recoverySync(): void {
     if (this.now() - this.lastRecoverySyncAtMs < this.config.recoverySyncMinIntervalMs || this.leaving) return

@@ -45,7 +45,8 @@ export function freezeMeta<M extends MemberMeta | WireMeta>(meta: M): M {
   return Object.freeze(meta)
 }
 
-function metaEqual(a: WireMeta, b: WireMeta): boolean {
+/** Equal field by field (key order aside: a decoded record's follows the schema's). */
+export function metaEqual(a: WireMeta, b: WireMeta): boolean {
   return (
     a.load === b.load &&
     a.version === b.version &&
