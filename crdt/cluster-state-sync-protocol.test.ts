@@ -41,7 +41,43 @@ async function syncRecording(sender: ClusterState, receiver: ClusterState): Prom
   throw new Error('sync did not finish in 10 rounds')
 }
 
+/** The kind of each chunk `sender` sent `receiver` while syncing them to the end (0: a whole document, 1 and 2: changes). */
+async function chunkKindsSent(sender: ClusterState, receiver: ClusterState): Promise<number[]> {
+  let senderState: SyncState = A.initSyncState()
+  let receiverState: SyncState = A.initSyncState()
+  const kinds: number[] = []
+  for (let round = 0; round < 10; round++) {
+    const [nextReceiver, toSender] = receiver.generateSyncMessage(receiverState)
+    receiverState = nextReceiver
+    if (toSender !== null) senderState = (await sender.receiveSyncMessage(senderState, toSender)).syncState
+    const [nextSender, toReceiver] = sender.generateSyncMessage(senderState)
+    senderState = nextSender
+    if (toReceiver !== null) {
+      kinds.push(...A.decodeSyncMessage(toReceiver).changes.map((chunk) => chunk[8]!))
+      receiverState = (await receiver.receiveSyncMessage(receiverState, toReceiver)).syncState
+    }
+    if (toSender === null && toReceiver === null) return kinds
+  }
+  throw new Error('sync did not finish in 10 rounds')
+}
+
 describe('cluster state sync surface', () => {
+  it('a peer holding part of the history is sent changes, never the whole document; a joining one (genesis only) gets the whole document', async () => {
+    const sender = await start('node-a')
+    const [joiner, behind] = [await start('node-j'), await start('node-b')]
+    const deploy = (i: number) => sender.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx' }, owner: 'node-a' })
+    for (let i = 0; i < 10; i++) await deploy(i)
+    await syncPair(sender, behind)
+    // Three quarters of the history are new to `behind`: Automerge alone would send it the whole document.
+    for (let i = 10; i < 40; i++) await deploy(i)
+    expect(await chunkKindsSent(sender, joiner)).toEqual([0])
+    const toBehind = await chunkKindsSent(sender, behind)
+    expect(toBehind.length).toBeGreaterThan(0)
+    expect(toBehind.filter((kind) => kind === 0)).toEqual([])
+    expect(replicaView(behind)).toEqual(replicaView(sender))
+    expect(replicaView(joiner)).toEqual(replicaView(sender))
+  })
+
   it('two replicas running the sync protocol end with equal heads and entries, and what they received is persisted', async () => {
     const store = createMemoryStore()
     const a = await start('node-a')

@@ -18,7 +18,7 @@ import { createHandle, draftRoot, forkHandle, generateSyncMessage, isEngineFailu
 import { headsKey, headsKeyAfter, type DocPool } from './doc-pool.ts'
 import { DocIndex, type IndexSnapshot } from './doc-index.ts'
 import { INDEX_CACHE_KEY, readIndexCache, writeIndexCache } from './index-cache.ts'
-import { changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
+import { GENESIS_HASH, changeTimeSeconds, deriveActorId, genesisChange } from './document.ts'
 import { createTx, selfNodeUnchanged, type ClusterStateTx } from './mutations.ts'
 import { adoptNextEpoch, materializePlan, planNextEpoch, readGenesisAlone, saveGenesisAlone, type EpochPlan, type NextEpoch } from './epoch-switch.ts'
 import { DocPersistence, loadDocument, memoizedHeads, readKeptGenesis, recordBoot, type EpochRecord } from './persistence.ts'
@@ -329,6 +329,9 @@ const BULK_BYTES_MIN = 16 * 1024
 const BULK_SHARE_DIVISOR = 4
 /** A bulk merge's diff naming more than this fraction (1/n) of the index's entries re-reads the whole index instead: past half, one read per section beats one per entry. */
 const BULK_DIFF_SHARE_DIVISOR = 2
+
+/** The heads of a node that holds nothing yet: the fixed genesis every epoch-0 document starts from (sent the whole document). */
+const JOINING_HEADS: readonly string[] = [GENESIS_HASH]
 
 /** Read-memo key (doc-pool.ts) of a pooled document's answers to "is this change in it?", by hash. */
 const HELD_MEMO = 'held'
@@ -796,7 +799,7 @@ class AutomergeClusterState implements ClusterState {
 
   generateSyncMessage(syncState: SyncState): [SyncState, Uint8Array | null] {
     const doc = this.runningDoc()
-    return this.guard('generating a sync message', () => generateSyncMessage(doc, syncState))
+    return this.guard('generating a sync message', () => generateSyncMessage(doc, syncState, JOINING_HEADS))
   }
 
   async receiveSyncMessage(syncState: SyncState, message: Uint8Array): Promise<{ syncState: SyncState; result: ApplyResult }> {

@@ -87,9 +87,32 @@ function registerDatatypes(handle: DocHandle): void {
   )
 }
 
-export function generateSyncMessage(handle: DocHandle, state: A.SyncState): [A.SyncState, Uint8Array | null] {
+/** Automerge's name for the capability to receive a whole document in place of changes. */
+const WHOLE_DOCUMENT_CAPABILITY = 'message-v2'
+
+/**
+ * The sync state as generateSyncMessage should see it: a peer that holds
+ * more than `startHeads` is sent changes, never the whole document.
+ * Automerge (3.x) answers a peer that supports "message-v2" and lacks over a
+ * third of the changes with the whole document, saved anew for each message
+ * (deflate and SHA-256 over everything: a sixth of a 1,000-node partition
+ * heal, where an epoch's short history makes nearly every catch-up that
+ * large), and the receiver loads and merges all of it. A peer at
+ * `startHeads` (nothing, or the genesis every node starts from: a join)
+ * still gets the document in one piece.
+ */
+function changesForPeerWithHistory(state: A.SyncState, startHeads: readonly string[]): A.SyncState {
+  const capabilities = (state as { theirCapabilities?: readonly string[] }).theirCapabilities
+  if (capabilities === undefined || !capabilities.includes(WHOLE_DOCUMENT_CAPABILITY)) return state
+  const theirHeads = state.theirHeads ?? []
+  if (theirHeads.every((head) => startHeads.includes(head))) return state
+  return { ...state, theirCapabilities: capabilities.filter((capability) => capability !== WHOLE_DOCUMENT_CAPABILITY) } as A.SyncState
+}
+
+/** `startHeads`: the heads of a peer that holds nothing yet (changesForPeerWithHistory). */
+export function generateSyncMessage(handle: DocHandle, state: A.SyncState, startHeads: readonly string[] = []): [A.SyncState, Uint8Array | null] {
   const api = engineOf(handle)
-  const sync = api.importSyncState(state)
+  const sync = api.importSyncState(changesForPeerWithHistory(state, startHeads))
   try {
     const message = handle.generateSyncMessage(sync)
     return [api.exportSyncState(sync), message]
