@@ -288,6 +288,20 @@ describe('membership on the simulated network', () => {
     expect(withSync.map((syncs, i) => syncs - without[i]!)).toEqual(new Array(20).fill(1))
   })
 
+  it('a member that lost a join announcement hears the joiner record again joinResyncDelayMs after the join', async () => {
+    // No probes within the test (they would also bring the news): only announcements and syncs carry it.
+    const c = await cluster(5, 13, { probeIntervalMs: 600_000, deadProbeIntervalMs: 600_000, pushPullIntervalMs: 600_000 })
+    await c.run(1_000)
+    const deaf = c.nodes[4]!
+    c.network.partition([[deaf.id], [...others(c, deaf).map((node) => node.id), 'joiner']])
+    const joiner = await c.add('joiner', { seeds: [c.nodes[0]!.id] })
+    await c.run(1_000)
+    c.network.heal()
+    expect(deaf.membership.member(joiner.id)).toBeUndefined()
+    await c.run(CONFIG.joinResyncDelayMs)
+    expect(stateOf(deaf, joiner)).toBe('alive')
+  })
+
   it('a graceful leave is seen as left, not dead', async () => {
     const c = await cluster(5)
     await c.run(2_000)
@@ -436,7 +450,7 @@ describe('membership on the simulated network', () => {
   it('full syncs re-announce nobody: a peer echoing our own seq is not taken for an older life', async () => {
     // Syncs every pushPullIntervalMs (no byte budget), and nothing's metadata changes.
     const c = await cluster(6, 3, { pushPullIntervalMs: 1_000, pushPullBudgetBytesPerSecond: 0 })
-    await c.run(3_000)
+    await c.run(CONFIG.joinResyncDelayMs + 1_000) // past the joins' second announcements
     const total = (key: 'metaAnnouncements' | 'syncsOut'): number => c.nodes.reduce((sum, node) => sum + node.membership.counters()[key], 0)
     const [announced, synced] = [total('metaAnnouncements'), total('syncsOut')]
     await c.run(10_000)
