@@ -43,22 +43,9 @@ async function syncRecording(sender: ClusterState, receiver: ClusterState): Prom
 
 /** The kind of each chunk `sender` sent `receiver` while syncing them to the end (0: a whole document, 1 and 2: changes). */
 async function chunkKindsSent(sender: ClusterState, receiver: ClusterState): Promise<number[]> {
-  let senderState: SyncState = A.initSyncState()
-  let receiverState: SyncState = A.initSyncState()
   const kinds: number[] = []
-  for (let round = 0; round < 10; round++) {
-    const [nextReceiver, toSender] = receiver.generateSyncMessage(receiverState)
-    receiverState = nextReceiver
-    if (toSender !== null) senderState = (await sender.receiveSyncMessage(senderState, toSender)).syncState
-    const [nextSender, toReceiver] = sender.generateSyncMessage(senderState)
-    senderState = nextSender
-    if (toReceiver !== null) {
-      kinds.push(...A.decodeSyncMessage(toReceiver).changes.map((chunk) => chunk[8]!))
-      receiverState = (await receiver.receiveSyncMessage(receiverState, toReceiver)).syncState
-    }
-    if (toSender === null && toReceiver === null) return kinds
-  }
-  throw new Error('sync did not finish in 10 rounds')
+  await syncPair(sender, receiver, (message) => kinds.push(...A.decodeSyncMessage(message).changes.map((chunk) => chunk[8]!)))
+  return kinds
 }
 
 describe('cluster state sync surface', () => {

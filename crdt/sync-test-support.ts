@@ -130,15 +130,18 @@ export function replicaView(state: ClusterState): unknown {
   }
 }
 
-/** Runs the sync protocol between two replicas until neither has anything to send; returns the messages exchanged. */
-export async function syncPair(a: ClusterState, b: ClusterState): Promise<number> {
+/** Runs the sync protocol between two replicas until neither has anything to send; returns the messages exchanged. `observeToB` sees each message `a` sends. */
+export async function syncPair(a: ClusterState, b: ClusterState, observeToB?: (message: Uint8Array) => void): Promise<number> {
   let stateA: SyncState = A.initSyncState()
   let stateB: SyncState = A.initSyncState()
   let messages = 0
   for (let round = 0; round < 10; round++) {
     const [nextA, toB] = a.generateSyncMessage(stateA)
     stateA = nextA
-    if (toB !== null) stateB = (await b.receiveSyncMessage(stateB, toB)).syncState
+    if (toB !== null) {
+      observeToB?.(toB)
+      stateB = (await b.receiveSyncMessage(stateB, toB)).syncState
+    }
     const [nextB, toA] = b.generateSyncMessage(stateB)
     stateB = nextB
     if (toA !== null) stateA = (await a.receiveSyncMessage(stateA, toA)).syncState

@@ -111,6 +111,21 @@ export function createMembership(init: MembershipInit = {}): (components: Member
   return (components) => new MembershipService(config, seeds, meta, components)
 }
 
+/** Events counted in a window that opens with the first one after the previous window closed. */
+class BurstCount {
+  private openedAtMs = Number.NEGATIVE_INFINITY
+  private count = 0
+
+  /** Counts one event at `nowMs`; answers the events in its window. */
+  add(nowMs: number, windowMs: number): number {
+    if (nowMs - this.openedAtMs > windowMs) {
+      this.openedAtMs = nowMs
+      this.count = 0
+    }
+    return ++this.count
+  }
+}
+
 interface Suspicion {
   incarnation: number
   startedAtMs: number
@@ -212,13 +227,10 @@ class MembershipService implements Membership {
   private lastRecoverySyncAtMs = Number.NEGATIVE_INFINITY
   /** When a dead member last came back (deadProbeFastForMs), and the pending dead-probe timer, to hurry it then. */
   private lastComebackAtMs = Number.NEGATIVE_INFINITY
-  /** Deaths seen since deathWindowStartMs (noteDeath). */
-  private deathWindowStartMs = Number.NEGATIVE_INFINITY
-  private deathsInWindow = 0
+  /** Deaths (noteDeath) and comebacks from dead (noteComeback) seen lately. */
+  private readonly deaths = new BurstCount()
   private lastMassDeathSyncAtMs = Number.NEGATIVE_INFINITY
-  /** Comebacks from dead seen since comebackWindowStartMs (noteComeback). */
-  private comebackWindowStartMs = Number.NEGATIVE_INFINITY
-  private comebacksInWindow = 0
+  private readonly comebacks = new BurstCount()
   private deadProbeTimer: { handle: TimerHandle; atMs: number } | undefined
   private pushPullJitter = 1
   private readonly timers = new Set<TimerHandle>()
@@ -1729,12 +1741,7 @@ class MembershipService implements Membership {
   /** Counts a death; many at once (a partition) earn one recovery sync, for the notices lost in the storm. */
   private noteDeath(): void {
     const now = this.now()
-    if (now - this.deathWindowStartMs > this.config.massDeathWindowMs) {
-      this.deathWindowStartMs = now
-      this.deathsInWindow = 0
-    }
-    this.deathsInWindow++
-    if (this.deathsInWindow !== Math.max(3, Math.ceil(this.config.massDeathFraction * this.liveCount()))) return
+    if (this.deaths.add(now, this.config.massDeathWindowMs) !== this.massCount(this.config.massDeathFraction)) return
     // Its own rate limit: a heal that follows soon after must still get its recovery sync.
     if (now - this.lastMassDeathSyncAtMs < this.config.recoverySyncMinIntervalMs || this.leaving) return
     this.lastMassDeathSyncAtMs = now
@@ -1748,13 +1755,12 @@ class MembershipService implements Membership {
    * syncs (at 1,000 nodes, 1,000 of ~1,000 records each per comeback).
    */
   private noteComeback(): void {
-    const now = this.now()
-    if (now - this.comebackWindowStartMs > this.config.massComebackWindowMs) {
-      this.comebackWindowStartMs = now
-      this.comebacksInWindow = 0
-    }
-    this.comebacksInWindow++
-    if (this.comebacksInWindow === Math.max(3, Math.ceil(this.config.massComebackFraction * this.liveCount()))) this.recoverySync()
+    if (this.comebacks.add(this.now(), this.config.massComebackWindowMs) === this.massCount(this.config.massComebackFraction)) this.recoverySync()
+  }
+
+  /** How many deaths or comebacks at once mean a partition or a heal: this fraction of the live members, at least 3. */
+  private massCount(fraction: number): number {
+    return Math.max(3, Math.ceil(fraction * this.liveCount()))
   }
 
   /**
