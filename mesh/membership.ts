@@ -1721,7 +1721,7 @@ class MembershipService implements Membership {
    * member that lost both copies of the first (a loss burst, a short
    * partition) and the piggybacked news would otherwise learn of us only
    * when we probe it, up to n probe intervals later (200-node chaos: 62
-   * virtual s for the last of 10 such members to converge, 7 s with it).
+   * virtual s for the last of 10 such members to converge, 6 s with it).
    * neighbours > 0: members reach each other by the addresses in their
    * records, and the record announced at start went out before we had a
    * connection (gossipsub's mesh forms after it); and we sync once more with
