@@ -1717,22 +1717,24 @@ class MembershipService implements Membership {
   }
 
   /**
-   * Once per join, joinResyncDelayMs after it, our record goes out again: a
-   * member that lost both copies of the first (a loss burst, a short
-   * partition) and the piggybacked news would otherwise learn of us only
-   * when we probe it, up to n probe intervals later (200-node chaos: 62
-   * virtual s for the last of 10 such members to converge, 6 s with it).
-   * neighbours > 0: members reach each other by the addresses in their
-   * records, and the record announced at start went out before we had a
-   * connection (gossipsub's mesh forms after it); and we sync once more with
-   * a neighbour, which brings the members that joined while we did (their
-   * join news was as lossy as ours).
+   * Once per join, joinResyncDelayMs after it, our record goes out again and
+   * we sync once more with another member. A member that lost both copies of
+   * the first announcement (a loss burst, a short partition) and the
+   * piggybacked news would otherwise learn of us only when we probe it, up
+   * to n probe intervals later (200-node chaos: 62 virtual s for the last of
+   * 10 such members to converge, 6 s with it). And the member that answered
+   * our join may have been joining itself, with a table of a few members
+   * (100-node membership scenario: the last joiner learned 72 members over
+   * 10 s); the second sync brings the members that joined while we did. On
+   * gossipsub (neighbours > 0) the record announced at start also went out
+   * before the mesh had formed.
    */
   private joinResync(): void {
     this.after(this.config.joinResyncDelayMs, () => {
       if (this.leaving) return
-      this.announceMeta(this.config.aliveBroadcastCopies)
-      if (this.config.neighbours === 0) return
+      // One copy, a load delta unless the static part changed: a member that knew us drops it, one that
+      // did not adds us from it and pulls the record (at 1,000 nodes two whole records per join doubled the gossip bytes of a short run).
+      this.announceMeta(1)
       const peerId = this.syncPartner()
       if (peerId !== undefined) void this.syncWith(peerId, false)
     })
