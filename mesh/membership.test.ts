@@ -302,6 +302,16 @@ describe('membership on the simulated network', () => {
     expect(stateOf(deaf, joiner)).toBe('alive')
   })
 
+  it('a joined node syncs once more joinResyncDelayMs later: the member that answered its join may have been joining itself', async () => {
+    const c = await cluster(5, 17, { pushPullIntervalMs: 600_000 })
+    await c.run(1_000)
+    const joiner = await c.add('joiner')
+    await c.run(CONFIG.joinResyncDelayMs - 100)
+    expect(joiner.membership.counters().syncsOut).toBe(1)
+    await c.run(200)
+    expect(joiner.membership.counters().syncsOut).toBe(2)
+  })
+
   it('a graceful leave is seen as left, not dead', async () => {
     const c = await cluster(5)
     await c.run(2_000)
