@@ -1722,7 +1722,7 @@ class MembershipService implements Membership {
    * the first announcement (a loss burst, a short partition) and the
    * piggybacked news would otherwise learn of us only when we probe it, up
    * to n probe intervals later (200-node chaos: 62 virtual s for the last of
-   * 10 such members to converge, 6 s with it). And the member that answered
+   * 10 such members to learn of a late joiner, under 10 s with it). And the member that answered
    * our join may have been joining itself, with a table of a few members
    * (100-node membership scenario: the last joiner learned 72 members over
    * 10 s); the second sync brings the members that joined while we did. On
