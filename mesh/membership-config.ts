@@ -121,10 +121,11 @@ export interface MembershipConfig {
   /** neighbours > 0: with this many connections or more, only probes of a member that must be watched (it disconnected or refused, or we suspect it) open new ones (see membership.ts request()): 3 × neighbours leaves room for the neighbours others chose. */
   neighboursMax: number
   /**
-   * This long after joining, announce our record again: join news lost by a
-   * member (a loss burst, a short partition) is otherwise repaired only by
-   * our probes, n intervals at worst. neighbours > 0: also sync once more
-   * with a neighbour. On gossipsub, news published in the first
+   * This long after joining, announce our record again and sync once more
+   * with another member: join news lost by a member (a loss burst, a short
+   * partition), or a join answered by a member still joining itself, is
+   * otherwise repaired only by probes, n intervals at worst. On gossipsub
+   * (neighbours > 0), besides, news published in the first
    * moments after connecting is lost (subscriptions and mesh grafts take up
    * to a heartbeat or two to arrive), so nodes that joined together miss each
    * other's join, and members learn our addresses only from our record.

@@ -308,8 +308,9 @@ class MembershipService implements Membership {
    * fewer metadata changes than it lived seconds. A peer's echo of our
    * current seq is then this life's own record, not an older one to jump
    * past; taking it for one re-announced our record to every member after
-   * each full sync (~1,700 announcements per heal wave at 1,000 nodes). A
-   * peer holding a higher seq (a clock set back) still makes us jump.
+   * each full sync (~1,600 announcements per wave of recovery syncs at
+   * 1,000 nodes). A peer holding a higher seq (a clock set back) still makes
+   * us jump.
    */
   private startLife(): void {
     const lifeSeq = Math.max(1, Math.floor(this.now() / 1000))
@@ -1733,7 +1734,7 @@ class MembershipService implements Membership {
     this.after(this.config.joinResyncDelayMs, () => {
       if (this.leaving) return
       // One copy, a load delta unless the static part changed: a member that knew us drops it, one that
-      // did not adds us from it and pulls the record (at 1,000 nodes two whole records per join doubled the gossip bytes of a short run).
+      // did not adds us from it and pulls the record (two whole records per join doubled the gossip bytes of a 30 s, 200-node run).
       this.announceMeta(1)
       const peerId = this.syncPartner()
       if (peerId !== undefined) void this.syncWith(peerId, false)
