@@ -1123,7 +1123,7 @@ class AutomergeClusterState implements ClusterState {
     if (kept !== undefined || epoch !== current.epoch || epoch === 0) return kept
     // The current epoch's genesis is in the document (a node that joined in this epoch never stored it).
     const change = this.guard('reading the genesis', () => doc.getChangeByHash(current.genesis))
-    return change === null ? undefined : saveGenesisAlone(change, this.engine)
+    return change === null ? undefined : saveGenesisAlone({ change, hash: current.genesis }, this.engine)
   }
 
   adoptEpoch(snapshot: Uint8Array, record: EpochRecord, intermediate: readonly Uint8Array[] = []): Promise<EpochSwitch> {
@@ -1190,7 +1190,7 @@ class AutomergeClusterState implements ClusterState {
       this.guard('reading the new epoch', () => this.index.rebuild(doc, { deferStatuses: true }))
       outcome = { epoch: record, carried: next.carried, carriedOver, changesBefore, changesAfter: this.guard('reading statistics', () => doc.stats().numChanges) }
       // Kept for peers further behind.
-      return { record, geneses: new Map([...between, [epoch, saveGenesisAlone(next.genesis.change, this.engine)]]) }
+      return { record, geneses: new Map([...between, [epoch, saveGenesisAlone(next.genesis, this.engine)]]) }
     }
     await persistence.switchEpoch(swap)
     const { epoch: record } = outcome!

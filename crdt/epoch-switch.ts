@@ -21,6 +21,7 @@ import * as A from '@automerge/automerge'
 import { LatticeError } from '../core/index.ts'
 import type { AutomergeEngine } from './automerge-engine.ts'
 import { createHandle, loadHandle, type DocHandle } from './doc-handle.ts'
+import { LruMap } from './lru.ts'
 import { assertHoldsCut, buildEpochGenesis, createEpochTranslator, EPOCH_GENESIS_ACTOR, inCut, parseEpochGenesis, type ChangeMetaLookup, type EpochCut, type EpochGenesis, type EpochTranslations } from './epoch.ts'
 
 export interface NextEpoch {
@@ -103,12 +104,31 @@ export function materializePlan(plan: EpochPlan, actor: string, engine?: Automer
   return { doc, genesis: plan.genesis, carried: plan.carried.length }
 }
 
-/** A genesis as nodes keep it for peers further behind (persistence.ts): a document of it alone, compressed as a save is. */
-export function saveGenesisAlone(change: Uint8Array, engine?: AutomergeEngine): Uint8Array {
+/** Geneses whose saves are kept: the current epoch's and the one before, as for the pool's geneses (doc-pool.ts). */
+const SAVED_GENESES_MAX = 2
+
+/**
+ * Saves made by saveGenesisAlone, by genesis hash: a save is a function of
+ * the change, and every replica of a process (the simulator's nodes) saves
+ * the same genesis at a switch. Each save is an Automerge load and a deflate
+ * of the whole state: at 200 simulated nodes they were a tenth of a chaos run.
+ */
+const savedGeneses = new LruMap<string, Uint8Array>(SAVED_GENESES_MAX)
+
+/**
+ * A genesis as nodes keep it for peers further behind (persistence.ts): a
+ * document of it alone, compressed as a save is. Callers treat the bytes as
+ * read-only (they may be shared, see savedGeneses).
+ */
+export function saveGenesisAlone(genesis: Pick<EpochGenesis, 'change' | 'hash'>, engine?: AutomergeEngine): Uint8Array {
+  const saved = savedGeneses.get(genesis.hash)
+  if (saved !== undefined) return saved
   const alone = createHandle(undefined, engine)
   try {
-    alone.applyChanges([change])
-    return alone.save()
+    alone.applyChanges([genesis.change])
+    const bytes = alone.save()
+    savedGeneses.set(genesis.hash, bytes)
+    return bytes
   } finally {
     alone.free()
   }

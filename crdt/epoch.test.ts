@@ -5,6 +5,7 @@ import { LatticeError } from '../core/index.ts'
 import { createHandle, draftRoot, forkHandle, plainValue, type DocHandle } from './doc-handle.ts'
 import { genesisChange, SECTIONS } from './document.ts'
 import type { DocMap } from './doc-codec.ts'
+import { readGenesisAlone, saveGenesisAlone } from './epoch-switch.ts'
 import { buildEpochGenesis, createEpochTranslator, cutClock, EPOCH_ORPHANS_KEY, inCut, parseEpochGenesis, type EpochGenesis, type EpochTranslations } from './epoch.ts'
 
 const actor = (n: number): string => n.toString(16).padStart(2, '0').repeat(16)
@@ -392,5 +393,21 @@ describe('epoch translation, any history', () => {
       }),
       { numRuns: 100 },
     )
+  })
+})
+
+describe('a genesis kept alone', () => {
+  it('reads back as the genesis, and is saved once per genesis however many replicas keep it', () => {
+    const a = replica(1)
+    write(a, (root) => (section(root, 'nodes')['n1'] = { name: 'one' }))
+    const genesis = buildEpochGenesis(a, { epoch: 1, heads: a.getHeads() })
+    const kept = saveGenesisAlone(genesis)
+    expect(readGenesisAlone(kept).hash).toBe(genesis.hash)
+    // A second replica's save of the same genesis (its own copy of the change) is the first one's bytes.
+    expect(saveGenesisAlone({ change: genesis.change.slice(), hash: genesis.hash })).toBe(kept)
+    write(a, (root) => (section(root, 'nodes')['n2'] = { name: 'two' }))
+    const later = buildEpochGenesis(a, { epoch: 2, heads: a.getHeads() })
+    expect(readGenesisAlone(saveGenesisAlone(later)).hash).toBe(later.hash)
+    a.free()
   })
 })
