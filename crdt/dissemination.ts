@@ -296,7 +296,7 @@ export class Dissemination {
 
   private schedule(): void {
     if (this.draining !== undefined || !this.running) return
-    // Started after applyDelayMs (so what arrives meanwhile is applied with
+    // Started at the next multiple of applyDelayMs (so what arrives meanwhile is applied with
     // it), or on a microtask: enqueue may run inside ClusterState's change
     // listeners, and an apply must not begin while they are being called.
     this.draining = this.wait()
@@ -314,7 +314,10 @@ export class Dissemination {
     const done = new Promise<void>((resolve) => {
       fire = resolve
     })
-    const timer = this.clock.setTimer(this.config.applyDelayMs, () => fire())
+    // At the next multiple of applyDelayMs on this node's clock, not applyDelayMs after the first arrival: nodes that
+    // received the same changes apply the same batch, so the simulator's replicas share one result (doc-pool.ts).
+    const period = this.config.applyDelayMs
+    const timer = this.clock.setTimer(period - (((this.clock.nowMs() % period) + period) % period), () => fire())
     this.delay = { timer, done, fire }
     return done.finally(() => {
       this.delay = undefined

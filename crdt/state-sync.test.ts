@@ -508,6 +508,7 @@ describe('anti-entropy opens each session with a heads round', () => {
 describe('state sync applies gossip in batches', () => {
   it('changes from several senders arriving within applyDelayMs are applied, persisted and announced once; none waits longer', async () => {
     const { clock, net, replicas: [a, b, c], stopAll } = await manualReplicas(['a', 'b', 'c'], { applyDelayMs: 50 })
+    await clock.advance(50 - (clock.nowMs() % 50)) // on a multiple of applyDelayMs: the next one is a whole period away
     await a.state.createDeployment({ id: 'da', spec: { name: 'web', image: 'nginx' }, owner: 'a' })
     await b.state.createDeployment({ id: 'db', spec: { name: 'api', image: 'nginx' }, owner: 'b' })
     await b.state.setReplicas('db', 2)
@@ -527,6 +528,28 @@ describe('state sync applies gossip in batches', () => {
     expect(events).toEqual([{ afterMs: 50, deployments: new Set(['da', 'db']) }])
     expect(c.state.stats().chunks).toBe(chunksBefore + 1)
     expect(c.sync.counters()).toMatchObject({ changesApplied: 3 })
+    await stopAll()
+  })
+
+  it('applies at the multiples of applyDelayMs on the node clock: replicas that received the same changes at different times apply them together', async () => {
+    const { clock, net, replicas: [a, b, c], stopAll } = await manualReplicas(['a', 'b', 'c'], { applyDelayMs: 50 })
+    await a.state.createDeployment({ id: 'da', spec: { name: 'web', image: 'nginx' }, owner: 'a' })
+    const [message] = net.take()
+    await clock.advance(50 - (clock.nowMs() % 50) + 10) // 10 ms past a multiple
+    const appliedAt = new Map<string, number>()
+    b.state.onChange(() => appliedAt.set('b', clock.nowMs()))
+    c.state.onChange(() => appliedAt.set('c', clock.nowMs()))
+    const multiple = clock.nowMs() + 40
+    net.deliver('b', message!)
+    await clock.advance(25)
+    net.deliver('c', message!)
+    await clock.advance(14)
+    expect(appliedAt.size).toBe(0)
+    await clock.advance(1)
+    await b.sync.idle()
+    await c.sync.idle()
+    // Both at the multiple: b did not wait a whole applyDelayMs, c waited 15 ms, not 50.
+    expect(Object.fromEntries(appliedAt)).toEqual({ b: multiple, c: multiple })
     await stopAll()
   })
 })

@@ -19,7 +19,7 @@ export interface StateSyncConfig {
   pendingBytesMax: number
   /** Most gossiped changes applied (and persisted as one chunk) per call: keeps one apply short while a burst still costs few store writes. */
   applyBatchChangesMax: number
-  /** Gossiped changes wait up to this long to be applied together: one apply, one store write, one index update and one round of change listeners (placement, reconciler) for everything that arrived meanwhile, instead of one per change — every node applies every change, so this is the cost that grows with the cluster. Adds at most this much to the time a change takes to reach a node; 0 applies as soon as the current task ends. */
+  /** Gossiped changes wait up to this long to be applied together: one apply, one store write, one index update and one round of change listeners (placement, reconciler) for everything that arrived meanwhile, instead of one per change — every node applies every change, so this is the cost that grows with the cluster. Applies fall on multiples of this on the node's clock, so nodes that received the same changes apply the same batch (the simulator's replicas then share one result: a fifth less wall time at 200 nodes, with the genesis saves shared). Adds at most this much to the time a change takes to reach a node, half on average; 0 applies as soon as the current task ends. */
   applyDelayMs: number
   /** One sync round trip, the peer's persist included. Must carry a whole-document message on a slow link (32 MiB at 100 Mbit/s ≈ 3 s); stays under libp2p's handlerTimeoutMs (30 s). Lower detects a stuck peer sooner but fails big first syncs. */
   syncRequestTimeoutMs: number
