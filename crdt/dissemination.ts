@@ -38,6 +38,8 @@ export interface DisseminationDeps {
   misbehave(peerId: string, reason: DropReason): void
   /** A peer sent something of a later epoch than ours: a sync session with it moves us there. */
   peerAhead(peerId: string): void
+  /** A change was held for a dependency not received: one was lost, and anti-entropy brings it. */
+  gapFound(): void
 }
 
 const INVALID_PATHS_LOGGED_MAX = 5
@@ -51,6 +53,7 @@ export class Dissemination {
   private readonly count: StateSyncCounters
   private readonly misbehave: (peerId: string, reason: DropReason) => void
   private readonly peerAhead: (peerId: string) => void
+  private readonly gapFound: () => void
   /** Changes waiting for dependencies, oldest first. */
   private readonly pending = new Map<string, Held>()
   private pendingBytes = 0
@@ -72,6 +75,7 @@ export class Dissemination {
     this.count = deps.counters
     this.misbehave = deps.misbehave
     this.peerAhead = deps.peerAhead
+    this.gapFound = deps.gapFound
   }
 
   start(): void {
@@ -121,6 +125,11 @@ export class Dissemination {
     this.inbox = kept
   }
 
+  /** Changes held for dependencies not received yet. */
+  heldCount(): number {
+    return this.pending.size
+  }
+
   async idle(): Promise<void> {
     while (this.draining !== undefined) await this.draining
   }
@@ -168,7 +177,10 @@ export class Dissemination {
     const missing = this.state.missingAmong([held.hash, ...this.depsOutsideInbox(held)])
     if (!missing.has(held.hash)) this.count.changesDuplicate++
     else if (this.depsReady(held, missing)) this.enqueue(held)
-    else this.hold(held)
+    else {
+      this.hold(held)
+      this.gapFound()
+    }
   }
 
   private drop(from: string, reason: DropReason, blame: boolean, n = 1): void {

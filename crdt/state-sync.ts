@@ -58,6 +58,9 @@ class StateSyncService implements StateSync {
   private running = false
   private timer: TimerHandle | undefined
   private tickSession: Promise<SyncSessionResult> | undefined
+  /** A session brought forward by a gap (gapFound), pending. */
+  private gapTimer: TimerHandle | undefined
+  private lastTickAtMs = Number.NEGATIVE_INFINITY
   private initial: Promise<InitialSyncResult> | undefined
   private stopController = new AbortController()
   /** The store had damaged chunks at start and no full session has completed since. */
@@ -90,6 +93,7 @@ class StateSyncService implements StateSync {
       misbehave,
       // Its sync session's first reply tells us its epoch's record (anti-entropy.ts), and we move there.
       peerAhead: (peerId) => this.antiEntropy.peerAhead(peerId),
+      gapFound: () => this.gapFound(),
     })
     this.antiEntropy = new AntiEntropy({
       config,
@@ -120,6 +124,8 @@ class StateSyncService implements StateSync {
     this.running = false
     this.timer?.cancel()
     this.timer = undefined
+    this.gapTimer?.cancel()
+    this.gapTimer = undefined
     this.stopController.abort(new Error('state sync stopped'))
     await Promise.allSettled([this.dissemination.stop(), this.antiEntropy.stop()])
     await this.initial?.catch(() => undefined)
@@ -139,7 +145,28 @@ class StateSyncService implements StateSync {
     this.timer = this.clock.setTimer(this.config.antiEntropyIntervalMs + jitterMs, () => this.tick())
   }
 
+  /**
+   * A held change waits for a lost one: unless reordering fills the gap
+   * within gapSyncDelayMs, the next session starts then (and the regular
+   * loop counts from it), not up to an interval later. At 20 % loss nearly
+   * every node misses one of a burst of changes, and until a session brings
+   * it each node's document differs from every other's (the simulator's
+   * replicas then apply each later change on their own).
+   */
+  private gapFound(): void {
+    if (!this.running || this.gapTimer !== undefined || this.config.gapSyncDelayMs <= 0) return
+    const atMs = Math.max(this.clock.nowMs() + this.config.gapSyncDelayMs, this.lastTickAtMs + this.config.gapSyncIntervalMinMs)
+    this.gapTimer = this.clock.setTimer(atMs - this.clock.nowMs(), () => {
+      this.gapTimer = undefined
+      if (!this.running || this.dissemination.heldCount() === 0 || this.tickSession !== undefined) return
+      this.count.gapSyncs++
+      this.timer?.cancel()
+      this.tick()
+    })
+  }
+
   private tick(): void {
+    this.lastTickAtMs = this.clock.nowMs()
     this.scheduleTick()
     this.checkDocumentSize()
     if (this.tickSession !== undefined) return // the previous one is still running: no pile-up

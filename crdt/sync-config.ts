@@ -11,6 +11,10 @@ export interface StateSyncConfig {
   antiEntropyIntervalMs: number
   /** Random extra delay (uniform in [0, this)) before each session, so nodes started together do not sync in lockstep. */
   antiEntropyJitterMs: number
+  /** A gossiped change held this long for a missing dependency (a lost message, not reordering: gossip latency is well below it) brings the next anti-entropy session forward, so a gap is filled in about this time rather than up to an interval. */
+  gapSyncDelayMs: number
+  /** Brought forward, sessions still start at most this often: under sustained loss, a node syncs a few times an interval, not on every gap. */
+  gapSyncIntervalMinMs: number
   /** Largest change published on the state topic. One API write is one change, a few KB at most for any realistic spec; a larger one is not gossiped and reaches peers by anti-entropy within an interval. Well below the transports' 1 MiB gossip bound. */
   changeBytesMax: number
   /** Gossiped changes held until their dependencies arrive. A gap is usually one lost message, filled by the next anti-entropy session; past the bound the oldest are dropped (counted) and anti-entropy brings them instead. */
@@ -52,6 +56,8 @@ const MIB = 1024 * KIB
 const LAN: StateSyncConfig = {
   antiEntropyIntervalMs: 5_000,
   antiEntropyJitterMs: 1_000,
+  gapSyncDelayMs: 500,
+  gapSyncIntervalMinMs: 1_000,
   changeBytesMax: 64 * KIB,
   pendingChangesMax: 1_024,
   pendingBytesMax: 8 * MIB,

@@ -83,6 +83,8 @@ export interface StateSyncCounters {
   changesDropped: Record<DropReason, number>
   // ---- anti-entropy (sync protocol) ----
   syncSessionsStarted: number
+  /** Sessions brought forward because a gossiped change waited for a lost one (gapSyncDelayMs). */
+  gapSyncs: number
   syncSessionsOk: number
   syncSessionsFailed: number
   syncSessionFailures: Record<SyncFailure, number>
@@ -169,6 +171,7 @@ export function zeroStateSyncCounters(): StateSyncCounters {
     changesPending: 0,
     changesDropped: zeroDrops(),
     syncSessionsStarted: 0,
+    gapSyncs: 0,
     syncSessionsOk: 0,
     syncSessionsFailed: 0,
     syncSessionFailures: failures,

@@ -226,6 +226,7 @@ function registerMeshMetrics(metrics: NodeMetrics, core: NodeCore): void {
     const c = sync()
     return { ok: c.syncSessionsOk, failed: c.syncSessionsFailed, served: c.syncSessionsServed }
   })
+  metrics.gaugeFrom('lattice_state_sync_gap_sessions_total', 'Anti-entropy sessions brought forward because a received change waited for a lost one', () => sync().gapSyncs)
   metrics.gaugeByLabel('lattice_state_sync_rounds_total', 'Anti-entropy round trips, by direction', 'direction', () => ({ out: sync().syncRoundsOut, in: sync().syncRoundsIn }))
   metrics.gaugeByLabel('lattice_state_sync_bytes_total', 'Anti-entropy bytes, by direction', 'direction', () => ({ out: sync().syncBytesOut, in: sync().syncBytesIn }))
   metrics.gaugeByLabel('lattice_state_sync_dropped_total', 'Sync messages dropped, by reason', 'reason', () => sync().syncDropped)
