@@ -142,6 +142,31 @@ describe('cluster state sync surface', () => {
     expect(a.statuses('d2')).toMatchObject([{ peerId: 'node-b', restarts: 19 }])
   })
 
+  it('a joining replica writes its first sync as a compaction; a backlog smaller than what a replica stores is written as one chunk', async () => {
+    const noise = (seed: number, length: number): string => {
+      const rng = createRng(seed)
+      return Array.from({ length }, () => rng.int(36).toString(36)).join('') // incompressible
+    }
+    const storeA = createMemoryStore()
+    const a = await start('node-a', storeA)
+    for (let i = 0; i < 40; i++) await a.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', env: { NOISE: noise(i + 1, 1_500) } }, owner: 'node-a' })
+    const b = await start('node-b')
+    await syncRecording(a, b)
+    expect(b.stats().chunks).toBe(0) // the whole document, as one snapshot
+    for (let round = 0; round < 30; round++) await b.reportStatus(`d${round % 10}`, 0, { ...sampleStatus, restarts: round, error: noise(100 + round, 600) })
+    const before = a.stats()
+    const { largest } = await syncRecording(b, a)
+    // A bulk message (≥ 16 KiB and over a quarter of what a stores), yet smaller than what a stores.
+    expect(largest).toBeGreaterThan(16 * 1024)
+    expect(largest * 4).toBeGreaterThan(before.sizeBytes)
+    expect(largest).toBeLessThan(before.sizeBytes)
+    expect(a.stats().chunks).toBe(before.chunks + 1)
+    expect(replicaView(a)).toEqual(replicaView(b))
+    const view = replicaView(a)
+    await a.stop()
+    expect(replicaView(await start('node-a', storeA))).toEqual(view)
+  })
+
   it('a bulk merge that adds more keys than half the index holds re-reads every entry without asking Automerge for a diff', async () => {
     const noise = (seed: number): string => {
       const rng = createRng(seed)

@@ -322,11 +322,19 @@ const MESSAGE_LENGTH_MAX = 120
  * A sync message of at least this many bytes and at least a quarter of the
  * stored document (a joining node's whole-document message, a long
  * partition's backlog) is not decoded change by change: what it touched is
- * read from Automerge's diff, or every entry is re-read (bulkTouched), and
- * the whole document is written as a compaction.
+ * read from Automerge's diff, or every entry is re-read (bulkTouched).
  */
 const BULK_BYTES_MIN = 16 * 1024
 const BULK_SHARE_DIVISOR = 4
+/**
+ * …and written as a compaction only when at least this share (1/n) of the
+ * stored document: a joining node's first message. A partition's backlog is
+ * written as a chunk of its changes like any other, and compacted with the
+ * chunks: after a 1,000-node asymmetric partition healed, every node's
+ * compaction (a whole-document save, deflated and hashed) was a fifth of the
+ * wall, each node's document being its own.
+ */
+const BULK_COMPACT_SHARE_DIVISOR = 1
 /** A bulk merge's diff naming more than this fraction (1/n) of the index's entries re-reads the whole index instead: past half, one read per section beats one per entry. */
 const BULK_DIFF_SHARE_DIVISOR = 2
 
@@ -819,7 +827,9 @@ class AutomergeClusterState implements ClusterState {
       return { syncState: moved, result: { applied: false, invalidEntries: [] } }
     }
     let next = syncState
-    const bulk = message.byteLength >= BULK_BYTES_MIN && message.byteLength * BULK_SHARE_DIVISOR >= (this.persistence?.sizeBytes ?? 0)
+    const stored = this.persistence?.sizeBytes ?? 0
+    const bulk = message.byteLength >= BULK_BYTES_MIN && message.byteLength * BULK_SHARE_DIVISOR >= stored
+    const compact = bulk && message.byteLength * BULK_COMPACT_SHARE_DIVISOR >= stored
     const receive = (target: DocHandle): void => {
       // A message that fails to parse throws before it touches the document.
       next = receiveSyncMessage(target, syncState, message)
@@ -835,7 +845,7 @@ class AutomergeClusterState implements ClusterState {
             // The pooled result holds the message's every change and head: Automerge need not parse the changes again.
             receive: (target) => void (next = receiveHeldSyncMessage(target, syncState, content)),
           }
-    const result = await this.applyRemote('not an Automerge sync message', receive, bulk, undefined, undefined, undefined, carried)
+    const result = await this.applyRemote('not an Automerge sync message', receive, bulk, undefined, undefined, undefined, carried, compact)
     return { syncState: next, result }
   }
 
@@ -889,7 +899,8 @@ class AutomergeClusterState implements ClusterState {
    * The entries touched are found from the new changes' ops; with `bulk` (a
    * whole document, or a message as large as a good part of it) from the
    * diff of the state, or by re-reading every entry (bulkTouched), cheaper
-   * than decoding most of the history, and the
+   * than decoding most of the history. With `compact` (a whole document, or
+   * a sync message as large as what is stored) the
    * whole document is written as the snapshot (a compaction) rather than
    * its new changes as one chunk: a fresh node's first sync would otherwise
    * store every change of the cluster uncompressed (9.7 MB for the crdt
@@ -904,6 +915,7 @@ class AutomergeClusterState implements ClusterState {
     givenDecoded?: readonly A.DecodedChange[],
     savedAs?: (next: DocHandle) => Uint8Array | undefined,
     carried?: CarriedChanges,
+    compact = bulk,
   ): Promise<ApplyResult> {
     const current = this.runningDoc()
     const persistence = this.persistence!
@@ -992,7 +1004,7 @@ class AutomergeClusterState implements ClusterState {
     persistence.noteChanges(named ? given : undefined)
     const invalidEntries = this.index.update(next, touchedByDiff ? this.bulkTouched(next, before) : (decoded ?? next.getChanges(before ?? []).map((change) => A.decodeChange(change))))
     const touched = this.index.takeTouched()
-    if (bulk) await persistence.compact(savedAs?.(next))
+    if (compact) await persistence.compact(savedAs?.(next))
     else await persistence.persist()
     this.emit(this.changeListeners, { local: false, ...touched })
     return { applied: true, invalidEntries }
