@@ -332,7 +332,7 @@ const BULK_SHARE_DIVISOR = 4
  * written as a chunk of its changes like any other, and compacted with the
  * chunks: after a 1,000-node asymmetric partition healed, every node's
  * compaction (a whole-document save, deflated and hashed) was a fifth of the
- * wall, each node's document being its own.
+ * wall in the minute profiled, each node's document being its own.
  */
 const BULK_COMPACT_SHARE_DIVISOR = 1
 /** A bulk merge's diff naming more than this fraction (1/n) of the index's entries re-reads the whole index instead: past half, one read per section beats one per entry. */
