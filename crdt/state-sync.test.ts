@@ -563,13 +563,16 @@ describe('a gap in the gossip', () => {
       await a.state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx' }, owner: 'a' })
       await cluster.run(100)
       expect(b.state.deployment('d1')).toBeDefined()
-      // The next change's gossip is lost on its way to b; the one after it arrives and must wait for it.
-      cluster.net.partitionOneWay(['a'], ['b'])
-      await a.state.setReplicas('d1', 2)
-      await cluster.run(100)
-      cluster.net.heal()
-      await a.state.setReplicas('d1', 3)
-      await cluster.run(100)
+      /** a scales to `lost` (its gossip lost on the way to b), then to `lost + 1` (which arrives and must wait for it). */
+      const loseOneThenSend = async (lost: number, stepMs: number): Promise<void> => {
+        cluster.net.partitionOneWay(['a'], ['b'])
+        await a.state.setReplicas('d1', lost)
+        await cluster.run(stepMs)
+        cluster.net.heal()
+        await a.state.setReplicas('d1', lost + 1)
+        await cluster.run(stepMs)
+      }
+      await loseOneThenSend(2, 100)
       expect(b.state.deployment('d1')?.replicas).toBe(1)
       expect(b.sync.counters()).toMatchObject({ changesPending: 1, gapSyncs: 0 })
       await cluster.run(500)
@@ -577,12 +580,7 @@ describe('a gap in the gossip', () => {
       expect(b.state.deployment('d1')?.replicas).toBe(3)
       expect(sameHeads([a, b])).toBe(true)
       // A gap filled by the gossip itself (reordering) before the delay starts no session.
-      cluster.net.partitionOneWay(['a'], ['b'])
-      await a.state.setReplicas('d1', 4)
-      await cluster.run(50)
-      cluster.net.heal()
-      await a.state.setReplicas('d1', 5)
-      await cluster.run(50)
+      await loseOneThenSend(4, 50)
       await b.state.mergeSnapshot(a.state.saveSnapshot()) // what a late copy of the lost change would bring
       await cluster.run(1_000)
       expect(b.sync.counters().gapSyncs).toBe(1)
