@@ -104,12 +104,16 @@ describe('PiggybackQueue', () => {
     )
   })
 
-  it('after many replacements a take returns the oldest entries still queued', () => {
+  it('after many replacements a take returns the oldest entries still queued, and replaced entries do not pile up', () => {
     const queue = new PiggybackQueue(512)
     for (let round = 0; round < 2_000; round++) queue.push({ p: `peer${round % 400}`, s: 'a', i: round, q: 0 }, 4)
     expect(queue.size).toBe(400)
     const taken = queue.take(6)
     // The oldest still queued: the 400 newest pushes, in order.
     expect(taken.map((update) => update.i)).toEqual([1600, 1601, 1602, 1603, 1604, 1605])
+    // Far more news than takes about the same two peers: the replaced entries are dropped, the newest kept.
+    const small = new PiggybackQueue(2)
+    for (let round = 0; round < 50; round++) small.push({ p: `peer${round % 2}`, s: 'a', i: round, q: 0 }, 4)
+    expect(small.take(6).map((update) => update.i)).toEqual([48, 49])
   })
 })

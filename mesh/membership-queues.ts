@@ -128,6 +128,8 @@ interface Level {
 
 /** A level's taken slots are cut off once this many have piled up (and they are half of it): amortised O(1) per entry. */
 const LEVEL_COMPACT_MIN = 64
+/** A level holding this many times the queue's capacity in slots (most of them replaced entries) drops its replaced ones. */
+const LEVEL_SLOTS_PER_CAPACITY = 4
 
 /**
  * Updates waiting to be piggybacked, one per subject (a newer update about a
@@ -160,7 +162,14 @@ export class PiggybackQueue {
   }
 
   private enqueue(entry: Pending): void {
-    this.level(entry.transmits).slots.push(entry)
+    const level = this.level(entry.transmits)
+    level.slots.push(entry)
+    // Replaced entries wait in their slots until a take reaches them; news about the same peers arriving much faster
+    // than probes take it must not grow a level without bound.
+    if (level.slots.length - level.head > LEVEL_SLOTS_PER_CAPACITY * this.capacity) {
+      level.slots = level.slots.slice(level.head).filter((queued) => !queued.gone)
+      level.head = 0
+    }
   }
 
   /** The first entry of a level still queued, its slot consumed; undefined when none is left. */
