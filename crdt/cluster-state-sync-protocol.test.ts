@@ -13,6 +13,12 @@ import { sampleNode, sampleStatus, startState } from './test-support.ts'
 const clock = createVirtualClock()
 const start = async (selfId: string, store = createMemoryStore()): Promise<ClusterState> => (await startState({ clock, selfId, store })).state
 
+/** `length` base-36 characters drawn from `seed`: incompressible, so sizes in bytes are what the test sets. */
+const noise = (seed: number, length: number): string => {
+  const rng = createRng(seed)
+  return Array.from({ length }, () => rng.int(36).toString(36)).join('')
+}
+
 const foreign = (state: ClusterState, edit: (doc: DocMap) => void): Uint8Array => {
   const doc = A.load<DocMap>(state.saveSnapshot(), { actor: 'ab'.repeat(16) })
   return A.getLastLocalChange(A.change(doc, { time: 0 }, edit))!
@@ -93,11 +99,7 @@ describe('cluster state sync surface', () => {
 
   it('a joining replica receiving the whole document in one large message re-reads every entry and reports the invalid ones', async () => {
     const a = await start('node-a')
-    for (let i = 0; i < 40; i++) {
-      const rng = createRng(i + 1)
-      const noise = Array.from({ length: 600 }, () => rng.int(36).toString(36)).join('') // incompressible
-      await a.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', env: { NOISE: noise } }, owner: 'node-a' })
-    }
+    for (let i = 0; i < 40; i++) await a.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', env: { NOISE: noise(i + 1, 600) } }, owner: 'node-a' })
     await a.applyChanges([foreign(a, (doc) => {
       ;(doc.deployments as DocMap).broken = toDocValue({ id: 'broken' })
     })])
@@ -110,10 +112,6 @@ describe('cluster state sync surface', () => {
   })
 
   it('a large backlog for a few entries is read from the diff, and the replica then reads what a fresh one loaded from it reads', async () => {
-    const noise = (seed: number, length: number): string => {
-      const rng = createRng(seed)
-      return Array.from({ length }, () => rng.int(36).toString(36)).join('') // incompressible
-    }
     const a = await start('node-a')
     for (let i = 0; i < 40; i++) await a.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', env: { NOISE: noise(i + 1, 400) } }, owner: 'node-a' })
     const b = await start('node-b')
@@ -143,10 +141,6 @@ describe('cluster state sync surface', () => {
   })
 
   it('a joining replica writes its first sync as a compaction; a backlog smaller than what a replica stores is written as one chunk', async () => {
-    const noise = (seed: number, length: number): string => {
-      const rng = createRng(seed)
-      return Array.from({ length }, () => rng.int(36).toString(36)).join('') // incompressible
-    }
     const storeA = createMemoryStore()
     const a = await start('node-a', storeA)
     for (let i = 0; i < 40; i++) await a.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', env: { NOISE: noise(i + 1, 1_500) } }, owner: 'node-a' })
@@ -168,13 +162,9 @@ describe('cluster state sync surface', () => {
   })
 
   it('a bulk merge that adds more keys than half the index holds re-reads every entry without asking Automerge for a diff', async () => {
-    const noise = (seed: number): string => {
-      const rng = createRng(seed)
-      return Array.from({ length: 1000 }, () => rng.int(36).toString(36)).join('') // incompressible
-    }
     const a = await start('node-a')
     for (let i = 0; i < 10; i++) await a.createDeployment({ id: `d${i}`, spec: { name: `web-${i}`, image: 'nginx', replicas: 3 }, owner: 'node-a' })
-    for (let i = 0; i < 10; i++) for (let replica = 0; replica < 3; replica++) await a.reportStatus(`d${i}`, replica, { ...sampleStatus, error: noise(i * 3 + replica + 1) })
+    for (let i = 0; i < 10; i++) for (let replica = 0; replica < 3; replica++) await a.reportStatus(`d${i}`, replica, { ...sampleStatus, error: noise(i * 3 + replica + 1, 1_000) })
     const b = await start('node-b')
     await b.upsertSelfNode(sampleNode)
     await b.createDeployment({ id: 'mine', spec: { name: 'mine', image: 'nginx' }, owner: 'node-b' })
