@@ -11,6 +11,7 @@ import * as A from '@automerge/automerge'
 import { createRng, silentLogger, type RequestContext, type Transport } from '../core/index.ts'
 import { createVirtualClock } from '../sim/virtual-clock.ts'
 import { createClusterState, type ClusterState } from './cluster-state.ts'
+import { resolveStateSyncConfig } from './sync-config.ts'
 import { toDocValue, type DocMap } from './doc-codec.ts'
 import { genesisChange } from './document.ts'
 import { createMemoryStore } from './level-store.ts'
@@ -104,6 +105,17 @@ describe('state sync over the simulated network', () => {
     } finally {
       await cluster.stopAll()
     }
+  })
+
+  it('anti-entropy picks among the alive list without ever syncing with itself (the list holds self, as membership\'s does)', async () => {
+    const cluster = await simCluster(['n0', 'n1'], { seed: 3 })
+    await cluster.run(20 * resolveStateSyncConfig('test').antiEntropyIntervalMs)
+    const [n0, n1] = [cluster.node('n0').sync.counters(), cluster.node('n1').sync.counters()]
+    expect(n0.syncSessionsStarted).toBeGreaterThan(5)
+    // Every session one started, the other served: none went to the starter itself.
+    expect(n1.syncSessionsServed).toBe(n0.syncSessionsStarted)
+    expect(n0.syncSessionsServed).toBe(n1.syncSessionsStarted)
+    await cluster.stopAll()
   })
 
   it('a partitioned cluster writes on both sides; after the heal every node has equal heads', async () => {

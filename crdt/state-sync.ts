@@ -35,6 +35,9 @@ import {
 } from './sync-types.ts'
 import type { DropReason } from './sync-wire.ts'
 
+/** Random draws tried on the shared alive list before filtering a copy of it. */
+const PICK_ATTEMPTS = 8
+
 export function createStateSync(init: StateSyncInit = {}): (components: StateSyncComponents) => StateSync {
   const config = resolveStateSyncConfig(init.preset ?? 'lan', init.config)
   return (components) => new StateSyncService(config, components)
@@ -48,7 +51,7 @@ class StateSyncService implements StateSync {
   private readonly clock: Clock
   private readonly rng: Rng
   private readonly log: Logger
-  private readonly peers: () => string[]
+  private readonly peers: () => readonly string[]
   private readonly selfId: string
   private readonly count: StateSyncCounters = zeroStateSyncCounters()
   private readonly dissemination: Dissemination
@@ -170,11 +173,26 @@ class StateSyncService implements StateSync {
     this.scheduleTick()
     this.checkDocumentSize()
     if (this.tickSession !== undefined) return // the previous one is still running: no pile-up
-    const peerId = this.rng.pick(this.alivePeers().filter((peer) => !this.antiEntropy.isSyncing(peer)))
+    const peerId = this.pickPeer((peer) => !this.antiEntropy.isSyncing(peer))
     if (peerId === undefined) return
     this.tickSession = this.antiEntropy.sync(peerId).finally(() => {
       this.tickSession = undefined
     })
+  }
+
+  /**
+   * A uniformly random alive peer other than self that `eligible` accepts.
+   * Rejection sampling on the shared list first: copying 1,000 peers per
+   * tick was 3 % of a quiet stretch at 1,000 nodes, and nearly every peer
+   * is eligible.
+   */
+  private pickPeer(eligible: (peer: string) => boolean): string | undefined {
+    const peers = this.peers()
+    for (let attempt = 0; attempt < PICK_ATTEMPTS && peers.length > 0; attempt++) {
+      const peer = peers[this.rng.int(peers.length)] as string
+      if (peer !== this.selfId && eligible(peer)) return peer
+    }
+    return this.rng.pick(peers.filter((peer) => peer !== this.selfId && eligible(peer)))
   }
 
   private alivePeers(): string[] {
@@ -266,7 +284,7 @@ class StateSyncService implements StateSync {
     const held = (): boolean => this.antiEntropy.peersHolding(heads, 1).length > 0
     const tried = new Set<string>()
     while (this.running && !held() && this.clock.nowMs() < deadlineMs) {
-      const peerId = this.rng.pick(this.alivePeers().filter((peer) => !tried.has(peer)))
+      const peerId = this.pickPeer((peer) => !tried.has(peer))
       if (peerId === undefined) {
         // Everyone tried (or nobody known yet): wait a little, then go round again.
         tried.clear()

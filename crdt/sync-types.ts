@@ -15,8 +15,8 @@ export interface StateSyncComponents {
   clock: Clock
   rng: Rng
   logger: Logger
-  /** Alive peers other than self, each once (membership's alive list): anti-entropy picks among them. */
-  peers: () => string[]
+  /** Alive peers, each once, possibly with self (membership's alive list, not copied): anti-entropy picks among them. */
+  peers: () => readonly string[]
 }
 
 /** Why a sync session ended without converging. */

@@ -163,6 +163,10 @@ describe('membership on the simulated network', () => {
       const events = c.eventsAbout(observer, victim)
       expect(events.at(-1)).toBe('dead@0')
       expect(events).toContain('suspect@0')
+      // Each event's view is the member as it was then, though read only now (views are built on first read).
+      for (const event of observer.events.filter((e) => e.peerId === victim.id)) {
+        expect(event.member.state).toBe(event.type === 'joined' ? 'alive' : event.type)
+      }
     }
     expect(allAlive(others(c, victim))).toBe(true)
   })

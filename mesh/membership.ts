@@ -134,6 +134,8 @@ interface Suspicion {
   /** This node's own probe of the suspect failed: it may declare death. */
   originator: boolean
   timer: TimerHandle | undefined
+  /** When `timer` fires: a re-arm to the same moment (an observer's timeout does not count confirmations) keeps it. */
+  timerAtMs: number
   reprobe: TimerHandle | undefined
 }
 
@@ -236,7 +238,7 @@ class MembershipService implements Membership {
   private readonly timers = new Set<TimerHandle>()
   /** Round trips of direct pings: the probe timeout follows them (round-trip.ts). */
   private readonly roundTrip = new RoundTripEstimator()
-  private readonly listeners = new Set<(event: MembershipEvent) => void>()
+  private listenerList: ReadonlyArray<(event: MembershipEvent) => void> = []
   private readonly count: MembershipCounters = zeroMembershipCounters()
   private awareness = 0
   /** neighbours > 0: dials in progress, by peer (a dial outlives the request that started it). */
@@ -384,9 +386,10 @@ class MembershipService implements Membership {
 
   onEvent(listener: (event: MembershipEvent) => void): () => void {
     const entry = (event: MembershipEvent): void => listener(event)
-    this.listeners.add(entry)
+    // Copied on change, not per event: a listener added or removed during an emit takes effect from the next one.
+    this.listenerList = [...this.listenerList, entry]
     return () => {
-      this.listeners.delete(entry)
+      this.listenerList = this.listenerList.filter((held) => held !== entry)
     }
   }
 
@@ -532,9 +535,12 @@ class MembershipService implements Membership {
   }
 
   private emit(type: MembershipEventType, member: Member): void {
-    if (this.listeners.size === 0) return
-    const event: MembershipEvent = { type, peerId: member.peerId, incarnation: member.incarnation, atMs: this.now(), member: this.view(member) }
-    for (const listener of [...this.listeners]) {
+    const listeners = this.listenerList
+    if (listeners.length === 0) return
+    // The member's view is built when a listener reads it: in a partition every node sees half the others change state
+    // (twice or three times each), and most listeners read the type and peerId alone.
+    const event = new LazyMembershipEvent(type, member, this.now())
+    for (const listener of listeners) {
       try {
         listener(event)
       } catch (err) {
@@ -597,8 +603,12 @@ class MembershipService implements Membership {
     if (previous === state) return
     member.state = state
     member.stateChangedAtMs = this.now()
-    for (const set of [this.aliveIds, this.suspectIds, this.deadIds]) set.delete(member.peerId)
-    if (previous === 'alive') this.aliveInOrder.delete(member.peerId)
+    // Each id is in the set of its state alone (left: none).
+    if (previous === 'alive') {
+      this.aliveIds.delete(member.peerId)
+      this.aliveInOrder.delete(member.peerId)
+    } else if (previous === 'suspect') this.suspectIds.delete(member.peerId)
+    else if (previous === 'dead') this.deadIds.delete(member.peerId)
     this.aliveSorted = undefined
     if (state === 'alive') {
       this.aliveIds.add(member.peerId)
@@ -798,7 +808,7 @@ class MembershipService implements Membership {
   private startSuspicion(member: Member, incarnation: number, by: string, originator: boolean): void {
     this.transition(member, 'suspect', incarnation)
     this.clearSuspicion(member)
-    member.suspicion = { incarnation, startedAtMs: this.now(), confirmers: new Set([by]), originator, timer: undefined, reprobe: undefined }
+    member.suspicion = { incarnation, startedAtMs: this.now(), confirmers: new Set([by]), originator, timer: undefined, timerAtMs: Number.NaN, reprobe: undefined }
     this.bump('suspicionsStarted')
     this.armSuspicion(member)
     if (originator) this.scheduleReprobe(member)
@@ -807,14 +817,20 @@ class MembershipService implements Membership {
   private armSuspicion(member: Member): void {
     const suspicion = member.suspicion
     if (suspicion === undefined || !this.running) return
-    suspicion.timer?.cancel()
     const n = this.liveCount()
     const scale = this.suspicionScale()
     const timeoutMs = suspicion.originator
       ? suspicionTimeoutMs(this.config, n, suspicion.confirmers.size - 1) * scale
       : suspicionMaxMs(this.config, n) * scale + this.config.suspicionObserverGraceMs
+    const atMs = suspicion.startedAtMs + timeoutMs
+    if (suspicion.timer !== undefined && suspicion.timerAtMs === atMs) return
+    suspicion.timer?.cancel()
     const incarnation = suspicion.incarnation
-    suspicion.timer = this.after(suspicion.startedAtMs + timeoutMs - this.now(), () => this.onSuspicionExpired(member.peerId, incarnation))
+    suspicion.timerAtMs = atMs
+    suspicion.timer = this.after(atMs - this.now(), () => {
+      suspicion.timer = undefined
+      this.onSuspicionExpired(member.peerId, incarnation)
+    })
   }
 
   private scheduleReprobe(member: Member): void {
@@ -1870,6 +1886,35 @@ function viewOf(peerId: string, state: MemberState, incarnation: number, seq: nu
     version: meta.version,
     addresses: meta.addresses,
     lastSeenAtMs,
+  }
+}
+
+/** A membership event whose member view is built on first read, from the member as it was at the event. */
+class LazyMembershipEvent implements MembershipEvent {
+  readonly peerId: string
+  readonly incarnation: number
+  private readonly state: MemberState
+  private readonly seq: number
+  private readonly meta: MemberMeta
+  private readonly lastSeenAtMs: number
+  private built: MemberView | undefined
+
+  constructor(
+    readonly type: MembershipEventType,
+    member: Member,
+    readonly atMs: number,
+  ) {
+    this.peerId = member.peerId
+    this.incarnation = member.incarnation
+    this.state = member.state
+    this.seq = member.metaSeq
+    this.meta = member.meta ?? EMPTY_META
+    this.lastSeenAtMs = member.lastSeenAtMs
+  }
+
+  get member(): MemberView {
+    this.built ??= viewOf(this.peerId, this.state, this.incarnation, this.seq, this.meta, this.lastSeenAtMs)
+    return this.built
   }
 }
 

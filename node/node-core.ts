@@ -113,8 +113,9 @@ export function createNodeCore(init: NodeCoreInit): (components: NodeCoreCompone
       seeds: init.seeds,
       meta: { capacity: init.capacity, free: init.capacity, load: 0, labels: init.labels, version: init.version, addresses: [] },
     })({ transport, clock, rng: rng.fork('membership'), logger: logger.child({ module: 'membership' }) })
-    // From the cached sorted alive list: building every member's view per anti-entropy tick was ~2 % of a 1,000-node run.
-    const alivePeers = (): string[] => membership.aliveMembers().filter((id) => id !== peerId)
+    // The cached sorted alive list itself: building every member's view per anti-entropy tick was ~2 % of a 1,000-node
+    // run, and copying the list without self another 3 % of a quiet stretch (state sync skips self).
+    const alivePeers = (): readonly string[] => membership.aliveMembers()
     const stateSync = createStateSync({ preset: init.stateSyncPreset, ...(init.stateSync !== undefined ? { config: init.stateSync } : {}) })({
       state,
       transport,

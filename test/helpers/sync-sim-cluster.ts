@@ -60,8 +60,8 @@ export async function simCluster(ids: string[], options: { seed?: number; lossRa
         clock,
         rng: rng.fork(`${id}/${restarts++}`),
         logger: silentLogger,
-        // What membership would say: the running peers this node can reach.
-        peers: () => [...nodes.keys()].filter((peer) => peer !== id && net.reachable(id, peer)),
+        // What membership would say: the running peers this node can reach, itself included (its alive list does).
+        peers: () => [...nodes.keys()].filter((peer) => peer === id || net.reachable(id, peer)),
       })
       await sync.start()
       const node = { id, store, state, transport, sync }
