@@ -212,11 +212,29 @@ describe('cluster state: nodes, placements, statuses', () => {
     const { state } = await start()
     await state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx', replicas: 2 }, owner: 'node-a' })
     await state.writePlacement('d1', 1, placement(1, 'node-b'))
+    // Read once before the next write: the answer is shared while nothing changes, and a write replaces it.
+    expect([...state.placements('d1').keys()]).toEqual([1])
+    expect(state.placements('d1')).toBe(state.placements('d1'))
     await state.writePlacement('d1', 0, placement(1, 'node-a'))
     expect(state.placement('d1', 0)).toEqual(placement(1, 'node-a'))
     expect([...state.placements('d1').keys()]).toEqual([0, 1])
     expect(state.placements('d1').get(1)?.winners).toEqual(['node-b'])
     expect(state.placements('other').size).toBe(0)
+  })
+
+  it('placements read before a peer\'s change show the change after it is applied', async () => {
+    const clock = createVirtualClock()
+    const a = await start({ clock, selfId: 'node-a' })
+    const b = await start({ clock, selfId: 'node-b' })
+    await a.state.createDeployment({ id: 'd1', spec: { name: 'web', image: 'nginx', replicas: 2 }, owner: 'node-a' })
+    await a.state.writePlacement('d1', 0, placement(1, 'node-a'))
+    await b.state.applyChanges(a.state.changesSince([]))
+    expect([...b.state.placements('d1').keys()]).toEqual([0])
+    await a.state.writePlacement('d1', 1, placement(1, 'node-b'))
+    await a.state.writePlacement('d1', 0, placement(2, 'node-c'))
+    await b.state.applyChanges(a.state.changesSince(b.state.heads()))
+    expect([...b.state.placements('d1').keys()]).toEqual([0, 1])
+    expect(b.state.placements('d1').get(0)?.winners).toEqual(['node-c'])
   })
 
   it('a placement of an older generation than the stored one is refused with CONFLICT', async () => {

@@ -164,7 +164,7 @@ export interface ClusterStateReader {
   deployments(): DeploymentEntry[]
   deployment(id: string): DeploymentEntry | undefined
   /** Replica index → closed round, in replica order. */
-  placements(id: string): Map<number, PlacementEntry>
+  placements(id: string): ReadonlyMap<number, PlacementEntry>
   placement(id: string, replica: number): PlacementEntry | undefined
   /** All replicas, all reporters; sorted by replica, then peerId. */
   statuses(id: string): StatusEntry[]
@@ -518,7 +518,7 @@ class AutomergeClusterState implements ClusterState {
     return this.index.deployment(id)
   }
 
-  placements(id: string): Map<number, PlacementEntry> {
+  placements(id: string): ReadonlyMap<number, PlacementEntry> {
     return this.index.placements(id)
   }
 

@@ -35,7 +35,7 @@ export interface DeploymentView {
   updatedAtMs: number
 }
 
-export function replicaViews(deployment: DeploymentEntry, placements: Map<number, PlacementEntry>, statuses: StatusEntry[]): ReplicaView[] {
+export function replicaViews(deployment: DeploymentEntry, placements: ReadonlyMap<number, PlacementEntry>, statuses: StatusEntry[]): ReplicaView[] {
   const views: ReplicaView[] = []
   for (let index = 0; index < deployment.replicas; index++) {
     const placement = placements.get(index)
