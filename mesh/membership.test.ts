@@ -171,6 +171,30 @@ describe('membership on the simulated network', () => {
     expect(allAlive(others(c, victim))).toBe(true)
   })
 
+  it('a suspect still heard from directly is held off for as long as its messages arrive, then declared dead', async () => {
+    const c = await cluster(2)
+    await c.run(2_000)
+    const [observer, suspect] = c.nodes as [Node, Node]
+    // The suspect's process is gone but its messages still reach the observer (a route broken one way, a stale
+    // sender): the observer's probes time out, and every message heard from the suspect holds the verdict off.
+    await suspect.membership.stop()
+    c.network.partitionOneWay([observer.id], [suspect.id])
+    const delta = { v: 1, t: 'f', i: 0, q: 1, b: 1, f: meta(1).free, l: 0 }
+    const holdMs = 3 * (suspicionMaxMs(CONFIG, 2) + CONFIG.suspicionObserverGraceMs + CONFIG.probeRoundMs)
+    let suspectedAt: number | undefined
+    for (let t = 0; t < holdMs; t += 100) {
+      await publishAs(suspect, delta)
+      await c.run(100)
+      if (suspectedAt === undefined && stateOf(observer, suspect) === 'suspect') suspectedAt = c.clock.nowMs()
+      expect(stateOf(observer, suspect)).not.toBe('dead')
+    }
+    expect(suspectedAt).toBeDefined()
+    expect(c.clock.nowMs() - suspectedAt!).toBeGreaterThan(2 * suspicionMaxMs(CONFIG, 2))
+    // Silence: the suspicion runs its course.
+    await c.run(holdMs)
+    expect(stateOf(observer, suspect)).toBe('dead')
+  })
+
   it('a suspected node that is alive refutes and stays alive', async () => {
     const c = await cluster(5)
     await c.run(2_000)
