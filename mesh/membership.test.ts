@@ -166,6 +166,7 @@ describe('membership on the simulated network', () => {
       // Each event's view is the member as it was then, though read only now (views are built on first read).
       for (const event of observer.events.filter((e) => e.peerId === victim.id)) {
         expect(event.member.state).toBe(event.type === 'joined' ? 'alive' : event.type)
+        expect(JSON.parse(JSON.stringify(event))).toEqual({ type: event.type, peerId: event.peerId, incarnation: event.incarnation, atMs: event.atMs, member: { ...event.member } })
       }
     }
     expect(allAlive(others(c, victim))).toBe(true)

@@ -1924,6 +1924,11 @@ class LazyMembershipEvent implements MembershipEvent {
     this.built ??= viewOf(this.peerId, this.state, this.incarnation, this.seq, this.meta, this.lastSeenAtMs)
     return this.built
   }
+
+  /** As a plain event would serialize (a getter is not an own property). */
+  toJSON(): MembershipEvent {
+    return { type: this.type, peerId: this.peerId, incarnation: this.incarnation, atMs: this.atMs, member: this.member }
+  }
 }
 
 const byPeerId = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
