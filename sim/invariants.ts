@@ -35,10 +35,34 @@ export function checkEqualMembershipViews(alive: readonly SimNode[]): string[] {
   const violations: string[] = []
   for (const node of alive) {
     const seen = node.core.membership.aliveMembers()
-    if (seen.length !== expected.length || !seen.every((peerId, i) => peerId === expected[i])) violations.push(`node ${node.index} sees a different set of alive members`)
+    if (seen.length === expected.length && seen.every((peerId, i) => peerId === expected[i])) continue
+    violations.push(`node ${node.index} sees a different set of alive members: ${viewDifference(node, seen, expected)}`)
   }
   return violations.slice(0, 10)
 }
+
+/** Which members a node's alive list lacks or holds beyond the alive nodes, with its view of each (a few named). */
+function viewDifference(node: SimNode, seen: readonly string[], expected: readonly string[]): string {
+  const seenSet = new Set(seen)
+  const expectedSet = new Set(expected)
+  const lacks = expected.filter((peerId) => !seenSet.has(peerId))
+  const extra = seen.filter((peerId) => !expectedSet.has(peerId))
+  const named = (peerIds: string[]): string =>
+    peerIds
+      .slice(0, VIEW_DIFFERENCES_NAMED)
+      .map((peerId) => {
+        const member = node.core.membership.member(peerId)
+        return `${peerId.slice(-6)} (${member === undefined ? 'unknown' : `${member.state}@${member.incarnation}`} here)`
+      })
+      .join(', ')
+  const parts: string[] = []
+  if (lacks.length > 0) parts.push(`lacks ${lacks.length} alive node(s): ${named(lacks)}`)
+  if (extra.length > 0) parts.push(`holds ${extra.length} other(s) as alive: ${named(extra)}`)
+  return parts.join('; ')
+}
+
+/** Members named per differing view in a violation message. */
+const VIEW_DIFFERENCES_NAMED = 3
 
 export interface ContainerCensus {
   /** Running containers on alive nodes, with the node that runs them. */

@@ -99,7 +99,10 @@ describe('each invariant checker catches a planted violation', () => {
     await cluster.deploy(a!, { name: 'one-side', image: 'lattice-test/busybox:latest', resources: { cpu: 0.1, memoryMB: 16 } })
     expect(checkEqualHeads(alive)).not.toEqual([])
     // A node that is down but still counted alive: views differ.
-    expect(checkEqualMembershipViews([...alive, { ...b!, peerId: 'ghost' }])).not.toEqual([])
+    const ghostViews = checkEqualMembershipViews([...alive, { ...b!, peerId: 'ghost-node' }])
+    expect(ghostViews).not.toEqual([])
+    // Each differing view names what it lacks, with its own view of it.
+    expect(ghostViews.join()).toContain('lacks 1 alive node(s): t-node (unknown here)')
     // A second copy of the replica on its winner: a duplicate (a broken adapter would do this).
     const census = await takeCensus(alive)
     const copy = census.running.find((r) => r.container.deploymentId === id)!
