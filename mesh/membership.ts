@@ -134,9 +134,7 @@ interface Suspicion {
   /** This node's own probe of the suspect failed: it may declare death. */
   originator: boolean
   timer: TimerHandle | undefined
-  /** When the suspicion expires (it moves later while the suspect is heard from, earlier as confirmations arrive). */
-  deadlineMs: number
-  /** When `timer` fires: at or before deadlineMs; one that fires early is set again for the rest. */
+  /** When `timer` fires: a re-arm to the same moment (an observer's timeout does not count confirmations) keeps it. */
   timerAtMs: number
   reprobe: TimerHandle | undefined
 }
@@ -810,7 +808,7 @@ class MembershipService implements Membership {
   private startSuspicion(member: Member, incarnation: number, by: string, originator: boolean): void {
     this.transition(member, 'suspect', incarnation)
     this.clearSuspicion(member)
-    member.suspicion = { incarnation, startedAtMs: this.now(), confirmers: new Set([by]), originator, timer: undefined, deadlineMs: Number.NaN, timerAtMs: Number.NaN, reprobe: undefined }
+    member.suspicion = { incarnation, startedAtMs: this.now(), confirmers: new Set([by]), originator, timer: undefined, timerAtMs: Number.NaN, reprobe: undefined }
     this.bump('suspicionsStarted')
     this.armSuspicion(member)
     if (originator) this.scheduleReprobe(member)
@@ -824,20 +822,14 @@ class MembershipService implements Membership {
     const timeoutMs = suspicion.originator
       ? suspicionTimeoutMs(this.config, n, suspicion.confirmers.size - 1) * scale
       : suspicionMaxMs(this.config, n) * scale + this.config.suspicionObserverGraceMs
-    suspicion.deadlineMs = suspicion.startedAtMs + timeoutMs
-    // A pending timer due no later stays, and is set again for the rest when it fires: a suspect across an
-    // asymmetric partition, heard from with every message it sends, would otherwise replace its timer each time.
-    if (suspicion.timer !== undefined && suspicion.timerAtMs <= suspicion.deadlineMs) return
+    const atMs = suspicion.startedAtMs + timeoutMs
+    if (suspicion.timer !== undefined && suspicion.timerAtMs === atMs) return
     suspicion.timer?.cancel()
-    this.setSuspicionTimer(member, suspicion)
-  }
-
-  private setSuspicionTimer(member: Member, suspicion: Suspicion): void {
-    suspicion.timerAtMs = suspicion.deadlineMs
-    suspicion.timer = this.after(suspicion.deadlineMs - this.now(), () => {
+    const incarnation = suspicion.incarnation
+    suspicion.timerAtMs = atMs
+    suspicion.timer = this.after(atMs - this.now(), () => {
       suspicion.timer = undefined
-      if (this.now() < suspicion.deadlineMs) this.setSuspicionTimer(member, suspicion)
-      else this.onSuspicionExpired(member.peerId, suspicion.incarnation)
+      this.onSuspicionExpired(member.peerId, incarnation)
     })
   }
 
