@@ -790,6 +790,10 @@ class MembershipService implements Membership {
     this.broadcast(alive, this.config.aliveBroadcastCopies)
     this.spread(alive)
     if (update.b !== undefined && update.b !== this.selfId) void this.notice(update.b, [alive], 2)
+    // Declared dead: we were cut off for longer than a suspicion, and news that spread meanwhile is not repeated
+    // (a newcomer's join). One full sync fetches it: a node isolated alone buries and sees come back too few members
+    // for the mass triggers (at 1,000 members, the two dozen it probed), and a newcomer may not probe it for minutes.
+    if (update.s === 'd') this.recoverySync()
   }
 
   private applyMeta(record: WireRecord): boolean {
