@@ -3,8 +3,7 @@
  * "virtualMs observer subject state", folded into a SHA-256 as it is
  * recorded (a 1,000-node run records millions). Same seed → same lines →
  * same traceHash. Observers and subjects are node indices (the seed fixes
- * which PeerId each index has). The last `keep` lines stay readable for
- * debugging a failing seed.
+ * which PeerId each index has).
  *
  * With a sink (`--trace FILE`, `createTraceFile`) every line is also written
  * as one JSON object per line: {"tMs":…,"observer":…,"subject":…,"event":"…"}
@@ -30,15 +29,9 @@ export class Trace {
   private readonly hash: Hash = createHash('sha256')
   /** Lines not folded into the hash yet: one update per TRACE_HASH_BATCH_CHARS, not per line (the same digest). */
   private pending = ''
-  /** The last `keep` lines, a ring from `tailNext`. */
-  private readonly tail: string[] = []
-  private tailNext = 0
   private count = 0
 
-  constructor(
-    private readonly keep = 200,
-    private readonly sink?: TraceSink,
-  ) {}
+  constructor(private readonly sink?: TraceSink) {}
 
   record(atMs: number, observer: number, subject: number, state: string): void {
     const line = `${atMs} ${observer} ${subject} ${state}\n`
@@ -46,11 +39,6 @@ export class Trace {
     if (this.pending.length >= TRACE_HASH_BATCH_CHARS) this.fold()
     this.sink?.({ tMs: atMs, observer, subject, event: state })
     this.count++
-    if (this.keep > 0) {
-      if (this.tail.length < this.keep) this.tail.push(line)
-      else this.tail[this.tailNext] = line
-      this.tailNext = (this.tailNext + 1) % this.keep
-    }
   }
 
   private fold(): void {
@@ -60,11 +48,6 @@ export class Trace {
 
   entries(): number {
     return this.count
-  }
-
-  lastLines(): string[] {
-    // Oldest first: once the ring is full its oldest line is the next to be replaced.
-    return this.tail.length < this.keep ? [...this.tail] : [...this.tail.slice(this.tailNext), ...this.tail.slice(0, this.tailNext)]
   }
 
   /** Final digest (hex); the trace cannot be extended afterwards. */

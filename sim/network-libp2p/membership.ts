@@ -86,7 +86,7 @@ export async function runMembershipScenarioLibp2p(options: Libp2pMembershipScena
   const t0 = clock.nowMs()
   const elapsed = (): number => clock.nowMs() - t0
 
-  const trace = new Trace(0)
+  const trace = new Trace()
   const view = new Uint8Array(n * n)
   const joinLatencyMax = new Float64Array(n)
   const detections: number[] = []

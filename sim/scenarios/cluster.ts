@@ -127,7 +127,7 @@ export async function runClusterScenario(options: ClusterScenarioOptions): Promi
   })
   const { driver } = cluster
   const rng = cluster.rng.fork('scenario')
-  const trace = new Trace(200, options.traceSink)
+  const trace = new Trace(options.traceSink)
   const recorder = new SeriesRecorder()
   let lastSampleMs = -1_000
   let lastGossipBytes = 0

@@ -142,7 +142,7 @@ export async function runMembershipScenario(options: MembershipScenarioOptions):
   let requestLoss = 0
   const ids = simPeerIds(driver.rng.fork('peer-ids'), n)
   const indexOf = new Map(ids.map((id, index) => [id, index]))
-  const trace = new Trace(0, options.traceSink)
+  const trace = new Trace(options.traceSink)
 
   // view[o * n + j]: observer o's state of subject j.
   const view = new Uint8Array(n * n)

@@ -138,7 +138,7 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
   }
   const { driver, network } = cluster
   const rng = cluster.rng.fork('scenario')
-  const trace = new Trace(200, options.traceSink)
+  const trace = new Trace(options.traceSink)
   const recorder = new SeriesRecorder()
   const noiseOnly = onlyNetworkNoise(spec)
 
