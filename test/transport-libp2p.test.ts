@@ -121,6 +121,23 @@ describe('libp2p transport', () => {
     }
   })
 
+  it('a request to a bootstrap peer by its id right at start goes to its address, not to a peer-routing walk until the dial timeout', async () => {
+    const hub = await makeTransport()
+    hub.handle('/test/echo/1', async (request) => request.data, { requestBytesMax: 64 })
+    await hub.start()
+    // The dial timeout is the bound a lookup in an empty DHT would wait out (the bootstrap dial joins that dial).
+    const joiner = await makeTransport({ bootstrap: hub.addresses(), dialTimeoutMs: 8_000 })
+    try {
+      await joiner.start()
+      const startedAt = Date.now()
+      const answer = await joiner.request(hub.selfId, '/test/echo/1', new Uint8Array([7]), { timeoutMs: 8_000, responseBytesMax: 64 })
+      expect([...answer]).toEqual([7])
+      expect(Date.now() - startedAt).toBeLessThan(4_000)
+    } finally {
+      await Promise.all([hub.stop(), joiner.stop()])
+    }
+  })
+
   it('counts publishes nobody heard instead of throwing, and refuses oversized ones', async () => {
     const transport = await makeTransport({ messageBytesMax: 1_000 })
     await transport.start()
