@@ -122,7 +122,8 @@ export function createBootstrapDialer(init: BootstrapDialerInit, components: Boo
   }
 }
 
-function peerIdOf(address: string): string | undefined {
+/** The PeerId an address names in its `/p2p/` part, if any (not validated: the dial is). */
+export function peerIdOf(address: string): string | undefined {
   const match = /\/p2p\/([^/]+)/.exec(address)
   return match?.[1]
 }

@@ -12,7 +12,7 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Clock, HandlerOptions, Logger, PeerEvent, RequestContext, RequestOptions, TopicMessage, Transport } from '../core/index.ts'
 import { PeerPenalties, TransportError } from '../core/index.ts'
-import { createBootstrapDialer, type BootstrapDialer } from './bootstrap-dialer.ts'
+import { createBootstrapDialer, peerIdOf, type BootstrapDialer } from './bootstrap-dialer.ts'
 import { assertMeshKey } from './identity.ts'
 import { createLibp2pHost, type Libp2pHost, type Libp2pHostConfig } from './libp2p-host.ts'
 import { createDeadline, createRpcCounters, sendRequest, serveLocally, serveStream, type HandlerEntry, type RpcCounters } from './libp2p-rpc.ts'
@@ -387,7 +387,7 @@ class Libp2pTransportImpl implements Libp2pTransport {
    */
   private async rememberBootstrapAddresses(node: Libp2pHost): Promise<void> {
     for (const address of this.config.bootstrap) {
-      const peerId = /\/p2p\/([^/]+)/.exec(address)?.[1]
+      const peerId = peerIdOf(address)
       if (peerId === undefined || peerId === this.selfId) continue
       try {
         await node.peerStore.merge(peerIdFromString(peerId), { multiaddrs: [multiaddr(address).decapsulateCode(P2P_PROTOCOL_CODE)] })
