@@ -97,9 +97,11 @@ describe('chaos: planted violations are caught during the faults', () => {
       ['name: noise', 'script: scheduled', 'nodes: 6', 'durationS: 25', 'deployments: { count: 3, spreadS: 2 }', 'network: { loss: 0.05 }', 'faults: { delay: { probability: 0.1, minDurationS: 2, latencyMs: { min: 5, max: 60 } } }', 'liveness: { budgetS: 10 }'].join('\n'),
       'noise.yaml',
     ) as ScheduledSpec
+    const notes = new Set<string>()
     const report = await runScheduledScenario({
       spec,
       seed: 5,
+      onProgress: ({ note }) => void (note?.startsWith('liveness') === true && notes.add(note)),
       plant: (cluster) => {
         // A broken network the schedule does not know about: node 5 hears nothing and nobody hears it.
         const victim = cluster.nodes[5]!
@@ -114,6 +116,8 @@ describe('chaos: planted violations are caught during the faults', () => {
     const text = report.invariants.violations.join('\n')
     expect(text).toMatch(/^safety at \d+ ms: node \d declared healthy node 5 dead/m)
     expect(text, text).toMatch(/^safety at \d+ ms: node 1 runs d-planted\/0 generation 42, which it did not win/m)
+    // The progress line said what liveness was waiting for (the planted partition keeps node 5's writes from the rest).
+    expect([...notes].some((note) => /^liveness, waiting: node \d lacks 2 accepted deployment\(s\)/.test(note)), [...notes].join('\n')).toBe(true)
   }, 120_000)
 
   it('the same noise without the planted faults passes', async () => {

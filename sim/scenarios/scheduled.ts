@@ -77,6 +77,12 @@ const SAMPLE_EVERY_MS = 1_000
 const PROGRESS_DOCUMENT_NOTE_EVERY_MS = 5_000
 /** Observers whose alive count is plotted. */
 const ALIVE_OBSERVERS = 4
+/** The progress line names the first unmet eventual invariant in at most this many characters (a view's difference can list hundreds of nodes). */
+const LIVENESS_NOTE_CHARS_MAX = 100
+
+function abbreviate(text: string, charsMax: number): string {
+  return text.length <= charsMax ? text : `${text.slice(0, charsMax - 1)}…`
+}
 
 
 function drawSpec(spec: ScheduledSpec, index: number, rng: Rng): DeploymentSpecInput {
@@ -344,6 +350,8 @@ export async function runScheduledScenario(options: ScheduledScenarioOptions): P
     sample()
     await safetyChecks('liveness')
     last = await eventual()
+    // What liveness still waits for, on the progress line: a slow convergence says which invariant held it.
+    note = last.length === 0 ? 'liveness' : `liveness, waiting: ${abbreviate(last[0]!, LIVENESS_NOTE_CHARS_MAX)}`
     if (last.length === 0) {
       livenessConvergedMs = driver.elapsedMs() - livenessStartMs
       break
